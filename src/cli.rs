@@ -1,0 +1,88 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::DEMO_SECRET;
+
+/// topic-relay: process Momento Topics events outside Lambda. Momento calls the relay as a
+/// webhook; it verifies each event, routes it by cache and topic through configured steps,
+/// and republishes the results through Momento.
+#[derive(Debug, Parser)]
+#[command(name = "topic-relay", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay (the default).
+    Serve(ConfigArgs),
+    /// Validate the configuration and print it fully resolved, secrets redacted.
+    CheckConfig(ConfigArgs),
+    /// Print the momento-signature header value for a request body.
+    Sign(SignArgs),
+    /// Send a signed, realistic event to a relay and print its answer.
+    Send(SendArgs),
+    /// Exit 0 when the relay's /healthz answers 200, 1 otherwise (for Docker HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// Config file. Default: $TOPIC_RELAY_CONFIG, else config/default.toml, else the built-in
+    /// demo configuration.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `sign`
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The webhook's signing secret.
+    #[arg(long, env = "TOPIC_RELAY_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// File holding the body; `-` or nothing reads stdin. The bytes are signed exactly as
+    /// they are, trailing newline included.
+    #[arg(value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
+}
+
+/// `send`
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The relay's webhook URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080/webhook")]
+    pub url: String,
+    /// The webhook's signing secret (default: the demo secret of the embedded backend).
+    #[arg(long, env = "TOPIC_RELAY_SECRET", hide_env_values = true, default_value = DEMO_SECRET)]
+    pub secret: String,
+    /// Cache the event claims to come from.
+    #[arg(long)]
+    pub cache: String,
+    /// Topic the event claims to come from.
+    #[arg(long)]
+    pub topic: String,
+    /// The message text.
+    #[arg(long)]
+    pub text: String,
+    /// The publisher's token id (empty: an anonymous publisher).
+    #[arg(long, default_value = "")]
+    pub token_id: String,
+    /// How many events to send, with increasing sequence numbers.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+}
+
+/// `healthcheck`
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The health endpoint to probe.
+    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+    pub url: String,
+}

@@ -1,0 +1,60 @@
+//! `topic-relay check-config`: everything startup checks, without starting.
+
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+
+use crate::cli::ConfigArgs;
+use crate::config;
+use crate::pipeline::ProcessorRegistry;
+use crate::route::RouteTable;
+
+/// Validates the configuration (routes, steps and loops included) and prints it resolved,
+/// with secrets redacted.
+pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(args.config.as_deref())?;
+    RouteTable::build(&loaded.settings, &ProcessorRegistry::new())
+        .map_err(|(key, message)| anyhow!("{}: `{key}`: {message}", loaded.source))?;
+    let resolved = readable_toml(&toml::to_string_pretty(&loaded.settings)?)?;
+    println!("# configuration from {}: valid", loaded.source);
+    println!("# backend: {}", loaded.settings.momento.resolved_backend().name());
+    for notice in &loaded.notices {
+        println!("# NOTE: {notice}");
+    }
+    println!("\n{resolved}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes each route's `match` and `steps` inline, the way users write them, instead of as
+/// nested tables.
+fn readable_toml(text: &str) -> anyhow::Result<String> {
+    let mut document: toml_edit::DocumentMut = text.parse()?;
+    let Some(routes) = document.get_mut("routes").and_then(|item| item.as_array_of_tables_mut()) else {
+        return Ok(document.to_string());
+    };
+    for route in routes.iter_mut() {
+        if let Some(mut matcher) = route.remove("match") {
+            inline(&mut matcher);
+            route.insert("match", matcher);
+        }
+        if let Some(steps) = route.remove("steps").and_then(|item| item.into_array_of_tables().ok()) {
+            let mut array: toml_edit::Array = steps
+                .into_iter()
+                .map(|step| toml_edit::Value::InlineTable(step.into_inline_table()))
+                .collect();
+            array.iter_mut().for_each(|step| step.decor_mut().set_prefix("\n  "));
+            array.set_trailing("\n");
+            array.set_trailing_comma(true);
+            route.insert("steps", toml_edit::value(array));
+        }
+    }
+    Ok(document.to_string())
+}
+
+fn inline(item: &mut toml_edit::Item) {
+    if let Some(table) = item.as_table_mut() {
+        let mut inline = std::mem::take(table).into_inline_table();
+        inline.fmt();
+        *item = toml_edit::value(inline);
+    }
+}

@@ -1,0 +1,29 @@
+//! What each subcommand does.
+
+mod check_config;
+mod healthcheck;
+mod send;
+mod serve;
+mod sign;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, ConfigArgs};
+
+/// Runs the command line's choice and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command.unwrap_or(Command::Serve(ConfigArgs::default())) {
+        Command::Serve(args) => serve::run(args).await,
+        Command::CheckConfig(args) => check_config::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Send(args) => send::run(args).await,
+        Command::Healthcheck(args) => healthcheck::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! `topic-relay serve`: load the configuration, start logging, run until stopped.
+
+use std::process::ExitCode;
+
+use crate::cli::ConfigArgs;
+use crate::config;
+use crate::startup::App;
+use crate::telemetry;
+
+/// Runs the relay.
+pub async fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    telemetry::init();
+    let loaded = config::load(args.config.as_deref())?;
+    tracing::info!(config = %loaded.source, backend = loaded.settings.momento.resolved_backend().name(), "configuration loaded");
+    for notice in &loaded.notices {
+        tracing::warn!("{notice}");
+    }
+    let app = App::build(loaded.settings).await?;
+    tracing::info!(port = app.port(), "topic-relay is listening");
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}

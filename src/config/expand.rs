@@ -1,0 +1,240 @@
+//! `${VAR}` expansion and `TOPIC_RELAY__SECTION__KEY` overrides, applied to the parsed
+//! TOML tree before it is turned into typed settings.
+
+use toml::{Table, Value};
+
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "TOPIC_RELAY__";
+
+/// A variable that was substituted, remembered so that its value can be scrubbed from any
+/// error message (it may be a secret).
+#[derive(Debug, Clone)]
+pub struct Substitution {
+    /// The variable's name.
+    pub variable: String,
+    /// What it expanded to.
+    pub value: String,
+}
+
+/// Why expansion failed.
+#[derive(Debug)]
+pub enum ExpandError {
+    /// `${VAR}` where VAR is not set and no default is given.
+    Unset { key: String, variable: String },
+    /// `${` without a closing `}` or with an empty name.
+    Malformed { key: String },
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string of the tree; `$$` is a literal `$`.
+/// Inside a list named `secrets`, an unset variable or an empty result drops the entry, so a
+/// "previous secret" slot can stay empty outside a rotation.
+pub fn expand_tree(
+    table: &mut Table,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Substitution>, ExpandError> {
+    let mut substitutions = Vec::new();
+    for (key, value) in table.iter_mut() {
+        expand_value(key, value, lookup, &mut substitutions)?;
+    }
+    Ok(substitutions)
+}
+
+fn expand_value(
+    path: &str,
+    value: &mut Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    substitutions: &mut Vec<Substitution>,
+) -> Result<(), ExpandError> {
+    match value {
+        Value::String(text) => {
+            *text = expand_str(path, text, lookup, substitutions)?;
+        }
+        Value::Table(table) => {
+            for (key, value) in table.iter_mut() {
+                expand_value(&format!("{path}.{key}"), value, lookup, substitutions)?;
+            }
+        }
+        Value::Array(items) if path == "secrets" || path.ends_with(".secrets") => {
+            expand_secret_list(path, items, lookup, substitutions)?;
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                expand_value(&format!("{path}[{index}]"), item, lookup, substitutions)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_secret_list(
+    path: &str,
+    items: &mut Vec<Value>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    substitutions: &mut Vec<Substitution>,
+) -> Result<(), ExpandError> {
+    let mut kept = Vec::with_capacity(items.len());
+    for (index, item) in items.drain(..).enumerate() {
+        let Value::String(text) = item else {
+            kept.push(item);
+            continue;
+        };
+        let key = format!("{path}[{index}]");
+        match expand_str(&key, &text, lookup, substitutions) {
+            Ok(expanded) if expanded.is_empty() => {}
+            Ok(expanded) => kept.push(Value::String(expanded)),
+            Err(ExpandError::Unset { .. }) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    *items = kept;
+    Ok(())
+}
+
+fn expand_str(
+    key: &str,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    substitutions: &mut Vec<Substitution>,
+) -> Result<String, ExpandError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let close = body.find('}').ok_or_else(|| malformed(key))?;
+            let (name, default) = match body[..close].split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (&body[..close], None),
+            };
+            if name.is_empty() {
+                return Err(malformed(key));
+            }
+            let value = match (lookup(name), default) {
+                (Some(value), _) => value,
+                (None, Some(default)) => default.to_owned(),
+                (None, None) => {
+                    return Err(ExpandError::Unset { key: key.to_owned(), variable: name.to_owned() });
+                }
+            };
+            out.push_str(&value);
+            substitutions.push(Substitution { variable: name.to_owned(), value });
+            rest = &body[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn malformed(key: &str) -> ExpandError {
+    ExpandError::Malformed { key: key.to_owned() }
+}
+
+/// Applies every `TOPIC_RELAY__A__B=value` to key `a.b`. Values are read as TOML when they
+/// are a TOML number, boolean, array or inline table, and as a plain string otherwise.
+/// Returns the key each applied variable set, for error messages.
+pub fn apply_env_overrides(
+    table: &mut Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut applied = Vec::new();
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(format!("{name}: empty key segment"));
+        }
+        insert_at(table, &path, parse_env_value(&raw)).map_err(|reason| format!("{name}: {reason}"))?;
+        applied.push((path.join("."), name));
+    }
+    Ok(applied)
+}
+
+fn insert_at(table: &mut Table, path: &[String], value: Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().expect("path has at least one segment");
+    let mut current = table;
+    for segment in parents {
+        let entry = current.entry(segment.clone()).or_insert_with(|| Value::Table(Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{segment}` is not a table, so it cannot hold keys"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> Value {
+    let looks_structured = raw.starts_with('[') || raw.starts_with('{');
+    let parsed = toml::from_str::<Table>(&format!("v = {raw}")).ok().and_then(|mut table| table.remove("v"));
+    match parsed {
+        Some(value @ (Value::Integer(_) | Value::Float(_) | Value::Boolean(_))) => value,
+        Some(value @ (Value::Array(_) | Value::Table(_))) if looks_structured => value,
+        _ => Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SECRET" => Some("s3cr3t".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn expand(text: &str) -> Result<Table, ExpandError> {
+        let mut table: Table = toml::from_str(text).unwrap();
+        expand_tree(&mut table, &env).map(|_| table)
+    }
+
+    #[test]
+    fn variables_defaults_and_dollar_escapes_expand() {
+        let table = expand(r#"a = "x-${SECRET}-${NOPE:-dflt}-$$-$5""#).unwrap();
+        assert_eq!(table["a"].as_str(), Some("x-s3cr3t-dflt-$-$5"));
+    }
+
+    #[test]
+    fn an_unset_variable_names_itself_and_its_key() {
+        let Err(ExpandError::Unset { key, variable }) = expand("[m]\nk = \"${NOPE}\"") else {
+            panic!("expected an unset-variable error");
+        };
+        assert_eq!((key.as_str(), variable.as_str()), ("m.k", "NOPE"));
+    }
+
+    #[test]
+    fn empty_or_unset_entries_in_a_secrets_list_are_dropped() {
+        let table = expand(r#"secrets = ["${SECRET}", "${NOPE}", "${EMPTY}"]"#).unwrap();
+        assert_eq!(table["secrets"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_unclosed_reference_is_malformed() {
+        assert!(matches!(expand(r#"a = "${SECRET""#), Err(ExpandError::Malformed { .. })));
+    }
+
+    #[test]
+    fn env_overrides_reach_nested_keys_with_typed_values() {
+        let mut table = Table::new();
+        let vars = [
+            ("TOPIC_RELAY__SERVER__MAX_IN_FLIGHT".to_owned(), "12".to_owned()),
+            ("TOPIC_RELAY__MOMENTO__API_KEY".to_owned(), "abc".to_owned()),
+            ("OTHER".to_owned(), "ignored".to_owned()),
+        ];
+        let applied = apply_env_overrides(&mut table, vars).unwrap();
+        assert_eq!(table["server"]["max_in_flight"].as_integer(), Some(12));
+        assert_eq!(table["momento"]["api_key"].as_str(), Some("abc"));
+        assert_eq!(applied.len(), 2);
+    }
+}

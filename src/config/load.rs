@@ -1,0 +1,165 @@
+//! Loading: built-in defaults, then one config file, then `TOPIC_RELAY__*` variables, then
+//! `${VAR}` expansion, then typed deserialization and validation. Every error names the key
+//! and where its value came from.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use toml::Table;
+
+use super::expand::{self, ExpandError, Substitution};
+use super::{BackendKind, DEMO_SECRET, Secret, Settings, validate};
+
+/// The demo configuration, used when no config file is given and `config/default.toml` is
+/// not in the working directory.
+const BUILT_IN_CONFIG: &str = include_str!("../../config/default.toml");
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "TOPIC_RELAY_CONFIG";
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file on disk.
+    File(PathBuf),
+    /// The demo configuration compiled into the binary.
+    BuiltIn,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::BuiltIn => f.write_str("built-in demo configuration"),
+        }
+    }
+}
+
+/// Settings ready to use, with the notices the operator should see at startup.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The validated settings.
+    pub settings: Settings,
+    /// Where they came from.
+    pub source: ConfigSource,
+    /// Things worth a warning, such as running with the public demo secret.
+    pub notices: Vec<String>,
+}
+
+/// Why the configuration could not be loaded. The message never contains a secret: values
+/// that came from `${VAR}` are replaced by the variable's name.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    /// The file is not valid TOML.
+    #[error("{origin}: not valid TOML: {message}")]
+    Syntax { origin: String, message: String },
+    /// A `${VAR}` names a variable that is not set.
+    #[error("{origin}: `{key}`: environment variable {variable} is not set")]
+    UnsetVariable { origin: String, key: String, variable: String },
+    /// A key has a value that is not allowed.
+    #[error("{origin}: `{key}`: {message}")]
+    Invalid { origin: String, key: String, message: String },
+}
+
+/// Loads the configuration: `explicit` (from `--config`), else `$TOPIC_RELAY_CONFIG`, else
+/// `config/default.toml`, else the built-in demo configuration.
+pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+    let source = resolve_source(explicit);
+    let text = match &source {
+        ConfigSource::File(path) => std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::Unreadable { path: path.display().to_string(), reason: error.to_string() }
+        })?,
+        ConfigSource::BuiltIn => BUILT_IN_CONFIG.to_owned(),
+    };
+    load_from_str(&text, source, &|name| std::env::var(name).ok(), std::env::vars())
+}
+
+fn resolve_source(explicit: Option<&Path>) -> ConfigSource {
+    if let Some(path) = explicit {
+        return ConfigSource::File(path.to_owned());
+    }
+    if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|path| !path.is_empty()) {
+        return ConfigSource::File(PathBuf::from(path));
+    }
+    let default = PathBuf::from("config/default.toml");
+    if default.is_file() { ConfigSource::File(default) } else { ConfigSource::BuiltIn }
+}
+
+/// Loads from text, with the environment passed in (so tests need not touch the process's).
+pub fn load_from_str(
+    text: &str,
+    source: ConfigSource,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    env_vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<LoadedConfig, ConfigError> {
+    let origin = source.to_string();
+    let mut table: Table = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+        origin: origin.clone(),
+        message: error.message().to_owned(),
+    })?;
+    let env_keys = expand::apply_env_overrides(&mut table, env_vars).map_err(|message| {
+        ConfigError::Invalid { origin: "environment".into(), key: "TOPIC_RELAY__*".into(), message }
+    })?;
+    let substitutions = expand::expand_tree(&mut table, lookup).map_err(|error| match error {
+        ExpandError::Unset { key, variable } => {
+            ConfigError::UnsetVariable { origin: origin.clone(), key, variable }
+        }
+        ExpandError::Malformed { key } => {
+            ConfigError::Invalid { origin: origin.clone(), key, message: "malformed ${VAR} reference".into() }
+        }
+    })?;
+    let invalid = |key: String, message: String| {
+        let origin = env_keys
+            .iter()
+            .find(|(env_key, _)| key == *env_key || key.starts_with(&format!("{env_key}.")))
+            .map_or_else(|| origin.clone(), |(_, variable)| variable.clone());
+        ConfigError::Invalid { origin, message: scrub(&message, &substitutions), key }
+    };
+    let mut settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|error| invalid(error.path().to_string(), error.inner().message().to_owned()))?;
+    forget_empty_momento_values(&mut settings);
+    validate::check(&settings).map_err(|(key, message)| invalid(key, message))?;
+    let notices = apply_demo_secret(&mut settings);
+    Ok(LoadedConfig { settings, source, notices })
+}
+
+/// `api_key = "${MOMENTO_API_KEY:-}"` with the variable unset means "no key", not an
+/// empty one; likewise for the endpoint.
+fn forget_empty_momento_values(settings: &mut Settings) {
+    let momento = &mut settings.momento;
+    momento.api_key = momento.api_key.take().filter(|key| !key.is_empty());
+    momento.endpoint = momento.endpoint.take().filter(|endpoint| !endpoint.is_empty());
+    momento.endpoint_override = momento.endpoint_override.take().filter(|url| !url.is_empty());
+}
+
+/// On the embedded backend, a webhook without secrets uses the public demo secret, loudly.
+/// (Validation has already refused that case for the Momento backend.)
+fn apply_demo_secret(settings: &mut Settings) -> Vec<String> {
+    let mut notices = Vec::new();
+    if settings.momento.resolved_backend() != BackendKind::Memory {
+        return notices;
+    }
+    for (name, webhook) in &mut settings.webhooks {
+        if webhook.secrets.is_empty() {
+            webhook.secrets.push(Secret::new(DEMO_SECRET));
+            notices.push(format!(
+                "webhook `{name}` has no signing secret configured, so it accepts events \
+                 signed with the PUBLIC demo secret {DEMO_SECRET:?}; set one before exposing \
+                 this relay"
+            ));
+        }
+    }
+    notices
+}
+
+/// Replaces every substituted value in `message` by its `${VAR}` reference.
+fn scrub(message: &str, substitutions: &[Substitution]) -> String {
+    let mut scrubbed = message.to_owned();
+    for substitution in substitutions.iter().filter(|s| s.value.len() >= 3) {
+        scrubbed = scrubbed.replace(&substitution.value, &format!("${{{}}}", substitution.variable));
+    }
+    scrubbed
+}

@@ -1,0 +1,238 @@
+//! Configuration: the typed settings users write, how they are loaded, and how they are
+//! checked. Everything a user can set lives in [`Settings`]; the README's configuration
+//! reference follows these structs.
+
+pub mod duration;
+mod expand;
+mod load;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, ConfigSource, LoadedConfig, load, load_from_str};
+pub use secret::{REDACTED, Secret};
+
+use crate::processors::StepSettings;
+
+/// The signing secret used when the embedded backend runs without one configured. It is
+/// public (it is in the README), so the relay refuses it with the Momento backend.
+pub const DEMO_SECRET: &str = "topic-relay-demo-secret";
+
+/// The whole configuration, after defaults, the config file and the environment are merged.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP server: listen address, limits, timeouts.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// One entry per Momento webhook pointed at the relay, by name (`POST /webhooks/<name>`).
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookSettings>,
+    /// Which backend to publish through, and how to reach Momento.
+    #[serde(default)]
+    pub momento: MomentoSettings,
+    /// Routes, tried in order; the first whose `match` fits the event runs its steps.
+    #[serde(default)]
+    pub routes: Vec<RouteSettings>,
+    /// What to do with a verified event that no route matches.
+    #[serde(default)]
+    pub unmatched: UnmatchedSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address and port to listen on. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Larger request bodies are refused with 413. Momento payloads are at most 4 KB.
+    pub max_body_bytes: usize,
+    /// Hard limit on one webhook request; it must stay under Momento's 5 s delivery timeout.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Webhook requests handled at once; past this the relay answers 503 with Retry-After.
+    pub max_in_flight: usize,
+    /// After SIGTERM, how long `/readyz` reports 503 while new events are still accepted,
+    /// so that a load balancer stops sending before the listener closes.
+    #[serde(with = "duration")]
+    pub drain_delay: Duration,
+    /// After the listener closes, how long in-flight requests may take to finish.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(4),
+            max_in_flight: 4096,
+            drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[webhooks.<name>]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Signing secrets; a request signed with any one of them is accepted, so a secret can be
+    /// rotated without losing events. Entries that expand to nothing are dropped.
+    pub secrets: Vec<Secret>,
+    /// Events whose `publish_timestamp` is older than this are refused (Momento advises 60 s).
+    #[serde(default = "default_max_age", with = "duration")]
+    pub max_age: Duration,
+    /// Events whose `publish_timestamp` is this far in the future are refused too.
+    #[serde(default = "default_max_future_skew", with = "duration")]
+    pub max_future_skew: Duration,
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_future_skew() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The backend the relay publishes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The embedded in-process backend: no account needed, publishes are logged and can be
+    /// watched on `GET /v1/subscribe/{cache}/{topic}`.
+    Memory,
+    /// Momento itself, through the official `momento` crate.
+    Momento,
+}
+
+/// `[momento]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MomentoSettings {
+    /// `memory` or `momento`; when unset, `momento` if an API key is configured, else `memory`.
+    pub backend: Option<BackendKind>,
+    /// A Momento API key: a v2 key (with `endpoint`) or a legacy v1 key (which carries its own).
+    pub api_key: Option<Secret>,
+    /// The Momento endpoint for v2 keys, such as `cell-4-us-west-2-1.prod.a.momentohq.com`.
+    pub endpoint: Option<String>,
+    /// Send every call to this URL instead, such as `http://127.0.0.1:9090` for an emulator or
+    /// a private endpoint.
+    pub endpoint_override: Option<String>,
+    /// Whether `endpoint_override` is reached over TLS.
+    pub tls: bool,
+    /// Size of the `TopicClient` pool that publishes are spread over, round-robin.
+    pub topic_clients: usize,
+    /// gRPC connections of the `CacheClient`.
+    pub cache_connections: usize,
+    /// Time allowed for one Momento call before it is abandoned and retried.
+    #[serde(with = "duration")]
+    pub call_timeout: Duration,
+    /// Retries of a call that failed with a retryable error, within the request's budget.
+    pub max_retries: u32,
+    /// TTL of cache items written without one of their own.
+    #[serde(with = "duration")]
+    pub default_ttl: Duration,
+    /// Cache used by the readiness probe (a `get` of a key that need not exist). When unset,
+    /// the first cache named by a route.
+    pub probe_cache: Option<String>,
+}
+
+impl Default for MomentoSettings {
+    fn default() -> Self {
+        Self {
+            backend: None,
+            api_key: None,
+            endpoint: None,
+            endpoint_override: None,
+            tls: true,
+            topic_clients: 4,
+            cache_connections: 2,
+            call_timeout: Duration::from_secs(1),
+            max_retries: 3,
+            default_ttl: Duration::from_secs(3600),
+            probe_cache: None,
+        }
+    }
+}
+
+impl BackendKind {
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Memory => "memory",
+            BackendKind::Momento => "momento",
+        }
+    }
+}
+
+impl MomentoSettings {
+    /// The backend in effect: the configured one, else `momento` when an API key is set.
+    pub fn resolved_backend(&self) -> BackendKind {
+        match self.backend {
+            Some(kind) => kind,
+            None if self.api_key.as_ref().is_some_and(|key| !key.is_empty()) => BackendKind::Momento,
+            None => BackendKind::Memory,
+        }
+    }
+}
+
+/// `[[routes]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// Shown in logs, metrics and error messages.
+    pub name: String,
+    /// Which events this route takes.
+    #[serde(rename = "match", default)]
+    pub matcher: MatchSettings,
+    /// Processing steps, run in order.
+    #[serde(default)]
+    pub steps: Vec<StepSettings>,
+    /// Allows a route to publish into a topic its own match receives. Without it,
+    /// `check-config` and startup refuse such a route, since it would loop through Momento.
+    #[serde(default)]
+    pub allow_loop: bool,
+}
+
+/// The `match` of a route. Omitted keys match everything.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSettings {
+    /// Name of the webhook the event came in on (exact or glob).
+    pub webhook: Option<String>,
+    /// Cache name (exact or glob such as `chat-*`).
+    pub cache: Option<String>,
+    /// Topic name (exact or glob such as `room-*`).
+    pub topic: Option<String>,
+    /// `"required"` (any non-empty token id), `"absent"` (anonymous publishers only), or a
+    /// glob over the token id.
+    pub token_id: Option<String>,
+}
+
+/// `[unmatched]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnmatchedSettings {
+    /// `ack` answers 200 (counted and logged); `reject` answers 404 `no_route`.
+    #[serde(default)]
+    pub action: UnmatchedAction,
+}
+
+/// What happens to a verified event that no route matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmatchedAction {
+    /// Answer 200 with outcome `unmatched`.
+    #[default]
+    Ack,
+    /// Answer 404 with error `no_route`.
+    Reject,
+}

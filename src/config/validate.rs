@@ -1,0 +1,119 @@
+//! Checks that need more than types: limits, combinations of keys, and what the chosen
+//! backend requires. Each failure names the key it is about.
+
+use std::time::Duration;
+
+use super::{BackendKind, DEMO_SECRET, Settings};
+
+/// Momento abandons a webhook call after this long; nothing the relay does may take longer.
+pub const MOMENTO_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Failure = (String, String);
+
+/// Checks the settings; the error is the offending key and what is wrong with it.
+pub fn check(settings: &Settings) -> Result<(), Failure> {
+    check_server(settings)?;
+    check_webhooks(settings)?;
+    check_momento(settings)?;
+    check_route_names(settings)
+}
+
+fn fail(key: impl Into<String>, message: impl Into<String>) -> Result<(), Failure> {
+    Err((key.into(), message.into()))
+}
+
+fn check_server(settings: &Settings) -> Result<(), Failure> {
+    let server = &settings.server;
+    if server.request_timeout.is_zero() || server.request_timeout >= MOMENTO_DELIVERY_TIMEOUT {
+        return fail(
+            "server.request_timeout",
+            "must be more than 0 and under 5s, Momento's delivery timeout",
+        );
+    }
+    if server.max_in_flight == 0 {
+        return fail("server.max_in_flight", "must be at least 1");
+    }
+    if server.max_body_bytes < 4096 {
+        return fail("server.max_body_bytes", "must be at least 4096: Momento payloads go up to 4 KB");
+    }
+    Ok(())
+}
+
+fn check_webhooks(settings: &Settings) -> Result<(), Failure> {
+    if settings.webhooks.is_empty() {
+        return fail(
+            "webhooks",
+            "no webhook configured; add a [webhooks.<name>] table with its signing secrets",
+        );
+    }
+    let momento = settings.momento.resolved_backend() == BackendKind::Momento;
+    for (name, webhook) in &settings.webhooks {
+        let key = format!("webhooks.{name}");
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return fail(key, "a webhook name may only hold letters, digits, '-' and '_'");
+        }
+        if webhook.max_age.is_zero() {
+            return fail(format!("{key}.max_age"), "must be more than 0");
+        }
+        if momento && webhook.secrets.is_empty() {
+            return fail(
+                format!("{key}.secrets"),
+                "no signing secret configured (every entry was empty or unset); the momento \
+                 backend requires one",
+            );
+        }
+        if momento && webhook.secrets.iter().any(|secret| secret.expose() == DEMO_SECRET) {
+            return fail(
+                format!("{key}.secrets"),
+                "the public demo secret is refused with the momento backend",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_momento(settings: &Settings) -> Result<(), Failure> {
+    let momento = &settings.momento;
+    if let Some(url) = &momento.endpoint_override
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return fail(
+            "momento.endpoint_override",
+            "must be a URL with its scheme, such as http://127.0.0.1:9090",
+        );
+    }
+    if !momento.tls && momento.endpoint_override.is_none() {
+        return fail("momento.tls", "tls = false only applies with endpoint_override");
+    }
+    if momento.resolved_backend() == BackendKind::Memory {
+        return Ok(());
+    }
+    if momento.api_key.as_ref().is_none_or(|key| key.is_empty()) {
+        return fail("momento.api_key", "the momento backend needs an API key");
+    }
+    if momento.topic_clients == 0 {
+        return fail("momento.topic_clients", "must be at least 1");
+    }
+    if momento.cache_connections == 0 {
+        return fail("momento.cache_connections", "must be at least 1");
+    }
+    if momento.call_timeout.is_zero() || momento.call_timeout >= settings.server.request_timeout {
+        return fail("momento.call_timeout", "must be more than 0 and less than server.request_timeout");
+    }
+    Ok(())
+}
+
+fn check_route_names(settings: &Settings) -> Result<(), Failure> {
+    for (index, route) in settings.routes.iter().enumerate() {
+        if route.name.trim().is_empty() {
+            return fail(format!("routes[{index}].name"), "must not be empty");
+        }
+        if settings.routes[..index].iter().any(|earlier| earlier.name == route.name) {
+            return fail(
+                format!("routes[{index}].name"),
+                format!("another route is already named {:?}", route.name),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Every way a request can be refused, with its status code and a small JSON body:
+//! `{"error": "<code>", "detail": "<what to do>"}`. Details never carry internal state.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::accept::AcceptError;
+use crate::pipeline::StepError;
+use crate::relay::Refusal;
+use crate::verify::VerifyError;
+
+/// Every error code the relay answers with; the README's status table lists them all.
+pub const ERROR_CODES: &[&str] = &[
+    "unknown_webhook",
+    "no_default_webhook",
+    "missing_signature",
+    "malformed_signature",
+    "invalid_signature",
+    "body_too_large",
+    "unreadable_body",
+    "invalid_event",
+    "stale_event",
+    "future_event",
+    "no_route",
+    "rejected",
+    "processing_failed",
+    "backend_error",
+    "backend_unavailable",
+    "overloaded",
+    "timeout",
+    "not_found",
+];
+
+/// A refused request.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The relay refused the event; see [`HttpError::status`] for the code of each reason.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// 413 `body_too_large`: the body is over `server.max_body_bytes`.
+    #[error("the body is larger than the {0}-byte limit")]
+    BodyTooLarge(usize),
+    /// 400 `unreadable_body`: the body could not be read.
+    #[error("the request body could not be read")]
+    UnreadableBody,
+    /// 503 `overloaded`, with Retry-After: `server.max_in_flight` requests are in flight.
+    #[error("too many requests in flight; retry shortly")]
+    Overloaded,
+    /// 503 `timeout`, with Retry-After: the request took longer than `server.request_timeout`.
+    #[error("the request took longer than the relay's request timeout")]
+    Timeout,
+    /// 404 `not_found`: no such endpoint.
+    #[error("no such endpoint")]
+    NotFound,
+}
+
+impl HttpError {
+    /// Maps a body extraction failure; `limit` is the configured maximum.
+    pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            HttpError::BodyTooLarge(limit)
+        } else {
+            HttpError::UnreadableBody
+        }
+    }
+
+    /// The status code and error code.
+    pub fn status(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            HttpError::Refused(refusal) => match refusal {
+                Refusal::UnknownWebhook(_) => (S::NOT_FOUND, "unknown_webhook"),
+                Refusal::NoDefaultWebhook => (S::NOT_FOUND, "no_default_webhook"),
+                Refusal::Unverified(VerifyError::Missing) => (S::UNAUTHORIZED, "missing_signature"),
+                Refusal::Unverified(VerifyError::Malformed) => (S::UNAUTHORIZED, "malformed_signature"),
+                Refusal::Unverified(VerifyError::Mismatch) => (S::UNAUTHORIZED, "invalid_signature"),
+                Refusal::NotAccepted(AcceptError::Malformed(_)) => (S::BAD_REQUEST, "invalid_event"),
+                Refusal::NotAccepted(AcceptError::Stale { .. }) => (S::UNPROCESSABLE_ENTITY, "stale_event"),
+                Refusal::NotAccepted(AcceptError::Future { .. }) => (S::UNPROCESSABLE_ENTITY, "future_event"),
+                Refusal::NoRoute { .. } => (S::NOT_FOUND, "no_route"),
+                Refusal::Rejected { .. } => (S::FORBIDDEN, "rejected"),
+                Refusal::Failed { error: StepError::Backend(_), .. } => (S::BAD_GATEWAY, "backend_error"),
+                Refusal::Failed { .. } => (S::UNPROCESSABLE_ENTITY, "processing_failed"),
+                Refusal::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "backend_unavailable"),
+            },
+            HttpError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
+            HttpError::UnreadableBody => (S::BAD_REQUEST, "unreadable_body"),
+            HttpError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
+            HttpError::Timeout => (S::SERVICE_UNAVAILABLE, "timeout"),
+            HttpError::NotFound => (S::NOT_FOUND, "not_found"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            // The step's own error can hold backend messages; the log line has it.
+            HttpError::Refused(failed @ Refusal::Failed { .. }) => {
+                format!("{failed}; the relay's log has the cause")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status();
+        let mut response = (status, Json(json!({ "error": code, "detail": self.detail() }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}
+
+/// The error code of a refused response, for the layer that counts refusals.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_mapping_uses_a_documented_code() {
+        let errors = [
+            HttpError::BodyTooLarge(1),
+            HttpError::UnreadableBody,
+            HttpError::Overloaded,
+            HttpError::Timeout,
+            HttpError::NotFound,
+            HttpError::Refused(Refusal::NoDefaultWebhook),
+            HttpError::Refused(Refusal::Unverified(VerifyError::Missing)),
+        ];
+        for error in errors {
+            assert!(ERROR_CODES.contains(&error.status().1), "{:?}", error.status());
+        }
+    }
+
+    #[test]
+    fn overload_answers_503_with_retry_after_and_a_json_body() {
+        let response = HttpError::Overloaded.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+}

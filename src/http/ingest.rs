@@ -1,0 +1,65 @@
+//! `POST /webhooks/{name}` and `POST /webhook`: where Momento's calls come in. Hands the raw
+//! body to the relay and turns its answer into a response.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::error::HttpError;
+use crate::relay::Outcome;
+use crate::verify::SIGNATURE_HEADER;
+
+/// The outcome code of a 2xx response, for the layer that counts outcomes.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeCode(pub &'static str);
+
+/// `POST /webhooks/{name}`
+pub async fn receive_named(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    receive(&state, Some(&name), &headers, body).await
+}
+
+/// `POST /webhook`, an alias when exactly one webhook is configured.
+pub async fn receive_default(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    receive(&state, None, &headers, body).await
+}
+
+async fn receive(
+    state: &AppState,
+    name: Option<&str>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let webhook = state.relay.webhook(name)?;
+    let body = body.map_err(|rejection| HttpError::from_body_rejection(rejection, state.max_body_bytes))?;
+    let signature = headers.get(SIGNATURE_HEADER).map(|value| value.as_bytes());
+    let outcome = state.relay.receive(webhook, &body, signature).await?;
+    Ok(respond(outcome))
+}
+
+fn respond(outcome: Outcome) -> Response {
+    let code = outcome.code();
+    let body = match &outcome {
+        Outcome::Processed { route } => json!({ "outcome": code, "route": &**route }),
+        Outcome::Dropped { route, reason } => {
+            json!({ "outcome": code, "route": &**route, "reason": reason })
+        }
+        Outcome::Unmatched => json!({ "outcome": code }),
+    };
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    response.extensions_mut().insert(OutcomeCode(code));
+    response
+}

@@ -1,0 +1,84 @@
+//! The HTTP layer: routes, middleware, and the mapping of answers to status codes. It knows
+//! the relay's answers but nothing of processors.
+//!
+//! Webhook requests pass, outermost first: trace (with a request id), answer counting,
+//! the in-flight limit, the timeout, the body limit, then the handler.
+
+pub mod error;
+mod ingest;
+mod middleware;
+mod ops;
+mod subscribe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::backend::MemoryBus;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::relay::Relay;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The relay core.
+    pub relay: Arc<Relay>,
+    /// Liveness and readiness.
+    pub health: Arc<Health>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The embedded backend's bus, when that backend is in use.
+    pub bus: Option<MemoryBus>,
+    /// Permits for webhook requests in flight.
+    pub in_flight: Arc<Semaphore>,
+    /// The number of permits in all.
+    pub max_in_flight: usize,
+    /// `server.request_timeout`.
+    pub request_timeout: Duration,
+    /// `server.max_body_bytes`.
+    pub max_body_bytes: usize,
+    /// Cancelled when shutdown closes the listener, to end open subscribe streams.
+    pub streams_closed: CancellationToken,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let webhooks = Router::new()
+        .route("/webhook", post(ingest::receive_default))
+        .route("/webhooks/{name}", post(ingest::receive_named))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), middleware::enforce_timeout))
+        .layer(from_fn_with_state(state.clone(), middleware::limit_in_flight))
+        .layer(from_fn_with_state(state.clone(), middleware::count_answers));
+    let mut router = Router::new()
+        .merge(webhooks)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics));
+    if state.bus.is_some() {
+        router = router.route("/v1/subscribe/{cache}/{topic}", get(subscribe::subscribe));
+    }
+    router
+        .fallback(|| async { error::HttpError::NotFound })
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}

@@ -1,0 +1,21 @@
+//! topic-relay: a Momento Topics webhook endpoint that verifies, routes, processes and
+//! republishes events. The stages, in the order data moves through them:
+//! [`verify`], [`accept`], [`route`], [`pipeline`] (with [`processors`]), [`backend`];
+//! [`relay`] runs them in that order and [`http`] answers Momento.
+
+pub mod accept;
+pub mod backend;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod event;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod processors;
+pub mod relay;
+pub mod route;
+pub mod startup;
+pub mod telemetry;
+pub mod verify;

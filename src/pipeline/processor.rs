@@ -1,0 +1,59 @@
+//! The extension point: a [`Processor`] takes a message and changes it, drops it, or fails.
+//! Built-in steps implement it; so can yours (see `ProcessorRegistry::register`).
+
+use std::borrow::Cow;
+
+use async_trait::async_trait;
+
+use crate::backend::{Backend, BackendError};
+use crate::event::Message;
+
+/// What a step decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on to the next step with the (possibly changed) message.
+    Continue,
+    /// Stop here; the event is handled and nothing more happens to it.
+    Drop(Cow<'static, str>),
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A backend call failed; retryable or not, as the backend error says.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The step refuses the event on purpose, such as an unknown user (`on_miss = "reject"`).
+    #[error("{0}")]
+    Rejected(String),
+    /// The step cannot process this message now or ever, such as text that is not JSON
+    /// under `on_invalid = "fail"`.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StepError {
+    /// Whether trying the same step again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StepError::Backend(error) if error.is_retryable())
+    }
+}
+
+/// What a step can reach while it runs.
+pub struct StepContext<'a> {
+    /// Momento, or the embedded backend.
+    pub backend: &'a dyn Backend,
+    /// Name of the route the step belongs to, for log lines.
+    pub route: &'a str,
+}
+
+/// One processing step.
+///
+/// A step may be abandoned at any `.await` (when the request's time budget runs out) and
+/// later run again on the message as it was before the step began, so change `message`
+/// only after the step's last `.await`.
+#[async_trait]
+pub trait Processor: Send + Sync {
+    /// Processes `message` in place.
+    async fn process(&self, message: &mut Message, context: &StepContext<'_>) -> Result<Flow, StepError>;
+}

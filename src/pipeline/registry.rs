@@ -1,0 +1,100 @@
+//! Builds each route's steps from its configuration: built-in kinds, and any kinds
+//! registered by code that embeds the relay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::template::Template;
+use super::{Pipeline, Processor, Step};
+use crate::config::RouteSettings;
+use crate::processors::{BUILTIN_KINDS, StepSettings};
+
+/// Builds a processor from its options (the table under the step's kind in the config).
+pub type ProcessorFactory =
+    Arc<dyn Fn(&toml::Value, &mut BuildContext) -> Result<Arc<dyn Processor>, String> + Send + Sync>;
+
+/// What a step can learn and declare while it is built.
+pub struct BuildContext {
+    route: String,
+    attached: Vec<String>,
+}
+
+impl BuildContext {
+    /// A context for building the steps of `route`.
+    pub fn new(route: &str) -> Self {
+        BuildContext { route: route.to_owned(), attached: Vec::new() }
+    }
+
+    /// Name of the route being built.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Parses a template that may use event fields and whatever earlier steps attached.
+    pub fn template(&self, source: &str) -> Result<Template, String> {
+        Template::parse(source, &self.attached)
+    }
+
+    /// Declares that this step attaches `name` to the message, for later templates.
+    pub fn attach(&mut self, name: &str) {
+        if !self.attached.iter().any(|known| known == name) {
+            self.attached.push(name.to_owned());
+        }
+    }
+}
+
+/// The step kinds a relay knows: the built-ins, plus any registered with [`register`].
+///
+/// [`register`]: ProcessorRegistry::register
+#[derive(Clone, Default)]
+pub struct ProcessorRegistry {
+    custom: BTreeMap<String, ProcessorFactory>,
+}
+
+impl ProcessorRegistry {
+    /// A registry with only the built-in kinds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a step kind, used in config as `{ <kind> = { ...options } }`. Built-in kinds
+    /// cannot be replaced.
+    pub fn register(
+        &mut self,
+        kind: &str,
+        factory: impl Fn(&toml::Value, &mut BuildContext) -> Result<Arc<dyn Processor>, String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> &mut Self {
+        assert!(!BUILTIN_KINDS.contains(&kind), "`{kind}` is a built-in step kind");
+        self.custom.insert(kind.to_owned(), Arc::new(factory));
+        self
+    }
+
+    /// Builds the pipeline of route number `index`; an error names the step's key.
+    pub fn build(&self, route: &RouteSettings, index: usize) -> Result<Pipeline, (String, String)> {
+        let mut context = BuildContext::new(&route.name);
+        let mut steps = Vec::with_capacity(route.steps.len());
+        for (position, settings) in route.steps.iter().enumerate() {
+            let key = format!("routes[{index}].steps[{position}]");
+            let (kind, processor) = match settings {
+                StepSettings::Builtin(step) => (step.kind().to_owned(), step.build(&mut context)),
+                StepSettings::Custom { kind, options } => {
+                    let factory =
+                        self.custom.get(kind).ok_or_else(|| (key.clone(), self.unknown_kind(kind)))?;
+                    (kind.clone(), factory(options, &mut context))
+                }
+            };
+            let processor = processor.map_err(|message| (format!("{key}.{kind}"), message))?;
+            steps.push(Step { kind, processor });
+        }
+        Ok(Pipeline::new(&route.name, steps))
+    }
+
+    fn unknown_kind(&self, kind: &str) -> String {
+        let known: Vec<&str> =
+            BUILTIN_KINDS.iter().copied().chain(self.custom.keys().map(String::as_str)).collect();
+        format!("unknown step kind `{kind}`; known kinds: {}", known.join(", "))
+    }
+}

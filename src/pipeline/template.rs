@@ -1,0 +1,193 @@
+//! Templates such as `user:{token_id}` or `{topic}-enriched`: text with `{field}`
+//! placeholders filled from a message. Parsed once when the config is loaded.
+//!
+//! Fields: `cache`, `topic`, `token_id`, `text`, `event_timestamp`, `publish_timestamp`,
+//! `topic_sequence_number`, and any name a step attached (`user`, `json`), with a dotted
+//! path into its JSON (`{user.name}`, `{json.course.id}`). `{{` and `}}` are literal braces.
+//! A field that is absent renders as the empty string.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::event::Message;
+
+/// The message fields every template can use.
+pub const EVENT_FIELDS: [&str; 7] =
+    ["cache", "topic", "token_id", "text", "event_timestamp", "publish_timestamp", "topic_sequence_number"];
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Literal(String),
+    Field { root: String, path: Vec<String> },
+}
+
+impl Template {
+    /// Parses `source`; `known` lists the attached names earlier steps provide, so a typo in a
+    /// field name is an error at load time rather than an empty string at run time.
+    pub fn parse(source: &str, known: &[String]) -> Result<Template, String> {
+        Self::parse_with(source, Some(known))
+    }
+
+    /// Parses `source` accepting any field name, for tools that only need its shape.
+    pub fn parse_lenient(source: &str) -> Result<Template, String> {
+        Self::parse_with(source, None)
+    }
+
+    fn parse_with(source: &str, known: Option<&[String]>) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    let mut closed = false;
+                    for c in chars.by_ref() {
+                        if c == '}' {
+                            closed = true;
+                            break;
+                        }
+                        name.push(c);
+                    }
+                    if !closed {
+                        return Err(format!("unclosed placeholder in template {source:?}"));
+                    }
+                    let field = parse_field(&name, source, known)?;
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(field);
+                }
+                '}' => {
+                    return Err(format!(
+                        "unmatched '}}' in template {source:?} (write '}}}}' for a literal brace)"
+                    ));
+                }
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        Ok(Template { source: source.to_owned(), parts })
+    }
+
+    /// The template as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Fills the placeholders from `message`.
+    pub fn render(&self, message: &Message) -> String {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Field { root, path } => write_field(&mut out, message, root, path),
+            }
+        }
+        out
+    }
+}
+
+fn parse_field(name: &str, source: &str, known: Option<&[String]>) -> Result<Part, String> {
+    let mut segments = name.split('.').map(str::trim);
+    let root = segments.next().unwrap_or_default().to_owned();
+    let path: Vec<String> = segments.map(str::to_owned).collect();
+    if root.is_empty() || path.iter().any(String::is_empty) {
+        return Err(format!("empty or unclosed placeholder in template {source:?}"));
+    }
+    let is_event_field = EVENT_FIELDS.contains(&root.as_str());
+    if is_event_field && !path.is_empty() {
+        return Err(format!(
+            "{{{name}}} in template {source:?}: `{root}` is plain text; parse it with a json step and use {{json.…}}"
+        ));
+    }
+    if let Some(known) = known.filter(|known| !is_event_field && !known.contains(&root)) {
+        return Err(format!(
+            "unknown field {{{name}}} in template {source:?}; known: {}",
+            EVENT_FIELDS
+                .iter()
+                .map(|f| f.to_string())
+                .chain(known.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(Part::Field { root, path })
+}
+
+fn write_field(out: &mut String, message: &Message, root: &str, path: &[String]) {
+    let _ = match root {
+        "cache" => write!(out, "{}", message.cache),
+        "topic" => write!(out, "{}", message.topic),
+        "token_id" => write!(out, "{}", message.token_id),
+        "text" => write!(out, "{}", message.text),
+        "event_timestamp" => write!(out, "{}", message.event_timestamp),
+        "publish_timestamp" => write!(out, "{}", message.publish_timestamp),
+        "topic_sequence_number" => write!(out, "{}", message.topic_sequence_number),
+        _ => {
+            let value = path.iter().try_fold(message.attached.get(root), |value, key| Some(value?.get(key)));
+            match value.flatten() {
+                Some(Value::String(text)) => write!(out, "{text}"),
+                Some(Value::Null) | None => Ok(()),
+                Some(other) => write!(out, "{other}"),
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        let mut message = Message::new("chat", "room-1", "hello");
+        message.token_id = "user-42".into();
+        message.attached.insert("user".into(), serde_json::json!({"name": "Ada", "age": 36}));
+        message
+    }
+
+    fn render(source: &str) -> String {
+        Template::parse(source, &["user".into()]).unwrap().render(&message())
+    }
+
+    #[test]
+    fn placeholders_fill_from_event_fields_and_attached_json() {
+        assert_eq!(render("{topic}-enriched"), "room-1-enriched");
+        assert_eq!(render("user:{token_id}"), "user:user-42");
+        assert_eq!(render("{user.name} ({user.age}) says {text}"), "Ada (36) says hello");
+    }
+
+    #[test]
+    fn absent_fields_render_empty_and_doubled_braces_are_literal() {
+        assert_eq!(render("[{user.missing}]"), "[]");
+        assert_eq!(render("{{literal}}"), "{literal}");
+    }
+
+    #[test]
+    fn unknown_fields_and_broken_placeholders_are_refused_at_parse_time() {
+        assert!(Template::parse("{topci}", &[]).unwrap_err().contains("unknown field {topci}"));
+        assert!(Template::parse("{user.name}", &[]).is_err());
+        assert!(Template::parse("{text.name}", &[]).is_err());
+        assert!(Template::parse("a}b", &[]).is_err());
+        assert!(Template::parse("{}", &[]).is_err());
+        assert!(Template::parse("user:{token_id", &[]).unwrap_err().contains("unclosed"));
+    }
+}

@@ -1,0 +1,146 @@
+//! The built-in step kinds, one file each, and how a step is written in the config:
+//! `{ publish = { topic = "topic 2" } }`, or just `"uppercase"` for a step without options.
+
+pub mod drop;
+pub mod filter;
+pub mod lowercase;
+pub mod publish;
+pub mod uppercase;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::pipeline::{BuildContext, Processor};
+
+/// Names of the built-in step kinds.
+pub const BUILTIN_KINDS: &[&str] = &["uppercase", "lowercase", "publish", "drop", "filter"];
+
+/// A built-in step and its options: a closed set, so a tagged enum.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinStep {
+    /// Uppercases the text.
+    Uppercase(uppercase::UppercaseConfig),
+    /// Lowercases the text.
+    Lowercase(lowercase::LowercaseConfig),
+    /// Publishes the message to a topic.
+    Publish(publish::PublishConfig),
+    /// Drops the message.
+    Drop(drop::DropConfig),
+    /// Drops the message unless a condition holds.
+    Filter(filter::FilterConfig),
+}
+
+impl BuiltinStep {
+    /// The kind's name, as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BuiltinStep::Uppercase(_) => "uppercase",
+            BuiltinStep::Lowercase(_) => "lowercase",
+            BuiltinStep::Publish(_) => "publish",
+            BuiltinStep::Drop(_) => "drop",
+            BuiltinStep::Filter(_) => "filter",
+        }
+    }
+
+    /// Builds the processor, checking its templates against what earlier steps attach.
+    pub fn build(&self, context: &mut BuildContext) -> Result<Arc<dyn Processor>, String> {
+        Ok(match self {
+            BuiltinStep::Uppercase(_) => Arc::new(uppercase::Uppercase),
+            BuiltinStep::Lowercase(_) => Arc::new(lowercase::Lowercase),
+            BuiltinStep::Publish(config) => Arc::new(publish::Publish::build(config, context)?),
+            BuiltinStep::Drop(config) => Arc::new(drop::Drop::build(config)),
+            BuiltinStep::Filter(config) => Arc::new(filter::Filter::build(config, context)?),
+        })
+    }
+}
+
+/// One entry of a route's `steps`.
+#[derive(Debug, Clone)]
+pub enum StepSettings {
+    /// A built-in kind.
+    Builtin(BuiltinStep),
+    /// A kind registered by code embedding the relay; checked when the routes are built.
+    Custom {
+        /// The kind's name.
+        kind: String,
+        /// Its options, as written.
+        options: toml::Value,
+    },
+}
+
+impl<'de> Deserialize<'de> for StepSettings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = match toml::Value::deserialize(deserializer)? {
+            toml::Value::String(kind) => toml::Table::from_iter([(kind, toml::Table::new().into())]),
+            toml::Value::Table(table) => table,
+            other => {
+                return Err(D::Error::custom(format!(
+                    "a step is a kind name or a table such as {{ publish = {{ topic = \"t\" }} }}, not {}",
+                    other.type_str()
+                )));
+            }
+        };
+        let mut entries = table.into_iter();
+        let (Some((kind, options)), None) = (entries.next(), entries.next()) else {
+            return Err(D::Error::custom("a step has exactly one kind, such as { uppercase = {} }"));
+        };
+        if !BUILTIN_KINDS.contains(&kind.as_str()) {
+            return Ok(StepSettings::Custom { kind, options });
+        }
+        let tagged = toml::Value::Table(toml::Table::from_iter([(kind, options)]));
+        serde_path_to_error::deserialize(tagged)
+            .map(StepSettings::Builtin)
+            .map_err(|error| D::Error::custom(format!("`{}`: {}", error.path(), error.inner())))
+    }
+}
+
+impl Serialize for StepSettings {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StepSettings::Builtin(step) => step.serialize(serializer),
+            StepSettings::Custom { kind, options } => {
+                toml::Table::from_iter([(kind.clone(), options.clone())]).serialize(serializer)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::backend::MemoryBackend;
+    use crate::event::Message;
+    use crate::pipeline::{Flow, Processor, StepContext, StepError};
+
+    /// What running one step did.
+    pub struct StepRun {
+        pub flow: Result<Flow, StepError>,
+        pub message: Message,
+        /// (cache, topic, payload) of every publish the step made.
+        pub published: Vec<(String, String, String)>,
+    }
+
+    /// Runs one step on the embedded backend, recording what it published.
+    pub async fn run_with(
+        processor: &dyn Processor,
+        mut message: Message,
+        backend: MemoryBackend,
+    ) -> StepRun {
+        let mut bus = backend.bus().subscribe_all();
+        let context = StepContext { backend: &backend, route: "test" };
+        let flow = processor.process(&mut message, &context).await;
+        let mut published = Vec::new();
+        while let Ok(item) = bus.try_recv() {
+            published.push((item.cache.clone(), item.topic.clone(), item.text.clone()));
+        }
+        StepRun { flow, message, published }
+    }
+
+    /// Runs one step on a fresh embedded backend.
+    pub async fn run_step(processor: &dyn Processor, message: Message) -> (Result<Flow, StepError>, Message) {
+        let run = run_with(processor, message, MemoryBackend::new()).await;
+        (run.flow, run.message)
+    }
+}

@@ -1,0 +1,100 @@
+//! Refuses routes that republish into a topic a route would take back: with Momento calling
+//! the relay for every publish, that is an endless loop, each pass billed.
+//!
+//! Each route's `publish` targets are rendered for an example event the route takes, and
+//! the example target is run through the routes. The relay publishes with its own API key,
+//! so a republished event carries an empty `token_id`; a route that requires a token id
+//! never takes the relay's own output back.
+
+use super::RouteTable;
+use crate::config::Settings;
+use crate::event::Message;
+use crate::pipeline::template::Template;
+use crate::processors::{BuiltinStep, StepSettings};
+
+/// Fails with the key of the first route on a loop that none of its routes allows.
+pub fn refuse_loops(table: &RouteTable, settings: &Settings) -> Result<(), (String, String)> {
+    let edges: Vec<Vec<(usize, String)>> =
+        (0..table.routes.len()).map(|index| targets(table, settings, index)).collect();
+    for start in 0..edges.len() {
+        if let Some(cycle) = find_cycle(&edges, start)
+            && !cycle.iter().any(|&index| settings.routes[index].allow_loop)
+        {
+            let path: Vec<String> = cycle
+                .iter()
+                .map(|&index| {
+                    let target =
+                        &edges[index].iter().find(|(to, _)| cycle.contains(to)).expect("on the cycle").1;
+                    format!("`{}` publishes to {target}", settings.routes[index].name)
+                })
+                .collect();
+            return Err((
+                format!("routes[{start}]"),
+                format!(
+                    "{}, which the relay would receive again: an endless loop through Momento. \
+                     Publish elsewhere, narrow the match, or set allow_loop = true on the route",
+                    path.join(", then ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The routes that would take back what route `index` publishes, with the target shown.
+fn targets(table: &RouteTable, settings: &Settings, index: usize) -> Vec<(usize, String)> {
+    let route = &table.routes[index];
+    let mut example = Message::new(&route.matcher.cache.example(), &route.matcher.topic.example(), "example");
+    example.token_id = route.matcher.token_id.example();
+    let mut found = Vec::new();
+    for step in &settings.routes[index].steps {
+        let StepSettings::Builtin(BuiltinStep::Publish(publish)) = step else {
+            continue;
+        };
+        let (Ok(cache), Ok(topic)) =
+            (Template::parse_lenient(&publish.cache), Template::parse_lenient(&publish.topic))
+        else {
+            continue;
+        };
+        let (cache, topic) = (cache.render(&example), topic.render(&example));
+        let taker = table.routes.iter().position(|other| {
+            other.matcher.cache.matches(&cache)
+                && other.matcher.topic.matches(&topic)
+                && other.matcher.token_id.matches("")
+        });
+        if let Some(taker) = taker {
+            found.push((taker, format!("{cache}/{topic}")));
+        }
+    }
+    found
+}
+
+/// A cycle through `start`, as the routes on it in order, if there is one.
+fn find_cycle(edges: &[Vec<(usize, String)>], start: usize) -> Option<Vec<usize>> {
+    let mut path = vec![start];
+    let mut visited = vec![false; edges.len()];
+    walk(edges, start, start, &mut path, &mut visited).then_some(path)
+}
+
+fn walk(
+    edges: &[Vec<(usize, String)>],
+    start: usize,
+    at: usize,
+    path: &mut Vec<usize>,
+    visited: &mut [bool],
+) -> bool {
+    visited[at] = true;
+    for &(next, _) in &edges[at] {
+        if next == start {
+            return true;
+        }
+        if !visited[next] {
+            path.push(next);
+            if walk(edges, start, next, path, visited) {
+                return true;
+            }
+            path.pop();
+        }
+    }
+    false
+}

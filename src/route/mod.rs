@@ -1,0 +1,91 @@
+//! Stage 3, route: the first route whose `match` fits the event gets it.
+
+mod loops;
+mod pattern;
+
+use std::sync::Arc;
+
+pub use pattern::{NamePattern, TokenIdRule};
+
+use crate::config::{MatchSettings, Settings};
+use crate::pipeline::{Pipeline, ProcessorRegistry};
+
+/// Which events a route takes.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    webhook: NamePattern,
+    cache: NamePattern,
+    topic: NamePattern,
+    token_id: TokenIdRule,
+}
+
+impl Matcher {
+    /// Parses a route's `match`; the error names the offending key under `key`.
+    pub fn parse(settings: &MatchSettings, key: &str) -> Result<Self, (String, String)> {
+        let field = |name: &'static str| move |message: String| (format!("{key}.{name}"), message);
+        Ok(Matcher {
+            webhook: NamePattern::parse(settings.webhook.as_deref()).map_err(field("webhook"))?,
+            cache: NamePattern::parse(settings.cache.as_deref()).map_err(field("cache"))?,
+            topic: NamePattern::parse(settings.topic.as_deref()).map_err(field("topic"))?,
+            token_id: TokenIdRule::parse(settings.token_id.as_deref()).map_err(field("token_id"))?,
+        })
+    }
+
+    /// Whether an event with these fields, arriving on `webhook`, is this route's.
+    pub fn matches(&self, webhook: &str, cache: &str, topic: &str, token_id: &str) -> bool {
+        self.webhook.matches(webhook)
+            && self.cache.matches(cache)
+            && self.topic.matches(topic)
+            && self.token_id.matches(token_id)
+    }
+}
+
+/// A configured route, ready to run.
+#[derive(Clone)]
+pub struct Route {
+    /// The route's name.
+    pub name: Arc<str>,
+    /// What it takes.
+    pub matcher: Matcher,
+    /// What it does.
+    pub pipeline: Pipeline,
+}
+
+/// All routes, in configuration order.
+#[derive(Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Builds every route's matcher and pipeline and refuses routes that would republish
+    /// into themselves. The error is the offending key and what is wrong.
+    pub fn build(settings: &Settings, registry: &ProcessorRegistry) -> Result<Self, (String, String)> {
+        let mut routes = Vec::with_capacity(settings.routes.len());
+        for (index, route) in settings.routes.iter().enumerate() {
+            routes.push(Route {
+                name: route.name.as_str().into(),
+                matcher: Matcher::parse(&route.matcher, &format!("routes[{index}].match"))?,
+                pipeline: registry.build(route, index)?,
+            });
+        }
+        let table = RouteTable { routes };
+        loops::refuse_loops(&table, settings)?;
+        Ok(table)
+    }
+
+    /// The first route that takes this event, with its position.
+    pub fn select(&self, webhook: &str, cache: &str, topic: &str, token_id: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| route.matcher.matches(webhook, cache, topic, token_id))
+    }
+
+    /// The route with this name, for resuming stored events.
+    pub fn by_name(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| &*route.name == name)
+    }
+
+    /// The routes, in order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}

@@ -1,0 +1,142 @@
+//! Startup and shutdown: [`App::build`] wires configuration into a running relay, binds the
+//! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains.
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend;
+use crate::config::{ServerSettings, Settings};
+use crate::health::Health;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::pipeline::ProcessorRegistry;
+use crate::relay::Relay;
+use crate::route::RouteTable;
+
+/// A relay with its listener bound, ready to serve.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    server: ServerSettings,
+    stop: CancellationToken,
+}
+
+impl App {
+    /// Builds the relay with the built-in step kinds.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        Self::build_with(settings, ProcessorRegistry::new()).await
+    }
+
+    /// Builds the relay with extra step kinds registered in `registry`.
+    pub async fn build_with(settings: Settings, registry: ProcessorRegistry) -> anyhow::Result<App> {
+        let routes = RouteTable::build(&settings, &registry)
+            .map_err(|(key, message)| anyhow!("`{key}`: {message}"))?;
+        let route_names: Vec<&str> = settings.routes.iter().map(|route| route.name.as_str()).collect();
+        let metrics = Arc::new(Metrics::new(http::error::ERROR_CODES, &route_names));
+        let connected = backend::connect(&settings).await?;
+        let relay = Arc::new(Relay::new(&settings, routes, connected.backend.clone(), metrics.clone()));
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let state = AppState {
+            relay,
+            health: Arc::new(Health::new(connected.backend)),
+            metrics,
+            bus: connected.bus,
+            in_flight: Arc::new(Semaphore::new(settings.server.max_in_flight)),
+            max_in_flight: settings.server.max_in_flight,
+            request_timeout: settings.server.request_timeout,
+            max_body_bytes: settings.server.max_body_bytes,
+            streams_closed: CancellationToken::new(),
+        };
+        Ok(App {
+            listener,
+            router: http::router(state.clone()),
+            state,
+            server: settings.server,
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// The port the listener is bound to (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |address| address.port())
+    }
+
+    /// The HTTP router, for driving the relay without a socket (`tower::ServiceExt::oneshot`).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// A token that, when cancelled, shuts the relay down exactly as SIGTERM does.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until SIGTERM, ctrl-c or the stop token. Then: `/readyz` turns 503, new events
+    /// are still taken for `server.drain_delay`, the listener closes, and in-flight requests
+    /// get up to `server.shutdown_grace` to finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let listener_closed = CancellationToken::new();
+        let begin_shutdown = {
+            let (stop, health, streams, closed) = (
+                self.stop.clone(),
+                self.state.health.clone(),
+                self.state.streams_closed.clone(),
+                listener_closed.clone(),
+            );
+            let drain_delay = self.server.drain_delay;
+            async move {
+                tokio::select! {
+                    () = shutdown_signal() => {}
+                    () = stop.cancelled() => {}
+                }
+                tracing::info!(?drain_delay, "shutting down: /readyz now answers 503");
+                health.start_draining();
+                tokio::time::sleep(drain_delay).await;
+                tracing::info!("closing the listener; waiting for requests in flight");
+                streams.cancel();
+                closed.cancel();
+            }
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(begin_shutdown);
+        let grace = self.server.shutdown_grace;
+        tokio::select! {
+            result = server => result.context("the HTTP server failed")?,
+            () = async { listener_closed.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "shutdown grace ran out with requests still in flight");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,124 @@
+//! The `topic-relay` binary, as a user runs it.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use support::{SECRET, spawn_app};
+
+fn topic_relay(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .args(args)
+        .env_remove("TOPIC_RELAY_CONFIG")
+        .env_remove("TOPIC_RELAY_SECRET")
+        .output()
+        .expect("the binary runs")
+}
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+#[tokio::test]
+async fn send_posts_a_signed_event_that_the_relay_answers_with_200() {
+    let app = spawn_app().await;
+    let url = app.url("/webhook");
+    let output = tokio::task::spawn_blocking(move || {
+        topic_relay(&[
+            "send", "--url", &url, "--secret", SECRET, "--cache", "chat", "--topic", "topic 1", "--text",
+            "hi", "--count", "2",
+        ])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.matches("200 OK {\"outcome\":\"processed\"").count(), 2, "{stdout}");
+}
+
+#[tokio::test]
+async fn send_with_the_wrong_secret_prints_the_401_and_exits_non_zero() {
+    let app = spawn_app().await;
+    let url = app.url("/webhook");
+    let output = tokio::task::spawn_blocking(move || {
+        topic_relay(&[
+            "send", "--url", &url, "--secret", "wrong", "--cache", "chat", "--topic", "topic 1", "--text",
+            "hi",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("401 Unauthorized"));
+}
+
+#[test]
+fn check_config_fails_on_a_route_that_loops_back_into_itself() {
+    let file = config_file(
+        "[webhooks.chat]\nsecrets = [\"s\"]\n\n[[routes]]\nname = \"echo\"\nmatch = { cache = \"chat\", topic = \"room-*\" }\nsteps = [{ publish = { topic = \"{topic}-again\" } }]\n",
+    );
+    let output = topic_relay(&["check-config", "--config", file.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("`routes[0]`") && stderr.contains("endless loop"), "{stderr}");
+}
+
+#[test]
+fn check_config_prints_the_resolved_config_without_secrets() {
+    let file = config_file("[webhooks.chat]\nsecrets = [\"super-secret-signing-key\"]\n");
+    let output = topic_relay(&["check-config", "--config", file.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("secrets = [\"<redacted>\"]"), "{stdout}");
+    assert!(stdout.contains("request_timeout = \"4s\""), "defaults are shown: {stdout}");
+    assert!(!stdout.contains("super-secret-signing-key"));
+}
+
+#[test]
+fn check_config_names_the_file_and_key_of_an_error() {
+    let file = config_file("[webhooks.chat]\nsecrets = [\"s\"]\n[server]\nmax_body_bytes = \"big\"\n");
+    let path = file.path().to_str().unwrap();
+    let output = topic_relay(&["check-config", "--config", path]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains(path) && stderr.contains("`server.max_body_bytes`"), "{stderr}");
+}
+
+#[test]
+fn sign_prints_the_published_test_vector() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .args(["sign", "--secret", "1234567890", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"text":"some text", "another_field": "another field" }"#)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "b43f72787eb66410ff110295b036ef828e5686af21b414ce092f02c05deea3da"
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_for_a_live_relay_and_1_when_nothing_answers() {
+    let app = spawn_app().await;
+    let url = app.url("/healthz");
+    let live =
+        tokio::task::spawn_blocking(move || topic_relay(&["healthcheck", "--url", &url])).await.unwrap();
+    assert!(live.status.success());
+    let port = app.port;
+    app.stop().await.unwrap();
+    let dead_url = format!("http://127.0.0.1:{port}/healthz");
+    let dead =
+        tokio::task::spawn_blocking(move || topic_relay(&["healthcheck", "--url", &dead_url])).await.unwrap();
+    assert_eq!(dead.status.code(), Some(1));
+}

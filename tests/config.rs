@@ -1,0 +1,145 @@
+//! Configuration errors name the key (and the file or variable it came from), and never
+//! show a secret.
+
+use topic_relay::config::{ConfigError, ConfigSource, load_from_str};
+use topic_relay::pipeline::ProcessorRegistry;
+use topic_relay::route::RouteTable;
+
+const BASE: &str = r#"
+[webhooks.chat]
+secrets = ["s"]
+
+[[routes]]
+name = "shout"
+match = { cache = "chat", topic = "topic 1" }
+steps = ["uppercase", { publish = { topic = "topic 2" } }]
+"#;
+
+fn source() -> ConfigSource {
+    ConfigSource::File("relay.toml".into())
+}
+
+fn env(name: &str) -> Option<String> {
+    (name == "API_KEY").then(|| "sk-very-secret-value".to_owned())
+}
+
+/// The error for `config`, including what building the routes finds.
+fn error_for(config: &str) -> String {
+    match load_from_str(config, source(), &env, Vec::new()) {
+        Err(error) => error.to_string(),
+        Ok(loaded) => match RouteTable::build(&loaded.settings, &ProcessorRegistry::new()) {
+            Err((key, message)) => format!("`{key}`: {message}"),
+            Ok(_) => panic!("expected an error for:\n{config}"),
+        },
+    }
+}
+
+#[test]
+fn each_invalid_config_gets_an_error_naming_its_key() {
+    let cases = [
+        (format!("{BASE}\n[server]\nrequest_timeout = \"4x\""), "server.request_timeout"),
+        (format!("{BASE}\n[server]\nrequest_timeout = \"5s\""), "server.request_timeout"),
+        (format!("{BASE}\n[server]\nlisten = \"nowhere\""), "server.listen"),
+        (format!("{BASE}\n[server]\nmax_in_flight = 0"), "server.max_in_flight"),
+        (format!("{BASE}\n[server]\nlisten_port = 1"), "server.listen_port"),
+        (format!("{BASE}\n[momento]\nbackend = \"redis\""), "momento.backend"),
+        (format!("{BASE}\n[momento]\nbackend = \"momento\""), "momento.api_key"),
+        (format!("{BASE}\n[momento]\nendpoint_override = \"127.0.0.1:9090\""), "momento.endpoint_override"),
+        (format!("{BASE}\n[unmatched]\naction = \"shrug\""), "unmatched.action"),
+        (BASE.replace("secrets = [\"s\"]", "secrets = \"s\""), "webhooks.chat.secrets"),
+        (BASE.replace("[webhooks.chat]", "[webhooks.\"my hook\"]"), "webhooks.my hook"),
+        (BASE.replace("[webhooks.chat]\nsecrets = [\"s\"]", ""), "webhooks"),
+        (BASE.replace("\"uppercase\"", "\"uppercsae\""), "routes[0].steps[0]"),
+        (BASE.replace("topic = \"topic 2\"", "topik = \"topic 2\""), "routes[0].steps[1]"),
+        (BASE.replace("topic = \"topic 2\"", "topic = \"{topci}\""), "routes[0].steps[1].publish"),
+        (BASE.replace("topic = \"topic 1\"", "topic = \"room-[\""), "routes[0].match.topic"),
+        (format!("{BASE}\n[[routes]]\nname = \"shout\""), "routes[1].name"),
+    ];
+    for (config, key) in cases {
+        let error = error_for(&config);
+        assert!(error.contains(&format!("`{key}`")), "expected key `{key}` in: {error}");
+    }
+}
+
+#[test]
+fn errors_name_the_file_they_come_from() {
+    let error = error_for(&format!("{BASE}\n[server]\nmax_in_flight = 0"));
+    assert!(error.starts_with("relay.toml: "), "{error}");
+}
+
+#[test]
+fn an_error_from_an_environment_override_names_the_variable() {
+    let vars = vec![("TOPIC_RELAY__SERVER__MAX_IN_FLIGHT".to_owned(), "lots".to_owned())];
+    let error = load_from_str(BASE, source(), &env, vars).unwrap_err().to_string();
+    assert!(error.starts_with("TOPIC_RELAY__SERVER__MAX_IN_FLIGHT: `server.max_in_flight`"), "{error}");
+}
+
+#[test]
+fn an_unset_variable_is_an_error_naming_the_variable_and_the_key() {
+    let config = format!("{BASE}\n[momento]\nendpoint = \"${{MOMENTO_ENDPOINT}}\"");
+    let error = load_from_str(&config, source(), &env, Vec::new()).unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::UnsetVariable { key, variable, .. } if key == "momento.endpoint" && variable == "MOMENTO_ENDPOINT")
+    );
+}
+
+#[test]
+fn a_secret_never_appears_in_an_error_message() {
+    let config = format!("{BASE}\n[momento]\nbackend = \"${{API_KEY}}\"");
+    let error = load_from_str(&config, source(), &env, Vec::new()).unwrap_err().to_string();
+    assert!(error.contains("momento.backend"), "{error}");
+    assert!(!error.contains("sk-very-secret-value"), "{error}");
+    assert!(error.contains("${API_KEY}"), "{error}");
+}
+
+#[test]
+fn a_loop_back_into_the_routes_own_topic_is_refused_unless_allowed() {
+    let looping = BASE.replace("topic = \"topic 2\"", "topic = \"{topic}\"");
+    assert!(error_for(&looping).contains("endless loop"));
+    let glob_loop = BASE
+        .replace("topic = \"topic 1\"", "topic = \"room-*\"")
+        .replace("topic = \"topic 2\"", "topic = \"{topic}-out\"");
+    assert!(error_for(&glob_loop).contains("`routes[0]`"));
+    let allowed = looping.replace("name = \"shout\"", "name = \"shout\"\nallow_loop = true");
+    let loaded = load_from_str(&allowed, source(), &env, Vec::new()).unwrap();
+    assert!(RouteTable::build(&loaded.settings, &ProcessorRegistry::new()).is_ok());
+}
+
+#[test]
+fn a_loop_through_two_routes_is_refused_too() {
+    let config = format!(
+        "{BASE}\n[[routes]]\nname = \"echo\"\nmatch = {{ cache = \"chat\", topic = \"topic 2\" }}\nsteps = [{{ publish = {{ topic = \"topic 1\" }} }}]\n"
+    );
+    let error = error_for(&config);
+    assert!(
+        error.contains("`shout` publishes to chat/topic 2, then `echo` publishes to chat/topic 1"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_route_that_requires_a_token_id_does_not_take_back_the_relays_own_publishes() {
+    let config = BASE
+        .replace("topic = \"topic 1\" }", "topic = \"room-*\", token_id = \"required\" }")
+        .replace("topic = \"topic 2\"", "topic = \"{topic}-enriched\"");
+    let loaded = load_from_str(&config, source(), &env, Vec::new()).unwrap();
+    assert!(RouteTable::build(&loaded.settings, &ProcessorRegistry::new()).is_ok());
+}
+
+#[test]
+fn empty_secret_slots_are_dropped_and_the_demo_secret_fills_in_on_the_embedded_backend() {
+    let config = BASE.replace("secrets = [\"s\"]", "secrets = [\"${UNSET_ONE}\", \"${UNSET_TWO}\"]");
+    let loaded = load_from_str(&config, source(), &env, Vec::new()).unwrap();
+    assert_eq!(loaded.settings.webhooks["chat"].secrets.len(), 1);
+    assert!(loaded.notices[0].contains("PUBLIC demo secret"));
+    let momento = format!("{config}\n[momento]\napi_key = \"${{API_KEY}}\"");
+    let error = load_from_str(&momento, source(), &env, Vec::new()).unwrap_err().to_string();
+    assert!(error.contains("`webhooks.chat.secrets`"), "{error}");
+}
+
+#[test]
+fn the_shipped_default_config_is_valid() {
+    let text = std::fs::read_to_string("config/default.toml").unwrap();
+    let loaded = load_from_str(&text, source(), &|_| None, Vec::new()).unwrap();
+    assert!(RouteTable::build(&loaded.settings, &ProcessorRegistry::new()).is_ok());
+}

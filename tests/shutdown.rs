@@ -1,0 +1,67 @@
+//! Graceful shutdown: in-flight events finish, `/readyz` turns 503 while draining.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{SEED_CONFIG, spawn_app_with};
+
+fn config(drain_delay: &str) -> String {
+    format!(
+        "{}\n[[routes]]\nname = \"slow\"\nmatch = {{ topic = \"slow\" }}\nsteps = [{{ sleep = {{ ms = 800 }} }}, {{ publish = {{ topic = \"done\" }} }}]\n",
+        SEED_CONFIG.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:0\"\ndrain_delay = \"{drain_delay}\"")
+        )
+    )
+}
+
+#[tokio::test]
+async fn an_event_in_flight_when_shutdown_begins_still_gets_its_2xx() {
+    let app = spawn_app_with(&config("0s")).await;
+    let in_flight = app.post_event("chat", "slow", "finish me");
+    let shutdown = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.begin_shutdown();
+    };
+    let (response, ()) = tokio::join!(in_flight, shutdown);
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["outcome"], "processed");
+    app.stop().await.expect("the relay stops cleanly");
+}
+
+#[tokio::test]
+async fn readyz_turns_503_while_draining_and_liveness_stays_200() {
+    let app = spawn_app_with(&config("1s")).await;
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+
+    app.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "draining");
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    let during_drain = app.post_event("chat", "topic 1", "still accepted").await;
+    assert_eq!(during_drain.status(), 200, "events keep being taken during the drain delay");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_listener_closes_after_the_drain_and_the_relay_stops() {
+    let app = spawn_app_with(&config("0s")).await;
+    let port = app.port;
+    app.stop().await.unwrap();
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+    assert!(refused.is_err(), "nothing listens after shutdown");
+}
+
+#[tokio::test]
+async fn open_subscribe_streams_do_not_hold_shutdown_up() {
+    let app = spawn_app_with(&config("0s")).await;
+    let _subscription = app.subscribe("chat", "topic 2").await;
+    let stopped = tokio::time::timeout(Duration::from_secs(3), app.stop()).await;
+    assert!(matches!(stopped, Ok(Ok(()))), "shutdown finished with a stream open");
+}

@@ -1,0 +1,241 @@
+//! Every row of the README's status table, through real HTTP.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use serde_json::Value;
+use support::{SECRET, event, event_at, spawn_app_with};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use topic_relay::accept::now_ms;
+use topic_relay::verify::sign;
+use tower::ServiceExt;
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 4096
+request_timeout = "1s"
+
+[webhooks.chat]
+secrets = ["test-secret"]
+
+[[routes]]
+name = "shout"
+match = { cache = "chat", topic = "topic 1" }
+steps = ["uppercase", { publish = { topic = "topic 2" } }]
+
+[[routes]]
+name = "muted"
+match = { topic = "muted" }
+steps = [{ drop = { reason = "muted topic" } }]
+
+[[routes]]
+name = "outage"
+match = { topic = "outage" }
+steps = [{ fail = { with = "unavailable" } }]
+
+[[routes]]
+name = "denied"
+match = { topic = "denied" }
+steps = [{ fail = { with = "rejected" } }]
+
+[[routes]]
+name = "bad-key"
+match = { topic = "bad-key" }
+steps = [{ fail = { with = "unauthorized" } }]
+
+[[routes]]
+name = "broken"
+match = { topic = "broken" }
+steps = [{ fail = { with = "failed" } }]
+
+[[routes]]
+name = "slow"
+match = { topic = "slow" }
+steps = [{ sleep = { ms = 600 } }]
+"#;
+
+async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("the answer is JSON");
+    (status, body)
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or("<no error field>")
+}
+
+#[tokio::test]
+async fn a_verified_event_is_answered_200_with_its_outcome() {
+    let app = spawn_app_with(CONFIG).await;
+    let (status, body) = status_and_json(app.post_event("chat", "topic 1", "hi").await).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("processed")));
+    let (status, body) = status_and_json(app.post_event("chat", "muted", "hi").await).await;
+    assert_eq!(
+        (status, body["outcome"].as_str(), body["reason"].as_str()),
+        (200, Some("dropped"), Some("muted topic"))
+    );
+    let (status, body) = status_and_json(app.post_event("chat", "no route for this", "hi").await).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("unmatched")));
+}
+
+#[tokio::test]
+async fn signature_problems_are_answered_401_and_reach_no_route() {
+    let app = spawn_app_with(CONFIG).await;
+    let body = event("chat", "topic 1", "hi");
+    let wrong = sign(b"not-the-secret", body.as_bytes());
+    let cases = [
+        (None, "missing_signature"),
+        (Some(""), "malformed_signature"),
+        (Some("not hex at all"), "malformed_signature"),
+        (Some(wrong.as_str()), "invalid_signature"),
+    ];
+    for (signature, code) in cases {
+        let (status, answer) = status_and_json(app.post("/webhook", body.clone(), signature).await).await;
+        assert_eq!((status, error_of(&answer)), (401, code), "signature {signature:?}");
+    }
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("topic_relay_route_events_total{route=\"shout\"} 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_unknown_webhook_name_is_404() {
+    let app = spawn_app_with(CONFIG).await;
+    let body = event("chat", "topic 1", "hi");
+    let signature = app.sign(&body);
+    let (status, answer) =
+        status_and_json(app.post("/webhooks/nope", body.clone(), Some(&signature)).await).await;
+    assert_eq!((status, error_of(&answer)), (404, "unknown_webhook"));
+    let (status, _) = status_and_json(app.post("/webhooks/chat", body, Some(&signature)).await).await;
+    assert_eq!(status, 200, "the named path works as well as the alias");
+}
+
+#[tokio::test]
+async fn the_unnamed_path_is_404_when_several_webhooks_are_configured() {
+    let config = CONFIG.replace("[webhooks.chat]", "[webhooks.other]\nsecrets = [\"x\"]\n\n[webhooks.chat]");
+    let app = spawn_app_with(&config).await;
+    let (status, answer) = status_and_json(app.post_event("chat", "topic 1", "hi").await).await;
+    assert_eq!((status, error_of(&answer)), (404, "no_default_webhook"));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn_app_with(CONFIG).await;
+    let body = event("chat", "topic 1", &"x".repeat(5000));
+    let signature = app.sign(&body);
+    let (status, answer) = status_and_json(app.post("/webhook", body, Some(&signature)).await).await;
+    assert_eq!((status, error_of(&answer)), (413, "body_too_large"));
+}
+
+#[tokio::test]
+async fn a_verified_body_that_is_not_an_event_is_400() {
+    let app = spawn_app_with(CONFIG).await;
+    for body in ["not json", r#"{"cache":"chat","topic":"topic 1"}"#, r#"{"text": 5}"#] {
+        let signature = app.sign(body);
+        let (status, answer) = status_and_json(app.post("/webhook", body, Some(&signature)).await).await;
+        assert_eq!((status, error_of(&answer)), (400, "invalid_event"), "body {body}");
+    }
+}
+
+#[tokio::test]
+async fn stale_and_future_events_are_422() {
+    let app = spawn_app_with(CONFIG).await;
+    let cases = [(now_ms() - 61_000, "stale_event"), (now_ms() + 6_000, "future_event")];
+    for (published, code) in cases {
+        let body = event_at("chat", "topic 1", "hi", "", published);
+        let signature = app.sign(&body);
+        let (status, answer) = status_and_json(app.post("/webhook", body, Some(&signature)).await).await;
+        assert_eq!((status, error_of(&answer)), (422, code));
+    }
+}
+
+#[tokio::test]
+async fn unmatched_events_are_404_when_the_policy_is_reject() {
+    let app = spawn_app_with(&format!("{CONFIG}\n[unmatched]\naction = \"reject\"\n")).await;
+    let (status, answer) = status_and_json(app.post_event("chat", "no route for this", "hi").await).await;
+    assert_eq!((status, error_of(&answer)), (404, "no_route"));
+}
+
+#[tokio::test]
+async fn step_failures_map_to_403_422_502_and_503() {
+    let app = spawn_app_with(CONFIG).await;
+    let cases = [
+        ("denied", 403, "rejected"),
+        ("broken", 422, "processing_failed"),
+        ("bad-key", 502, "backend_error"),
+        ("outage", 503, "backend_unavailable"),
+    ];
+    for (topic, expected_status, code) in cases {
+        let response = app.post_event("chat", topic, "hi").await;
+        let retry_after = response.headers().get("retry-after").is_some();
+        let (status, answer) = status_and_json(response).await;
+        assert_eq!((status, error_of(&answer)), (expected_status, code), "topic {topic}");
+        assert_eq!(retry_after, status == 503, "Retry-After comes with 503 only");
+        assert!(!answer["detail"].as_str().unwrap().contains("test key"), "backend detail stays in the log");
+    }
+}
+
+#[tokio::test]
+async fn past_the_in_flight_limit_requests_are_503_overloaded_with_retry_after() {
+    let app = spawn_app_with(
+        &CONFIG.replace("request_timeout = \"1s\"", "request_timeout = \"1s\"\nmax_in_flight = 1"),
+    )
+    .await;
+    let slow = app.post_event("chat", "slow", "hi");
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.post_event("chat", "topic 1", "hi").await
+    };
+    let (slow, second) = tokio::join!(slow, second);
+    assert_eq!(slow.status(), 200);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let (status, answer) = status_and_json(second).await;
+    assert_eq!((status, error_of(&answer)), (503, "overloaded"));
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("topic_relay_refusals_total{error=\"overloaded\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_request_timeout_is_503_timeout() {
+    let app =
+        spawn_app_with(&CONFIG.replace("request_timeout = \"1s\"", "request_timeout = \"300ms\"")).await;
+    let body = event("chat", "topic 1", "hi");
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nmomento-signature: {}\r\ncontent-length: {}\r\n\r\n",
+        sign(SECRET.as_bytes(), body.as_bytes()),
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(3), socket.read_to_string(&mut answer)).await.ok();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"error\":\"timeout\""), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_that_cannot_be_read_is_400_unreadable_body() {
+    let app = topic_relay::startup::App::build_with(support::settings(CONFIG), support::test_registry())
+        .await
+        .unwrap();
+    let broken = futures::stream::iter([Err::<bytes::Bytes, _>(std::io::Error::other("connection reset"))]);
+    let request = axum::http::Request::post("/webhook")
+        .header("momento-signature", "00".repeat(32))
+        .body(Body::from_stream(broken))
+        .unwrap();
+    let response = app.router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("unreadable_body"));
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_404_not_found_in_json() {
+    let app = spawn_app_with(CONFIG).await;
+    let response = app.client.get(app.url("/nope")).send().await.unwrap();
+    let (status, answer) = status_and_json(response).await;
+    assert_eq!((status, error_of(&answer)), (404, "not_found"));
+}
