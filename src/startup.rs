@@ -46,8 +46,9 @@ impl App {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let state = AppState {
             relay,
-            health: Arc::new(Health::new(connected.backend)),
+            health: Arc::new(Health::new(connected.backend.clone())),
             metrics,
+            backend: connected.backend,
             bus: connected.bus,
             in_flight: Arc::new(Semaphore::new(settings.server.max_in_flight)),
             max_in_flight: settings.server.max_in_flight,

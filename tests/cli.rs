@@ -122,3 +122,33 @@ async fn healthcheck_exits_0_for_a_live_relay_and_1_when_nothing_answers() {
         tokio::task::spawn_blocking(move || topic_relay(&["healthcheck", "--url", &dead_url])).await.unwrap();
     assert_eq!(dead.status.code(), Some(1));
 }
+
+fn check_example(file: &str, api_key: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .args(["check-config", "--config", file])
+        .env("WEBHOOK_SECRET", "whsec-example")
+        .env("MOMENTO_API_KEY", api_key)
+        .env("MOMENTO_ENDPOINT", "cell-1.example.momentohq.com")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn check_config_accepts_both_example_configs_on_the_momento_backend() {
+    for file in ["config/examples/async-processing.toml", "config/examples/identity.toml"] {
+        let output = check_example(file, &support::emulator::test_api_key());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{file}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("# backend: momento"), "{stdout}");
+        assert!(!stdout.contains("whsec-example") && !stdout.contains(&support::emulator::test_api_key()));
+    }
+}
+
+#[test]
+fn check_config_refuses_a_malformed_api_key_without_printing_it() {
+    let output = check_example("config/examples/identity.toml", "my-leaked-key-123");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("momento.api_key"), "{stderr}");
+    assert!(!stderr.contains("my-leaked-key-123"), "{stderr}");
+}

@@ -2,6 +2,7 @@
 //! embedded in-process backend; the pipeline only ever sees the trait.
 
 mod memory;
+pub mod momento;
 
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub trait Backend: Send + Sync + 'static {
     fn is_ready(&self) -> bool {
         true
     }
+
+    /// Appends backend-specific metrics in the Prometheus text format.
+    fn render_metrics(&self, _out: &mut String) {}
 
     /// Publishes `text` on `topic` in `cache`.
     async fn publish(&self, cache: &str, topic: &str, text: &str) -> Result<(), BackendError>;
@@ -105,6 +109,23 @@ pub async fn connect(settings: &crate::config::Settings) -> anyhow::Result<Conne
             );
             Ok(Connected { bus: Some(backend.bus()), backend: std::sync::Arc::new(backend) })
         }
-        BackendKind::Momento => anyhow::bail!("the momento backend is not available in this build"),
+        BackendKind::Momento => {
+            let backend = momento::MomentoBackend::connect(&settings.momento, probe_cache(settings))?;
+            tracing::info!(topic_clients = settings.momento.topic_clients, "using the momento backend");
+            Ok(Connected { backend, bus: None })
+        }
     }
+}
+
+/// The cache the readiness probe reads: `momento.probe_cache`, else the first cache a route
+/// names exactly.
+fn probe_cache(settings: &crate::config::Settings) -> Option<String> {
+    settings.momento.probe_cache.clone().or_else(|| {
+        settings
+            .routes
+            .iter()
+            .filter_map(|route| route.matcher.cache.as_deref())
+            .find(|cache| !cache.contains(['*', '?', '[', '{']))
+            .map(str::to_owned)
+    })
 }

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 
+use crate::backend::momento::credential_provider;
 use crate::cli::ConfigArgs;
-use crate::config;
+use crate::config::{self, BackendKind};
 use crate::pipeline::ProcessorRegistry;
 use crate::route::RouteTable;
 
@@ -15,6 +16,10 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(args.config.as_deref())?;
     RouteTable::build(&loaded.settings, &ProcessorRegistry::new())
         .map_err(|(key, message)| anyhow!("{}: `{key}`: {message}", loaded.source))?;
+    if loaded.settings.momento.resolved_backend() == BackendKind::Momento {
+        credential_provider(&loaded.settings.momento)
+            .map_err(|error| anyhow!("{}: {error}", loaded.source))?;
+    }
     let resolved = readable_toml(&toml::to_string_pretty(&loaded.settings)?)?;
     println!("# configuration from {}: valid", loaded.source);
     println!("# backend: {}", loaded.settings.momento.resolved_backend().name());

@@ -82,8 +82,15 @@ fn check_momento(settings: &Settings) -> Result<(), Failure> {
             "must be a URL with its scheme, such as http://127.0.0.1:9090",
         );
     }
-    if !momento.tls && momento.endpoint_override.is_none() {
-        return fail("momento.tls", "tls = false only applies with endpoint_override");
+    match (&momento.endpoint_override, momento.tls) {
+        (None, false) => return fail("momento.tls", "tls = false only applies with endpoint_override"),
+        (Some(url), true) if url.starts_with("http://") => {
+            return fail("momento.tls", "an http:// endpoint_override needs tls = false");
+        }
+        (Some(url), false) if url.starts_with("https://") => {
+            return fail("momento.tls", "an https:// endpoint_override needs tls = true");
+        }
+        _ => {}
     }
     if momento.resolved_backend() == BackendKind::Memory {
         return Ok(());

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::backend::MemoryBus;
+use crate::backend::{Backend, MemoryBus};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
@@ -37,6 +37,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The backend, for its own metrics.
+    pub backend: Arc<dyn Backend>,
     /// The embedded backend's bus, when that backend is in use.
     pub bus: Option<MemoryBus>,
     /// Permits for webhook requests in flight.

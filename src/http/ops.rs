@@ -25,7 +25,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /metrics`: counters and gauges in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let in_flight = (state.max_in_flight - state.in_flight.available_permits()) as u64;
-    let text =
+    let mut text =
         state.metrics.render(&[("topic_relay_in_flight", "Webhook requests being handled.", in_flight)]);
+    state.backend.render_metrics(&mut text);
     ([("content-type", "text/plain; version=0.0.4")], text)
 }

@@ -3,8 +3,15 @@
 
 pub mod drop;
 pub mod filter;
+pub mod json;
+pub mod list_push;
+pub mod lookup;
 pub mod lowercase;
+pub mod payload;
 pub mod publish;
+pub mod reject;
+pub mod set;
+pub mod template;
 pub mod uppercase;
 
 use std::sync::Arc;
@@ -14,7 +21,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::pipeline::{BuildContext, Processor};
 
 /// Names of the built-in step kinds.
-pub const BUILTIN_KINDS: &[&str] = &["uppercase", "lowercase", "publish", "drop", "filter"];
+pub const BUILTIN_KINDS: &[&str] = &[
+    "uppercase",
+    "lowercase",
+    "publish",
+    "drop",
+    "filter",
+    "reject",
+    "lookup",
+    "json",
+    "template",
+    "list_push",
+    "set",
+];
 
 /// A built-in step and its options: a closed set, so a tagged enum.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -30,6 +49,18 @@ pub enum BuiltinStep {
     Drop(drop::DropConfig),
     /// Drops the message unless a condition holds.
     Filter(filter::FilterConfig),
+    /// Refuses the event.
+    Reject(reject::RejectConfig),
+    /// Attaches a cache item named after the event.
+    Lookup(lookup::LookupConfig),
+    /// Parses the text as JSON.
+    Json(json::JsonConfig),
+    /// Rewrites the text from a template.
+    Template(template::TemplateConfig),
+    /// Appends the message to a cache list.
+    ListPush(list_push::ListPushConfig),
+    /// Stores the message at a cache key.
+    Set(set::SetConfig),
 }
 
 impl BuiltinStep {
@@ -41,6 +72,12 @@ impl BuiltinStep {
             BuiltinStep::Publish(_) => "publish",
             BuiltinStep::Drop(_) => "drop",
             BuiltinStep::Filter(_) => "filter",
+            BuiltinStep::Reject(_) => "reject",
+            BuiltinStep::Lookup(_) => "lookup",
+            BuiltinStep::Json(_) => "json",
+            BuiltinStep::Template(_) => "template",
+            BuiltinStep::ListPush(_) => "list_push",
+            BuiltinStep::Set(_) => "set",
         }
     }
 
@@ -52,6 +89,12 @@ impl BuiltinStep {
             BuiltinStep::Publish(config) => Arc::new(publish::Publish::build(config, context)?),
             BuiltinStep::Drop(config) => Arc::new(drop::Drop::build(config)),
             BuiltinStep::Filter(config) => Arc::new(filter::Filter::build(config, context)?),
+            BuiltinStep::Reject(config) => Arc::new(reject::Reject::build(config)),
+            BuiltinStep::Lookup(config) => Arc::new(lookup::Lookup::build(config, context)?),
+            BuiltinStep::Json(config) => Arc::new(json::Json::build(config, context)),
+            BuiltinStep::Template(config) => Arc::new(template::Rewrite::build(config, context)?),
+            BuiltinStep::ListPush(config) => Arc::new(list_push::ListPush::build(config, context)?),
+            BuiltinStep::Set(config) => Arc::new(set::Set::build(config, context)?),
         })
     }
 }

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
+use super::payload::PayloadFormat;
 use crate::event::Message;
 use crate::pipeline::template::Template;
 use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
@@ -21,29 +21,18 @@ pub struct PublishConfig {
     /// `text` publishes the text as it is; `json` publishes an envelope with the text, the
     /// token id, where the event came from, its timestamps and everything steps attached.
     #[serde(default)]
-    pub format: PublishFormat,
+    pub format: PayloadFormat,
 }
 
 fn default_cache() -> String {
     "{cache}".into()
 }
 
-/// What `publish` sends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PublishFormat {
-    /// The text alone.
-    #[default]
-    Text,
-    /// A JSON envelope.
-    Json,
-}
-
 /// Publishes each message.
 pub struct Publish {
     cache: Template,
     topic: Template,
-    format: PublishFormat,
+    format: PayloadFormat,
 }
 
 impl Publish {
@@ -57,29 +46,12 @@ impl Publish {
     }
 }
 
-/// The JSON envelope of `format = "json"`: attached values first, then the event's own
-/// fields, which win over an attached value of the same name.
-pub fn envelope(message: &Message) -> String {
-    let mut object: Map<String, Value> = message.attached.clone();
-    object.insert("text".into(), message.text.clone().into());
-    object.insert("token_id".into(), message.token_id.clone().into());
-    object.insert("cache".into(), message.cache.clone().into());
-    object.insert("topic".into(), message.topic.clone().into());
-    object.insert("event_timestamp".into(), message.event_timestamp.into());
-    object.insert("publish_timestamp".into(), message.publish_timestamp.into());
-    object.insert("topic_sequence_number".into(), message.topic_sequence_number.into());
-    Value::Object(object).to_string()
-}
-
 #[async_trait]
 impl Processor for Publish {
     async fn process(&self, message: &mut Message, context: &StepContext<'_>) -> Result<Flow, StepError> {
         let cache = self.cache.render(message);
         let topic = self.topic.render(message);
-        match self.format {
-            PublishFormat::Text => context.backend.publish(&cache, &topic, &message.text).await?,
-            PublishFormat::Json => context.backend.publish(&cache, &topic, &envelope(message)).await?,
-        }
+        context.backend.publish(&cache, &topic, &self.format.render(message)).await?;
         Ok(Flow::Continue)
     }
 }
@@ -113,7 +85,7 @@ mod tests {
         message.attached.insert("user".into(), serde_json::json!({"name": "Ada"}));
         let mut run = run_with(&step, message, MemoryBackend::new()).await;
         let (cache, _, payload) = run.published.remove(0);
-        let payload: Value = serde_json::from_str(&payload).unwrap();
+        let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(cache, "other");
         assert_eq!(payload["text"], "hi");
         assert_eq!(payload["token_id"], "user-42");

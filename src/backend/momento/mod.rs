@@ -1,0 +1,200 @@
+//! The Momento backend: publishes through a pool of `TopicClient`s, reads and writes through
+//! a `CacheClient`, all with the official `momento` crate.
+
+mod calls;
+mod credentials;
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use momento::cache::{
+    CollectionTtl, GetResponse, ListConcatenateBackRequest, SetIfAbsentRequest, SetIfAbsentResponse,
+    SetRequest,
+};
+use momento::config::grpc_configuration::GrpcConfiguration;
+use momento::config::transport_strategy::TransportStrategy;
+use momento::{CacheClient, TopicClient};
+
+pub use calls::classify;
+use calls::{CallPolicy, Readiness, call};
+pub use credentials::{CredentialError, credential_provider};
+
+use super::{Backend, BackendError};
+use crate::config::{BackendKind, MomentoSettings};
+
+/// Key the readiness probe reads; it need not exist (a miss is a success).
+const PROBE_KEY: &str = "topic-relay:readiness-probe";
+/// How often the probe runs while the backend is not ready.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Momento, through a round-robin pool of `TopicClient`s and one `CacheClient`.
+pub struct MomentoBackend {
+    topic_clients: Vec<TopicClient>,
+    next_topic_client: AtomicUsize,
+    publishes_per_client: Vec<AtomicU64>,
+    cache: CacheClient,
+    policy: CallPolicy,
+    readiness: Readiness,
+}
+
+impl MomentoBackend {
+    /// Builds the clients (connections open lazily) and starts probing `probe_cache` until a
+    /// call succeeds.
+    pub fn connect(settings: &MomentoSettings, probe_cache: Option<String>) -> anyhow::Result<Arc<Self>> {
+        let credentials = credential_provider(settings)?;
+        // The SDK's server-environment keep-alive defaults, with our own call timeout.
+        let grpc = || {
+            TransportStrategy::builder().grpc_configuration(
+                GrpcConfiguration::builder()
+                    .deadline(settings.call_timeout)
+                    .keep_alive_while_idle(true)
+                    .keep_alive_interval(Duration::from_secs(5))
+                    .keep_alive_timeout(Duration::from_secs(1)),
+            )
+        };
+        let topic_clients = (0..settings.topic_clients)
+            .map(|_| {
+                TopicClient::builder()
+                    .configuration(momento::topics::Configuration::builder().transport_strategy(grpc()))
+                    .credential_provider(credentials.clone())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot build the Momento topic clients")?;
+        let cache = CacheClient::builder()
+            .default_ttl(settings.default_ttl)
+            .configuration(momento::cache::Configuration::builder().transport_strategy(grpc()))
+            .credential_provider(credentials)
+            .with_num_connections(settings.cache_connections)
+            .build()
+            .context("cannot build the Momento cache client")?;
+        let backend = Arc::new(MomentoBackend {
+            publishes_per_client: topic_clients.iter().map(|_| AtomicU64::new(0)).collect(),
+            topic_clients,
+            next_topic_client: AtomicUsize::new(0),
+            cache,
+            policy: CallPolicy { timeout: settings.call_timeout, max_retries: settings.max_retries },
+            readiness: Readiness::default(),
+        });
+        match probe_cache {
+            Some(cache) => {
+                tokio::spawn(probe_until_dropped(Arc::downgrade(&backend), cache));
+            }
+            None => {
+                tracing::info!("no cache to probe (set momento.probe_cache); ready until calls fail");
+                backend.readiness.succeeded();
+            }
+        }
+        Ok(backend)
+    }
+
+    /// Publishes made by each client of the pool, in pool order.
+    pub fn publishes_per_client(&self) -> Vec<u64> {
+        self.publishes_per_client.iter().map(|count| count.load(Ordering::Relaxed)).collect()
+    }
+
+    async fn probe(&self, cache: &str) -> Result<(), BackendError> {
+        self.get(cache, PROBE_KEY).await.map(drop)
+    }
+}
+
+async fn probe_until_dropped(backend: Weak<MomentoBackend>, cache: String) {
+    let mut interval = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        interval.tick().await;
+        let Some(backend) = backend.upgrade() else { return };
+        if backend.readiness.is_ready() {
+            continue;
+        }
+        if let Err(error) = backend.probe(&cache).await {
+            tracing::warn!(cache, %error, "momento readiness probe failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MomentoBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Momento
+    }
+
+    fn is_ready(&self) -> bool {
+        self.readiness.is_ready()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        let name = "topic_relay_momento_publishes_total";
+        let _ =
+            writeln!(out, "# HELP {name} Publishes by each TopicClient of the pool.\n# TYPE {name} counter");
+        for (client, count) in self.publishes_per_client().iter().enumerate() {
+            let _ = writeln!(out, "{name}{{client=\"{client}\"}} {count}");
+        }
+    }
+
+    async fn publish(&self, cache: &str, topic: &str, text: &str) -> Result<(), BackendError> {
+        let slot = self.next_topic_client.fetch_add(1, Ordering::Relaxed) % self.topic_clients.len();
+        let client = &self.topic_clients[slot];
+        call(self.policy, &self.readiness, "publish", || client.publish(cache, topic, text.to_owned()))
+            .await?;
+        self.publishes_per_client[slot].fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn get(&self, cache: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let response = call(self.policy, &self.readiness, "get", || self.cache.get(cache, key)).await?;
+        Ok(match response {
+            GetResponse::Hit { value } => Some(value.into()),
+            GetResponse::Miss => None,
+        })
+    }
+
+    async fn set(
+        &self,
+        cache: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        call(self.policy, &self.readiness, "set", || {
+            self.cache.send_request(SetRequest::new(cache, key, value.to_vec()).ttl(ttl))
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn set_if_absent(
+        &self,
+        cache: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, BackendError> {
+        let response = call(self.policy, &self.readiness, "set_if_absent", || {
+            self.cache.send_request(SetIfAbsentRequest::new(cache, key, value.to_vec()).ttl(ttl))
+        })
+        .await?;
+        Ok(matches!(response, SetIfAbsentResponse::Stored))
+    }
+
+    async fn list_push_back(
+        &self,
+        cache: &str,
+        list: &str,
+        value: &[u8],
+        keep: Option<u32>,
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        call(self.policy, &self.readiness, "list_push_back", || {
+            let request = ListConcatenateBackRequest::new(cache, list, vec![value.to_vec()])
+                .ttl(CollectionTtl::refresh_on_update(ttl))
+                .truncate_front_to_size(keep);
+            self.cache.send_request(request)
+        })
+        .await
+        .map(drop)
+    }
+}

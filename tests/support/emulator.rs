@@ -1,0 +1,545 @@
+//! An in-process Momento wire emulator for integration tests.
+//!
+//! [`Emulator::start`] serves Momento's real gRPC services (`Pubsub` and the `Scs` data plane)
+//! on `127.0.0.1` over plaintext HTTP/2 for the official `momento` SDK. Supported: `Publish`,
+//! `Subscribe`, `Get`, `Set`, `SetIf` (all conditions), `ListPushBack`, `ListConcatenateBack`,
+//! `ListFetch`; every other `Scs` call answers `UNIMPLEMENTED` (the SDK's `BadRequestError`).
+//! TTLs are recorded, never enforced. Scs calls name their cache in the `cache` metadata
+//! header (as the SDK sends it); pubsub messages carry `cache_name` themselves.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use momento_protos::cache_client as pb;
+use momento_protos::cache_client::pubsub::{self as ps, pubsub_server::Pubsub, pubsub_server::PubsubServer};
+use momento_protos::cache_client::scs_server::{Scs, ScsServer};
+use momento_protos::common::Empty;
+use pb::set_if_request::Condition;
+use ps::subscription_item::Kind as ItemKind;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Request, Response, Status};
+
+/// Sequence page the emulator reports for every topic (it never resets a topic).
+const SEQUENCE_PAGE: u64 = 1;
+
+/// A fake v2 API key that `momento::CredentialProvider::from_api_key_v2` accepts.
+///
+/// The SDK only checks that the key is a three-segment JWT whose payload has `"t":"g"`.
+/// Segments (base64url, no padding): `{"alg":"HS512","typ":"JWT"}`,
+/// `{"t":"g","jti":"emulator"}` and the bytes `emulator-signature`.
+pub fn test_api_key() -> String {
+    concat!(
+        "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9",
+        ".eyJ0IjoiZyIsImp0aSI6ImVtdWxhdG9yIn0",
+        ".ZW11bGF0b3Itc2lnbmF0dXJl"
+    )
+    .to_string()
+}
+
+/// A message the emulator accepted on `Publish`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// Cache name from the request.
+    pub cache: String,
+    /// Topic name from the request.
+    pub topic: String,
+    /// The value, when it was published as text.
+    pub text: Option<String>,
+    /// The value, when it was published as binary.
+    pub bytes: Option<Vec<u8>>,
+    /// The client's address: which TCP connection the publish came on.
+    pub peer: Option<SocketAddr>,
+}
+
+/// One call the emulator received, in arrival order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// gRPC method in snake case, e.g. `"publish"`, `"subscribe"`, `"set_if"`, `"list_fetch"`.
+    pub method: &'static str,
+    /// Cache the call addressed.
+    pub cache: String,
+    /// The client's address: which TCP connection the call came on.
+    pub peer: Option<SocketAddr>,
+    /// Whether the emulator answered with an error (injected fault or unimplemented call).
+    pub failed: bool,
+}
+
+type Key = (String, Vec<u8>);
+type Reply<T> = Result<Response<T>, Status>;
+type Subscriber = mpsc::UnboundedSender<Result<ps::SubscriptionItem, Status>>;
+
+#[derive(Default)]
+struct Topic {
+    last_sequence_number: u64,
+    subscribers: Vec<Subscriber>,
+}
+
+#[derive(Default)]
+struct State {
+    fail_next: Option<(usize, Code)>,
+    fail_all: Option<Code>,
+    delay_next: Option<(usize, Duration)>,
+    published: Vec<Published>,
+    publish_attempts: usize,
+    calls: Vec<Call>,
+    values: HashMap<Key, Vec<u8>>,
+    lists: HashMap<Key, VecDeque<Vec<u8>>>,
+    ttls: HashMap<Key, u64>,
+    topics: HashMap<(String, String), Topic>,
+}
+
+impl State {
+    fn record(&mut self, method: &'static str, cache: &str, peer: Option<SocketAddr>, failed: bool) {
+        let cache = cache.to_string();
+        self.calls.push(Call { method, cache, peer, failed });
+    }
+}
+
+fn key_of(cache: &str, name: &str) -> Key {
+    (cache.to_string(), name.as_bytes().to_vec())
+}
+
+/// Takes one use of a counted fault, clearing it when it is used up.
+fn take_one<T: Copy>(slot: &mut Option<(usize, T)>) -> Option<T> {
+    let (left, value) = slot.as_mut()?;
+    let value = *value;
+    *left -= 1;
+    if *left == 0 {
+        *slot = None;
+    }
+    Some(value)
+}
+
+fn item(kind: ItemKind) -> ps::SubscriptionItem {
+    ps::SubscriptionItem { kind: Some(kind) }
+}
+
+/// Shared state behind both gRPC services and the [`Emulator`] handle.
+#[derive(Clone, Default)]
+struct Service(Arc<Mutex<State>>);
+
+impl Service {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a data-plane call and applies injected delays and failures to it.
+    async fn admit(&self, method: &'static str, cache: &str, peer: Option<SocketAddr>) -> Result<(), Status> {
+        let (delay, failure) = {
+            let mut state = self.lock();
+            let delay = take_one(&mut state.delay_next);
+            let failure = state.fail_all.or_else(|| take_one(&mut state.fail_next));
+            if method == "publish" {
+                state.publish_attempts += 1;
+            }
+            state.record(method, cache, peer, failure.is_some());
+            (delay, failure)
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        match failure {
+            Some(code) => Err(Status::new(code, format!("injected {method} failure"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the cache name from the `cache` metadata header, admits the call and unwraps it.
+    async fn begin<T>(&self, method: &'static str, request: Request<T>) -> Result<(String, T), Status> {
+        let cache = cache_header(&request)?;
+        self.admit(method, &cache, request.remote_addr()).await?;
+        Ok((cache, request.into_inner()))
+    }
+
+    /// Records a call to an `Scs` method the emulator does not support.
+    fn unimplemented<T>(&self, method: &'static str, request: &Request<T>) -> Status {
+        let cache = cache_header(request).unwrap_or_default();
+        self.lock().record(method, &cache, request.remote_addr(), true);
+        Status::unimplemented(format!("emulator does not support {method}"))
+    }
+
+    /// Appends to a list, truncates it from the front and records the TTL; returns the length.
+    fn append(
+        &self,
+        cache: String,
+        list: Vec<u8>,
+        values: Vec<Vec<u8>>,
+        ttl_ms: u64,
+        truncate_to: u32,
+    ) -> u32 {
+        let mut state = self.lock();
+        let key = (cache, list);
+        state.ttls.insert(key.clone(), ttl_ms);
+        let list = state.lists.entry(key).or_default();
+        list.extend(values);
+        while truncate_to > 0 && list.len() > truncate_to as usize {
+            list.pop_front();
+        }
+        list.len() as u32
+    }
+}
+
+fn cache_header<T>(request: &Request<T>) -> Result<String, Status> {
+    let header = request.metadata().get("cache").and_then(|value| value.to_str().ok());
+    header
+        .map(str::to_string)
+        .ok_or_else(|| Status::invalid_argument("emulator: missing `cache` metadata header"))
+}
+
+#[tonic::async_trait]
+impl Pubsub for Service {
+    async fn publish(&self, request: Request<ps::PublishRequest>) -> Reply<Empty> {
+        let peer = request.remote_addr();
+        let cache = request.get_ref().cache_name.clone();
+        self.admit("publish", &cache, peer).await?;
+        let ps::PublishRequest { topic, value, .. } = request.into_inner();
+        let kind = value.and_then(|value| value.kind);
+        let kind = kind.ok_or_else(|| Status::invalid_argument("publish without a value"))?;
+        let (text, bytes) = match &kind {
+            ps::topic_value::Kind::Text(text) => (Some(text.clone()), None),
+            ps::topic_value::Kind::Binary(bytes) => (None, Some(bytes.clone())),
+        };
+        let mut state = self.lock();
+        let topic_key = (cache.clone(), topic.clone());
+        state.published.push(Published { cache, topic, text, bytes, peer });
+        let topic = state.topics.entry(topic_key).or_default();
+        topic.last_sequence_number += 1;
+        let message = item(ItemKind::Item(ps::TopicItem {
+            topic_sequence_number: topic.last_sequence_number,
+            value: Some(ps::TopicValue { kind: Some(kind) }),
+            publisher_id: String::new(),
+            sequence_page: SEQUENCE_PAGE,
+        }));
+        // Deliver to every live subscription, forgetting those whose client went away.
+        let subscribers = &mut topic.subscribers;
+        subscribers.retain(|subscriber| subscriber.send(Ok(message.clone())).is_ok());
+        Ok(Response::new(Empty {}))
+    }
+
+    type SubscribeStream = UnboundedReceiverStream<Result<ps::SubscriptionItem, Status>>;
+
+    async fn subscribe(&self, request: Request<ps::SubscriptionRequest>) -> Reply<Self::SubscribeStream> {
+        let peer = request.remote_addr();
+        let ps::SubscriptionRequest { cache_name, topic, .. } = request.into_inner();
+        let (sender, receiver) = mpsc::unbounded_channel();
+        // Like the real service, open with a heartbeat; the SDK skips heartbeats.
+        let _ = sender.send(Ok(item(ItemKind::Heartbeat(ps::Heartbeat {}))));
+        let mut state = self.lock();
+        state.record("subscribe", &cache_name, peer, false);
+        let topic = state.topics.entry((cache_name, topic)).or_default();
+        topic.subscribers.push(sender);
+        Ok(Response::new(UnboundedReceiverStream::new(receiver)))
+    }
+}
+
+/// Implements `Scs`: the listed supported methods delegate to `Service::scs_*`; every
+/// other method answers `UNIMPLEMENTED`.
+macro_rules! scs_service {
+    (
+        supported { $($name:ident => $handler:ident($req:ident) -> $resp:ident;)* }
+        unsupported { $($stub:ident($stub_req:ident) -> $stub_resp:ident;)* }
+    ) => {
+        #[tonic::async_trait]
+        impl Scs for Service {
+            type GetBatchStream = tokio_stream::Empty<Result<pb::GetResponse, Status>>;
+            type SetBatchStream = tokio_stream::Empty<Result<pb::SetResponse, Status>>;
+
+            async fn get_batch(&self, request: Request<pb::GetBatchRequest>) -> Reply<Self::GetBatchStream> {
+                Err(self.unimplemented("get_batch", &request))
+            }
+
+            async fn set_batch(&self, request: Request<pb::SetBatchRequest>) -> Reply<Self::SetBatchStream> {
+                Err(self.unimplemented("set_batch", &request))
+            }
+
+            $(async fn $name(&self, request: Request<pb::$req>) -> Reply<pb::$resp> {
+                let (cache, message) = self.begin(stringify!($name), request).await?;
+                Ok(Response::new(self.$handler(cache, message)))
+            })*
+
+            $(async fn $stub(&self, request: Request<pb::$stub_req>) -> Reply<pb::$stub_resp> {
+                Err(self.unimplemented(stringify!($stub), &request))
+            })*
+        }
+    };
+}
+
+scs_service! {
+    supported {
+        get => scs_get(GetRequest) -> GetResponse;
+        set => scs_set(SetRequest) -> SetResponse;
+        set_if => scs_set_if(SetIfRequest) -> SetIfResponse;
+        list_push_back => scs_list_push_back(ListPushBackRequest) -> ListPushBackResponse;
+        list_concatenate_back => scs_list_concatenate_back(ListConcatenateBackRequest) -> ListConcatenateBackResponse;
+        list_fetch => scs_list_fetch(ListFetchRequest) -> ListFetchResponse;
+    }
+    unsupported {
+        get_with_hash(GetWithHashRequest) -> GetWithHashResponse;
+        set_if_hash(SetIfHashRequest) -> SetIfHashResponse;
+        set_if_not_exists(SetIfNotExistsRequest) -> SetIfNotExistsResponse;
+        delete(DeleteRequest) -> DeleteResponse;
+        keys_exist(KeysExistRequest) -> KeysExistResponse;
+        increment(IncrementRequest) -> IncrementResponse;
+        update_ttl(UpdateTtlRequest) -> UpdateTtlResponse;
+        item_get_ttl(ItemGetTtlRequest) -> ItemGetTtlResponse;
+        item_get_type(ItemGetTypeRequest) -> ItemGetTypeResponse;
+        dictionary_get(DictionaryGetRequest) -> DictionaryGetResponse;
+        dictionary_fetch(DictionaryFetchRequest) -> DictionaryFetchResponse;
+        dictionary_set(DictionarySetRequest) -> DictionarySetResponse;
+        dictionary_increment(DictionaryIncrementRequest) -> DictionaryIncrementResponse;
+        dictionary_delete(DictionaryDeleteRequest) -> DictionaryDeleteResponse;
+        dictionary_length(DictionaryLengthRequest) -> DictionaryLengthResponse;
+        set_fetch(SetFetchRequest) -> SetFetchResponse;
+        set_sample(SetSampleRequest) -> SetSampleResponse;
+        set_union(SetUnionRequest) -> SetUnionResponse;
+        set_difference(SetDifferenceRequest) -> SetDifferenceResponse;
+        set_contains(SetContainsRequest) -> SetContainsResponse;
+        set_length(SetLengthRequest) -> SetLengthResponse;
+        set_pop(SetPopRequest) -> SetPopResponse;
+        list_push_front(ListPushFrontRequest) -> ListPushFrontResponse;
+        list_pop_front(ListPopFrontRequest) -> ListPopFrontResponse;
+        list_pop_back(ListPopBackRequest) -> ListPopBackResponse;
+        list_erase(ListEraseRequest) -> ListEraseResponse;
+        list_remove(ListRemoveRequest) -> ListRemoveResponse;
+        list_length(ListLengthRequest) -> ListLengthResponse;
+        list_concatenate_front(ListConcatenateFrontRequest) -> ListConcatenateFrontResponse;
+        list_retain(ListRetainRequest) -> ListRetainResponse;
+        sorted_set_put(SortedSetPutRequest) -> SortedSetPutResponse;
+        sorted_set_fetch(SortedSetFetchRequest) -> SortedSetFetchResponse;
+        sorted_set_get_score(SortedSetGetScoreRequest) -> SortedSetGetScoreResponse;
+        sorted_set_remove(SortedSetRemoveRequest) -> SortedSetRemoveResponse;
+        sorted_set_increment(SortedSetIncrementRequest) -> SortedSetIncrementResponse;
+        sorted_set_get_rank(SortedSetGetRankRequest) -> SortedSetGetRankResponse;
+        sorted_set_length(SortedSetLengthRequest) -> SortedSetLengthResponse;
+        sorted_set_length_by_score(SortedSetLengthByScoreRequest) -> SortedSetLengthByScoreResponse;
+        sorted_set_union_store(SortedSetUnionStoreRequest) -> SortedSetUnionStoreResponse;
+    }
+}
+
+/// Handlers of the supported `Scs` calls, after the call was admitted.
+impl Service {
+    fn scs_get(&self, cache: String, request: pb::GetRequest) -> pb::GetResponse {
+        match self.lock().values.get(&(cache, request.cache_key)) {
+            Some(body) => pb::GetResponse {
+                result: pb::ECacheResult::Hit.into(),
+                cache_body: body.clone(),
+                message: String::new(),
+            },
+            None => pb::GetResponse { result: pb::ECacheResult::Miss.into(), ..Default::default() },
+        }
+    }
+
+    fn scs_set(&self, cache: String, request: pb::SetRequest) -> pb::SetResponse {
+        let mut state = self.lock();
+        let key = (cache, request.cache_key);
+        state.ttls.insert(key.clone(), request.ttl_milliseconds);
+        state.values.insert(key, request.cache_body);
+        pb::SetResponse { result: pb::ECacheResult::Ok.into(), message: String::new() }
+    }
+
+    fn scs_set_if(&self, cache: String, request: pb::SetIfRequest) -> pb::SetIfResponse {
+        use pb::set_if_response::{NotStored, Result as Outcome, Stored};
+        let mut state = self.lock();
+        let key = (cache, request.cache_key);
+        let current = state.values.get(&key);
+        let store = match request.condition {
+            Some(Condition::Present(_)) => current.is_some(),
+            Some(Condition::PresentAndNotEqual(c)) => current.is_some_and(|v| *v != c.value_to_check),
+            Some(Condition::Absent(_)) => current.is_none(),
+            Some(Condition::Equal(c)) => current == Some(&c.value_to_check),
+            Some(Condition::AbsentOrEqual(c)) => current.is_none_or(|v| *v == c.value_to_check),
+            Some(Condition::NotEqual(c)) => current != Some(&c.value_to_check),
+            None => true,
+        };
+        let result = Some(if store {
+            state.ttls.insert(key.clone(), request.ttl_milliseconds);
+            state.values.insert(key, request.cache_body);
+            Outcome::Stored(Stored {})
+        } else {
+            Outcome::NotStored(NotStored {})
+        });
+        pb::SetIfResponse { result }
+    }
+
+    fn scs_list_push_back(&self, cache: String, r: pb::ListPushBackRequest) -> pb::ListPushBackResponse {
+        let list_length =
+            self.append(cache, r.list_name, vec![r.value], r.ttl_milliseconds, r.truncate_front_to_size);
+        pb::ListPushBackResponse { list_length }
+    }
+
+    fn scs_list_concatenate_back(
+        &self,
+        cache: String,
+        r: pb::ListConcatenateBackRequest,
+    ) -> pb::ListConcatenateBackResponse {
+        let list_length =
+            self.append(cache, r.list_name, r.values, r.ttl_milliseconds, r.truncate_front_to_size);
+        pb::ListConcatenateBackResponse { list_length }
+    }
+
+    fn scs_list_fetch(&self, cache: String, request: pb::ListFetchRequest) -> pb::ListFetchResponse {
+        use pb::list_fetch_request::{EndIndex, StartIndex};
+        use pb::list_fetch_response::{Found, List, Missing};
+        let state = self.lock();
+        let Some(list) = state.lists.get(&(cache, request.list_name)) else {
+            let list = Some(List::Missing(Missing {}));
+            return pb::ListFetchResponse { list };
+        };
+        // Indexes may be negative (counted from the end), as in the SDK's list_fetch.
+        let len = list.len() as i64;
+        let index = |i: i32| (i64::from(i) + if i < 0 { len } else { 0 }).clamp(0, len) as usize;
+        let start = match request.start_index {
+            Some(StartIndex::InclusiveStart(i)) => index(i),
+            _ => 0,
+        };
+        let end = match request.end_index {
+            Some(EndIndex::ExclusiveEnd(i)) => index(i),
+            _ => list.len(),
+        };
+        let values = list.range(start..end.max(start)).cloned().collect();
+        let list = Some(List::Found(Found { values }));
+        pb::ListFetchResponse { list }
+    }
+}
+
+/// A running emulator on `127.0.0.1`; dropping it (or [`Emulator::stop`]) shuts it down.
+pub struct Emulator {
+    address: SocketAddr,
+    service: Service,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Binds `127.0.0.1:0` and serves `Pubsub` and `Scs` on it over plaintext HTTP/2.
+    pub async fn start() -> Emulator {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let address = listener.local_addr().expect("local address");
+        let service = Service::default();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let serving = tonic::transport::Server::builder()
+            .add_service(PubsubServer::new(service.clone()))
+            .add_service(ScsServer::new(service.clone()))
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                let _ = stopped.await;
+            });
+        let server = tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                eprintln!("momento emulator failed: {error}");
+            }
+        });
+        Emulator { address, service, shutdown: Some(shutdown), server: Some(server) }
+    }
+
+    /// The endpoint to give the SDK, `"http://127.0.0.1:PORT"`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The port the emulator listens on.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Credentials that point every Momento client at this emulator (plaintext, fake key).
+    pub fn credential_provider(&self) -> momento::CredentialProvider {
+        momento::CredentialProvider::from_api_key_v2(test_api_key(), "emulator.invalid")
+            .expect("the fake key is a valid v2 API key")
+            .insecure_endpoint_override(&self.endpoint())
+    }
+
+    /// Makes the next `n` data-plane calls (publish, get, set, set_if, list ops; not
+    /// subscribe) fail with `code`.
+    pub fn fail_next(&self, n: usize, code: Code) {
+        self.service.lock().fail_next = (n > 0).then_some((n, code));
+    }
+
+    /// Makes every data-plane call fail with `code` until [`Emulator::heal`].
+    pub fn fail_all(&self, code: Code) {
+        self.service.lock().fail_all = Some(code);
+    }
+
+    /// Makes the next `n` data-plane calls sleep for `delay` before being answered.
+    pub fn delay_next(&self, n: usize, delay: Duration) {
+        self.service.lock().delay_next = (n > 0).then_some((n, delay));
+    }
+
+    /// Clears every injected failure and delay.
+    pub fn heal(&self) {
+        let mut state = self.service.lock();
+        state.fail_next = None;
+        state.fail_all = None;
+        state.delay_next = None;
+    }
+
+    /// Publishes accepted so far, in arrival order (injected failures excluded).
+    pub fn published(&self) -> Vec<Published> {
+        self.service.lock().published.clone()
+    }
+
+    /// Publish calls received so far, including those failed by injection.
+    pub fn publish_attempts(&self) -> usize {
+        self.service.lock().publish_attempts
+    }
+
+    /// Every call received so far (data plane, subscribe and unsupported), in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.service.lock().calls.clone()
+    }
+
+    /// Stores `value` under `key` in `cache`, like a set without a TTL.
+    pub fn put(&self, cache: &str, key: &str, value: &[u8]) {
+        let mut state = self.service.lock();
+        let key = key_of(cache, key);
+        state.ttls.remove(&key);
+        state.values.insert(key, value.to_vec());
+    }
+
+    /// The value stored under `key` in `cache`, if any.
+    pub fn value(&self, cache: &str, key: &str) -> Option<Vec<u8>> {
+        self.service.lock().values.get(&key_of(cache, key)).cloned()
+    }
+
+    /// The TTL, in milliseconds, that the last write of this key or list asked for.
+    pub fn ttl_ms(&self, cache: &str, key: &str) -> Option<u64> {
+        self.service.lock().ttls.get(&key_of(cache, key)).copied()
+    }
+
+    /// The elements of the list `list` in `cache`, front first (empty when missing).
+    pub fn list(&self, cache: &str, list: &str) -> Vec<Vec<u8>> {
+        let state = self.service.lock();
+        let list = state.lists.get(&key_of(cache, list));
+        list.map(|list| list.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Shuts the server down and waits (up to 5 s) for open connections to close.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        if let Some(mut server) = self.server.take() {
+            let finished = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
+            if finished.is_err() {
+                server.abort();
+            }
+        }
+    }
+
+    /// Stops accepting connections and ends subscription streams, so that graceful
+    /// shutdown is not held up by them.
+    fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.service.lock().topics.clear();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
