@@ -30,6 +30,8 @@ pub enum Command {
     Send(SendArgs),
     /// Exit 0 when the relay's /healthz answers 200, 1 otherwise (for Docker HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
+    /// Inspect a running relay's spool and dead letters; replay or purge them.
+    Spool(SpoolArgs),
 }
 
 /// Where the configuration comes from.
@@ -85,4 +87,59 @@ pub struct HealthcheckArgs {
     /// The health endpoint to probe.
     #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
     pub url: String,
+}
+
+/// `spool`
+#[derive(Debug, Args)]
+pub struct SpoolArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SpoolCommand,
+    /// The relay's base URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The admin token (`[admin] token` in the relay's config).
+    #[arg(long, global = true, env = "TOPIC_RELAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// The `spool` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Backend, readiness, and how many events are spooled and dead-lettered.
+    Status,
+    /// Events waiting for redelivery.
+    Pending {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Events the relay gave up on, with the reason.
+    #[command(visible_alias = "list")]
+    DeadLetters {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One dead letter in full.
+    Show {
+        /// Its id.
+        id: u64,
+    },
+    /// Put dead letters back in the spool, to be retried now from the step that failed.
+    Replay {
+        /// The dead letter's id.
+        id: Option<u64>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Delete dead letters for good.
+    Purge {
+        /// The dead letter's id.
+        id: Option<u64>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
 }

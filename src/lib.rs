@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod health;
 pub mod http;

@@ -5,7 +5,10 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Outcomes of answered events.
-pub const OUTCOMES: &[&str] = &["processed", "dropped", "unmatched", "spooled"];
+pub const OUTCOMES: &[&str] = &["processed", "dropped", "unmatched", "spooled", "dead_lettered"];
+
+/// Outcomes of background redelivery attempts.
+pub const REDELIVERY_OUTCOMES: &[&str] = &["redelivered", "retry_scheduled", "dead_lettered", "refused"];
 
 /// A counter per label, for a label set known at startup.
 pub struct LabelledCounter {
@@ -53,6 +56,8 @@ pub struct Metrics {
     pub refusals: LabelledCounter,
     /// Events per route.
     pub routes: LabelledCounter,
+    /// Background redelivery attempts by outcome.
+    pub delivery: LabelledCounter,
 }
 
 impl Metrics {
@@ -62,6 +67,7 @@ impl Metrics {
             events: LabelledCounter::new(OUTCOMES),
             refusals: LabelledCounter::new(error_codes),
             routes: LabelledCounter::new(route_names),
+            delivery: LabelledCounter::new(REDELIVERY_OUTCOMES),
         }
     }
 
@@ -85,6 +91,12 @@ impl Metrics {
             "topic_relay_route_events_total",
             "route",
             "Events taken by each route.",
+        );
+        self.delivery.render(
+            &mut out,
+            "topic_relay_redelivery_attempts_total",
+            "outcome",
+            "Background attempts on spooled events, by outcome.",
         );
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");

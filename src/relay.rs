@@ -1,17 +1,19 @@
-//! The relay's core, in the order data moves: verify, accept, route, pipeline. It takes a
-//! webhook request's name, body and signature and says what became of the event. It knows
-//! nothing of HTTP; `http::ingest` turns its answers into responses.
+//! The relay's core, in the order data moves: verify, accept, route, then delivery (the
+//! pipeline, and the spool for what cannot finish). It takes a webhook request's name, body
+//! and signature and says what became of the event. It knows nothing of HTTP;
+//! `http::ingest` turns its answers into responses.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::accept::replay::ReplayGuard;
 use crate::accept::{self, AcceptError, Freshness};
-use crate::backend::Backend;
 use crate::config::{Settings, UnmatchedAction};
+use crate::delivery::spool::SpoolError;
+use crate::delivery::{Delivered, Delivery, DeliveryError};
 use crate::event::Message;
 use crate::metrics::Metrics;
-use crate::pipeline::{Finished, StepError};
+use crate::pipeline::StepError;
 use crate::route::{Route, RouteTable};
 use crate::verify::{Verifier, VerifyError};
 
@@ -32,6 +34,10 @@ pub enum Outcome {
     Dropped { route: Arc<str>, reason: String },
     /// No route takes the event, and `[unmatched] action = "ack"`.
     Unmatched,
+    /// The event is in the spool and will be finished in the background.
+    Spooled { route: Arc<str> },
+    /// A step failed in a way retrying cannot fix; the event is kept as a dead letter.
+    DeadLettered { route: Arc<str> },
 }
 
 impl Outcome {
@@ -41,6 +47,8 @@ impl Outcome {
             Outcome::Processed { .. } => "processed",
             Outcome::Dropped { .. } => "dropped",
             Outcome::Unmatched => "unmatched",
+            Outcome::Spooled { .. } => "spooled",
+            Outcome::DeadLettered { .. } => "dead_lettered",
         }
     }
 }
@@ -60,6 +68,9 @@ pub enum Refusal {
     /// The verified body is not a usable event: malformed, stale or from the future.
     #[error(transparent)]
     NotAccepted(#[from] AcceptError),
+    /// The same signed body was accepted before, within the freshness window.
+    #[error("this signed event was already accepted")]
+    Duplicate,
     /// No route takes the event, and `[unmatched] action = "reject"`.
     #[error("no route matches cache {cache:?}, topic {topic:?}")]
     NoRoute { cache: String, topic: String },
@@ -69,9 +80,15 @@ pub enum Refusal {
     /// A step failed in a way that trying again will not fix.
     #[error("step {step} ({kind}) of route `{route}` failed")]
     Failed { route: Arc<str>, step: usize, kind: String, error: StepError },
-    /// The backend could not be reached within the time budget.
+    /// The backend could not be reached within the time budget (only with `mode = "off"`).
     #[error("route `{route}` could not finish within its time budget")]
     Unavailable { route: Arc<str> },
+    /// The event needed the spool, and the spool is full.
+    #[error("the spool is full")]
+    SpoolFull,
+    /// The event needed the spool, and the spool could not be written.
+    #[error("the spool cannot be written")]
+    SpoolUnavailable,
 }
 
 /// The relay: webhooks, routes and the backend, built once at startup and shared.
@@ -79,17 +96,18 @@ pub struct Relay {
     webhooks: BTreeMap<String, Webhook>,
     routes: RouteTable,
     unmatched: UnmatchedAction,
-    backend: Arc<dyn Backend>,
-    budget: Duration,
+    replays: ReplayGuard,
+    delivery: Arc<Delivery>,
     metrics: Arc<Metrics>,
 }
 
 impl Relay {
-    /// Keys every webhook's secrets and takes the routes and backend.
+    /// Keys every webhook's secrets and takes the routes, replay guard and delivery.
     pub fn new(
         settings: &Settings,
         routes: RouteTable,
-        backend: Arc<dyn Backend>,
+        replays: ReplayGuard,
+        delivery: Arc<Delivery>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let webhooks = settings
@@ -102,14 +120,7 @@ impl Relay {
                 (name.clone(), Webhook { name: name.clone(), verifier, freshness })
             })
             .collect();
-        Relay {
-            webhooks,
-            routes,
-            unmatched: settings.unmatched.action,
-            backend,
-            budget: inline_budget(settings.server.request_timeout),
-            metrics,
-        }
+        Relay { webhooks, routes, unmatched: settings.unmatched.action, replays, delivery, metrics }
     }
 
     /// The webhook called `name`; without a name, the only one configured.
@@ -128,15 +139,19 @@ impl Relay {
         body: &[u8],
         signature: Option<&[u8]>,
     ) -> Result<Outcome, Refusal> {
-        webhook.verifier.verify(body, signature)?;
+        let signature = webhook.verifier.verify(body, signature)?;
         let event = accept::parse(body)?;
         accept::check_freshness(&event, webhook.freshness, accept::now_ms())?;
+        if !self.replays.first_sighting(&signature).await {
+            return Err(Refusal::Duplicate);
+        }
         let Some(route) = self.routes.select(&webhook.name, &event.cache, &event.topic, &event.token_id)
         else {
             return self.unmatched(&event.cache, &event.topic);
         };
         self.metrics.routes.increment(&route.name);
-        self.run(route, Message::from(&event)).await
+        let delivered = self.delivery.deliver(&webhook.name, route, Message::from(&event)).await;
+        answer(route, delivered)
     }
 
     fn unmatched(&self, cache: &str, topic: &str) -> Result<Outcome, Refusal> {
@@ -148,35 +163,27 @@ impl Relay {
             }
         }
     }
-
-    async fn run(&self, route: &Route, mut message: Message) -> Result<Outcome, Refusal> {
-        let mut next_step = 0;
-        let run = route.pipeline.run(&mut message, &mut next_step, self.backend.as_ref());
-        let name = route.name.clone();
-        match tokio::time::timeout(self.budget, run).await {
-            Ok(Ok(Finished::Completed)) => Ok(Outcome::Processed { route: name }),
-            Ok(Ok(Finished::Dropped { step, reason })) => {
-                tracing::info!(route = %name, step, reason, "event dropped by a step");
-                Ok(Outcome::Dropped { route: name, reason })
-            }
-            Ok(Err(failure)) => {
-                tracing::warn!(route = %name, step = failure.step, kind = failure.kind, error = %failure.error, "step failed");
-                Err(match failure.error {
-                    StepError::Rejected(reason) => Refusal::Rejected { route: name, reason },
-                    error if error.is_retryable() => Refusal::Unavailable { route: name },
-                    error => Refusal::Failed { route: name, step: failure.step, kind: failure.kind, error },
-                })
-            }
-            Err(_elapsed) => {
-                tracing::warn!(route = %name, step = next_step, "time budget ran out");
-                Err(Refusal::Unavailable { route: name })
-            }
-        }
-    }
 }
 
-/// How long a pipeline may run inline: what is left of the request timeout once a margin
-/// for answering is kept back.
-fn inline_budget(request_timeout: Duration) -> Duration {
-    request_timeout.mul_f64(0.75)
+fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<Outcome, Refusal> {
+    let route = route.name.clone();
+    match delivered {
+        Ok(Delivered::Processed) => Ok(Outcome::Processed { route }),
+        Ok(Delivered::Dropped { reason }) => {
+            tracing::info!(%route, reason, "event dropped by a step");
+            Ok(Outcome::Dropped { route, reason })
+        }
+        Ok(Delivered::Spooled) => Ok(Outcome::Spooled { route }),
+        Ok(Delivered::DeadLettered) => Ok(Outcome::DeadLettered { route }),
+        Err(DeliveryError::Rejected(reason)) => Err(Refusal::Rejected { route, reason }),
+        Err(DeliveryError::Failed(failure)) => {
+            Err(Refusal::Failed { route, step: failure.step, kind: failure.kind, error: failure.error })
+        }
+        Err(DeliveryError::Unavailable) => Err(Refusal::Unavailable { route }),
+        Err(DeliveryError::Spool(SpoolError::Full)) => Err(Refusal::SpoolFull),
+        Err(DeliveryError::Spool(error)) => {
+            tracing::error!(%error, "an event could not be spooled");
+            Err(Refusal::SpoolUnavailable)
+        }
+    }
 }

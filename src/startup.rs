@@ -2,6 +2,8 @@
 //! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains.
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use axum::Router;
@@ -9,8 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend;
-use crate::config::{ServerSettings, Settings};
+use crate::accept::replay::{ReplayGuard, SharedSeenSet};
+use crate::backend::{self, Backend};
+use crate::config::{DedupMode, DeliveryMode, ServerSettings, Settings};
+use crate::delivery::Delivery;
+use crate::delivery::redeliver::{GiveUp, Redeliverer};
+use crate::delivery::spool::Spool;
 use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -25,6 +31,8 @@ pub struct App {
     state: AppState,
     server: ServerSettings,
     stop: CancellationToken,
+    redeliverer: Option<Redeliverer>,
+    spool_writer: Option<JoinHandle<()>>,
 }
 
 impl App {
@@ -40,7 +48,23 @@ impl App {
         let route_names: Vec<&str> = settings.routes.iter().map(|route| route.name.as_str()).collect();
         let metrics = Arc::new(Metrics::new(http::error::ERROR_CODES, &route_names));
         let connected = backend::connect(&settings).await?;
-        let relay = Arc::new(Relay::new(&settings, routes, connected.backend.clone(), metrics.clone()));
+        let (spool, spool_writer) = open_spool(&settings)?;
+        let delivery = Arc::new(Delivery::new(
+            &settings.delivery,
+            settings.server.request_timeout,
+            connected.backend.clone(),
+            spool.clone(),
+        ));
+        let redeliverer = spool.clone().map(|spool| {
+            let give_up = GiveUp {
+                max_attempts: settings.delivery.max_attempts,
+                after: settings.delivery.dead_letter_after,
+            };
+            let concurrency = settings.delivery.redelivery_concurrency;
+            Redeliverer::new(delivery.clone(), spool, routes.clone(), give_up, concurrency, metrics.clone())
+        });
+        let replays = replay_guard(&settings, &connected.backend)?;
+        let relay = Arc::new(Relay::new(&settings, routes, replays, delivery, metrics.clone()));
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -50,6 +74,9 @@ impl App {
             metrics,
             backend: connected.backend,
             bus: connected.bus,
+            spool,
+            admin_token: settings.admin.token.clone(),
+            delivery_mode: settings.delivery.mode,
             in_flight: Arc::new(Semaphore::new(settings.server.max_in_flight)),
             max_in_flight: settings.server.max_in_flight,
             request_timeout: settings.server.request_timeout,
@@ -62,6 +89,8 @@ impl App {
             state,
             server: settings.server,
             stop: CancellationToken::new(),
+            redeliverer,
+            spool_writer,
         })
     }
 
@@ -80,10 +109,13 @@ impl App {
         self.stop.clone()
     }
 
-    /// Serves until SIGTERM, ctrl-c or the stop token. Then: `/readyz` turns 503, new events
-    /// are still taken for `server.drain_delay`, the listener closes, and in-flight requests
-    /// get up to `server.shutdown_grace` to finish.
+    /// Serves, and redelivers what the spool holds, until SIGTERM, ctrl-c or the stop token.
+    /// Then: `/readyz` turns 503, new events are still taken for `server.drain_delay`, the
+    /// listener closes, in-flight requests and redelivery attempts get up to
+    /// `server.shutdown_grace` to finish, and the spool is flushed and closed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let stop_redelivery = CancellationToken::new();
+        let redelivery = self.redeliverer.map(|worker| tokio::spawn(worker.run(stop_redelivery.clone())));
         let listener_closed = CancellationToken::new();
         let begin_shutdown = {
             let (stop, health, streams, closed) = (
@@ -114,9 +146,64 @@ impl App {
                 tracing::warn!(?grace, "shutdown grace ran out with requests still in flight");
             }
         }
+        stop_redelivery.cancel();
+        if let Some(redelivery) = redelivery
+            && tokio::time::timeout(grace, redelivery).await.is_err()
+        {
+            tracing::warn!("redelivery attempts still running at exit resume at the next start");
+        }
+        if let Some(spool) = &self.state.spool {
+            spool.close().await.context("cannot flush the spool")?;
+        }
+        if let Some(writer) = self.spool_writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<JoinHandle<()>>)> {
+    let delivery = &settings.delivery;
+    if delivery.mode == DeliveryMode::Off {
+        return Ok((None, None));
+    }
+    let (spool, writer) = Spool::open(&delivery.spool_dir, delivery.max_spooled_events)?;
+    tracing::info!(
+        dir = %delivery.spool_dir.display(),
+        mode = ?delivery.mode,
+        spooled = spool.event_count(),
+        dead_letters = spool.dead_letter_count(),
+        "spool open"
+    );
+    Ok((Some(spool), Some(writer)))
+}
+
+/// Remembers signatures for the longest freshness window of any webhook.
+fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> anyhow::Result<ReplayGuard> {
+    let window = settings
+        .webhooks
+        .values()
+        .map(|webhook| webhook.max_age + webhook.max_future_skew)
+        .max()
+        .unwrap_or(Duration::from_secs(65));
+    let shared = match settings.delivery.dedup {
+        DedupMode::Memory => None,
+        DedupMode::Momento => {
+            let cache = settings
+                .delivery
+                .dedup_cache
+                .clone()
+                .or_else(|| backend::probe_cache(settings))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "`delivery.dedup_cache`: dedup = \"momento\" needs a cache to keep the seen-set in"
+                    )
+                })?;
+            Some(SharedSeenSet { backend: backend.clone(), cache })
+        }
+    };
+    Ok(ReplayGuard::new(settings.delivery.dedup_capacity, window, shared))
 }
 
 async fn shutdown_signal() {

@@ -159,8 +159,47 @@ async fn unmatched_events_are_404_when_the_policy_is_reject() {
 }
 
 #[tokio::test]
-async fn step_failures_map_to_403_422_502_and_503() {
+async fn backend_failures_are_spooled_or_dead_lettered_with_202() {
     let app = spawn_app_with(CONFIG).await;
+    for (topic, outcome) in [("outage", "spooled"), ("bad-key", "dead_lettered")] {
+        let (status, answer) = status_and_json(app.post_event("chat", topic, "hi").await).await;
+        assert_eq!((status, answer["outcome"].as_str()), (202, Some(outcome)), "topic {topic}");
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_request_is_409() {
+    let app = spawn_app_with(CONFIG).await;
+    let body = event("chat", "topic 1", "hi");
+    let signature = app.sign(&body);
+    assert_eq!(app.post("/webhook", body.clone(), Some(&signature)).await.status(), 200);
+    let (status, answer) = status_and_json(app.post("/webhook", body, Some(&signature)).await).await;
+    assert_eq!((status, error_of(&answer)), (409, "duplicate_event"));
+}
+
+#[tokio::test]
+async fn a_full_spool_is_503() {
+    let app = spawn_app_with(&format!(
+        "{CONFIG}
+[delivery]
+max_spooled_events = 1
+"
+    ))
+    .await;
+    assert_eq!(app.post_event("chat", "outage", "kept").await.status(), 202);
+    let (status, answer) = status_and_json(app.post_event("chat", "outage", "refused").await).await;
+    assert_eq!((status, error_of(&answer)), (503, "spool_full"));
+}
+
+#[tokio::test]
+async fn step_failures_map_to_403_422_502_and_503_without_a_spool() {
+    let app = spawn_app_with(&format!(
+        "{CONFIG}
+[delivery]
+mode = \"off\"
+"
+    ))
+    .await;
     let cases = [
         ("denied", 403, "rejected"),
         ("broken", 422, "processing_failed"),

@@ -119,7 +119,7 @@ pub async fn connect(settings: &crate::config::Settings) -> anyhow::Result<Conne
 
 /// The cache the readiness probe reads: `momento.probe_cache`, else the first cache a route
 /// names exactly.
-fn probe_cache(settings: &crate::config::Settings) -> Option<String> {
+pub fn probe_cache(settings: &crate::config::Settings) -> Option<String> {
     settings.momento.probe_cache.clone().or_else(|| {
         settings
             .routes

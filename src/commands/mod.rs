@@ -5,6 +5,7 @@ mod healthcheck;
 mod send;
 mod serve;
 mod sign;
+mod spool;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Sign(args) => sign::run(args),
         Command::Send(args) => send::run(args).await,
         Command::Healthcheck(args) => healthcheck::run(args).await,
+        Command::Spool(args) => spool::run(args).await,
     };
     match result {
         Ok(code) => code,

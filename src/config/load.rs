@@ -120,19 +120,20 @@ pub fn load_from_str(
     };
     let mut settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
         .map_err(|error| invalid(error.path().to_string(), error.inner().message().to_owned()))?;
-    forget_empty_momento_values(&mut settings);
+    forget_empty_values(&mut settings);
     validate::check(&settings).map_err(|(key, message)| invalid(key, message))?;
     let notices = apply_demo_secret(&mut settings);
     Ok(LoadedConfig { settings, source, notices })
 }
 
 /// `api_key = "${MOMENTO_API_KEY:-}"` with the variable unset means "no key", not an
-/// empty one; likewise for the endpoint.
-fn forget_empty_momento_values(settings: &mut Settings) {
+/// empty one; likewise for the endpoints and the admin token.
+fn forget_empty_values(settings: &mut Settings) {
     let momento = &mut settings.momento;
     momento.api_key = momento.api_key.take().filter(|key| !key.is_empty());
     momento.endpoint = momento.endpoint.take().filter(|endpoint| !endpoint.is_empty());
     momento.endpoint_override = momento.endpoint_override.take().filter(|url| !url.is_empty());
+    settings.admin.token = settings.admin.token.take().filter(|token| !token.is_empty());
 }
 
 /// On the embedded backend, a webhook without secrets uses the public demo secret, loudly.

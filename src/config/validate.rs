@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{BackendKind, DEMO_SECRET, Settings};
+use super::{BackendKind, DEMO_SECRET, DedupMode, Settings};
 
 /// Momento abandons a webhook call after this long; nothing the relay does may take longer.
 pub const MOMENTO_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -15,6 +15,7 @@ pub fn check(settings: &Settings) -> Result<(), Failure> {
     check_server(settings)?;
     check_webhooks(settings)?;
     check_momento(settings)?;
+    check_delivery(settings)?;
     check_route_names(settings)
 }
 
@@ -106,6 +107,38 @@ fn check_momento(settings: &Settings) -> Result<(), Failure> {
     }
     if momento.call_timeout.is_zero() || momento.call_timeout >= settings.server.request_timeout {
         return fail("momento.call_timeout", "must be more than 0 and less than server.request_timeout");
+    }
+    Ok(())
+}
+
+fn check_delivery(settings: &Settings) -> Result<(), Failure> {
+    let delivery = &settings.delivery;
+    if delivery
+        .inline_budget
+        .is_some_and(|budget| budget.is_zero() || budget >= settings.server.request_timeout)
+    {
+        return fail("delivery.inline_budget", "must be more than 0 and less than server.request_timeout");
+    }
+    if delivery.retry_initial.is_zero() || delivery.retry_max < delivery.retry_initial {
+        return fail("delivery.retry_initial", "must be more than 0 and at most delivery.retry_max");
+    }
+    if delivery.max_attempts == 0 {
+        return fail("delivery.max_attempts", "must be at least 1");
+    }
+    if delivery.max_spooled_events == 0 {
+        return fail("delivery.max_spooled_events", "must be at least 1");
+    }
+    if delivery.redelivery_concurrency == 0 {
+        return fail("delivery.redelivery_concurrency", "must be at least 1");
+    }
+    if delivery.dedup_capacity == 0 {
+        return fail("delivery.dedup_capacity", "must be at least 1");
+    }
+    if delivery.dedup == DedupMode::Momento && settings.momento.resolved_backend() != BackendKind::Momento {
+        return fail("delivery.dedup", "dedup = \"momento\" needs the momento backend");
+    }
+    if settings.admin.token.as_ref().is_some_and(|token| !token.is_empty() && token.expose().len() < 16) {
+        return fail("admin.token", "must be at least 16 characters");
     }
     Ok(())
 }

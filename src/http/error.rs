@@ -32,6 +32,12 @@ pub const ERROR_CODES: &[&str] = &[
     "overloaded",
     "timeout",
     "not_found",
+    "duplicate_event",
+    "spool_full",
+    "spool_unavailable",
+    "unauthorized",
+    "no_such_dead_letter",
+    "invalid_id",
 ];
 
 /// A refused request.
@@ -55,6 +61,18 @@ pub enum HttpError {
     /// 404 `not_found`: no such endpoint.
     #[error("no such endpoint")]
     NotFound,
+    /// 401 `unauthorized`: an admin request without the right bearer token.
+    #[error("this endpoint needs the admin bearer token")]
+    Unauthorized,
+    /// 404 `no_such_dead_letter`: an admin request for a dead letter that is not there.
+    #[error("no dead letter has id {0}")]
+    NoSuchDeadLetter(u64),
+    /// 400 `invalid_id`: an admin request whose id is not a number.
+    #[error("ids are whole numbers")]
+    InvalidId,
+    /// 503 `spool_unavailable`: the spool could not be read or written.
+    #[error("the spool cannot be used right now")]
+    SpoolUnavailable,
 }
 
 impl HttpError {
@@ -81,6 +99,9 @@ impl HttpError {
                 Refusal::NotAccepted(AcceptError::Stale { .. }) => (S::UNPROCESSABLE_ENTITY, "stale_event"),
                 Refusal::NotAccepted(AcceptError::Future { .. }) => (S::UNPROCESSABLE_ENTITY, "future_event"),
                 Refusal::NoRoute { .. } => (S::NOT_FOUND, "no_route"),
+                Refusal::Duplicate => (S::CONFLICT, "duplicate_event"),
+                Refusal::SpoolFull => (S::SERVICE_UNAVAILABLE, "spool_full"),
+                Refusal::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
                 Refusal::Rejected { .. } => (S::FORBIDDEN, "rejected"),
                 Refusal::Failed { error: StepError::Backend(_), .. } => (S::BAD_GATEWAY, "backend_error"),
                 Refusal::Failed { .. } => (S::UNPROCESSABLE_ENTITY, "processing_failed"),
@@ -91,6 +112,10 @@ impl HttpError {
             HttpError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
             HttpError::Timeout => (S::SERVICE_UNAVAILABLE, "timeout"),
             HttpError::NotFound => (S::NOT_FOUND, "not_found"),
+            HttpError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
+            HttpError::NoSuchDeadLetter(_) => (S::NOT_FOUND, "no_such_dead_letter"),
+            HttpError::InvalidId => (S::BAD_REQUEST, "invalid_id"),
+            HttpError::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
         }
     }
 
@@ -135,10 +160,21 @@ mod tests {
             HttpError::NotFound,
             HttpError::Refused(Refusal::NoDefaultWebhook),
             HttpError::Refused(Refusal::Unverified(VerifyError::Missing)),
+            HttpError::Refused(Refusal::SpoolFull),
+            HttpError::Refused(Refusal::SpoolUnavailable),
+            HttpError::Refused(Refusal::Duplicate),
+            HttpError::Unauthorized,
+            HttpError::SpoolUnavailable,
         ];
         for error in errors {
             assert!(ERROR_CODES.contains(&error.status().1), "{:?}", error.status());
         }
+    }
+
+    #[test]
+    fn a_spool_that_cannot_be_written_answers_503_spool_unavailable() {
+        let (status, code) = HttpError::Refused(Refusal::SpoolUnavailable).status();
+        assert_eq!((status, code), (StatusCode::SERVICE_UNAVAILABLE, "spool_unavailable"));
     }
 
     #[test]

@@ -52,14 +52,18 @@ async fn receive(
 
 fn respond(outcome: Outcome) -> Response {
     let code = outcome.code();
-    let body = match &outcome {
-        Outcome::Processed { route } => json!({ "outcome": code, "route": &**route }),
+    let (status, body) = match &outcome {
+        Outcome::Processed { route } => (StatusCode::OK, json!({ "outcome": code, "route": &**route })),
         Outcome::Dropped { route, reason } => {
-            json!({ "outcome": code, "route": &**route, "reason": reason })
+            (StatusCode::OK, json!({ "outcome": code, "route": &**route, "reason": reason }))
         }
-        Outcome::Unmatched => json!({ "outcome": code }),
+        Outcome::Unmatched => (StatusCode::OK, json!({ "outcome": code })),
+        // 202: safe on disk, not yet done.
+        Outcome::Spooled { route } | Outcome::DeadLettered { route } => {
+            (StatusCode::ACCEPTED, json!({ "outcome": code, "route": &**route }))
+        }
     };
-    let mut response = (StatusCode::OK, Json(body)).into_response();
+    let mut response = (status, Json(body)).into_response();
     response.extensions_mut().insert(OutcomeCode(code));
     response
 }

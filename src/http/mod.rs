@@ -4,6 +4,7 @@
 //! Webhook requests pass, outermost first: trace (with a request id), answer counting,
 //! the in-flight limit, the timeout, the body limit, then the handler.
 
+mod admin;
 pub mod error;
 mod ingest;
 mod middleware;
@@ -24,6 +25,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId
 use tower_http::trace::TraceLayer;
 
 use crate::backend::{Backend, MemoryBus};
+use crate::config::{DeliveryMode, Secret};
+use crate::delivery::spool::Spool;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
@@ -41,6 +44,12 @@ pub struct AppState {
     pub backend: Arc<dyn Backend>,
     /// The embedded backend's bus, when that backend is in use.
     pub bus: Option<MemoryBus>,
+    /// The spool, unless `delivery.mode = "off"`.
+    pub spool: Option<Spool>,
+    /// The admin API's bearer token; without one the admin API is not served.
+    pub admin_token: Option<Secret>,
+    /// `delivery.mode`, for the status endpoint.
+    pub delivery_mode: DeliveryMode,
     /// Permits for webhook requests in flight.
     pub in_flight: Arc<Semaphore>,
     /// The number of permits in all.
@@ -51,6 +60,17 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Cancelled when shutdown closes the listener, to end open subscribe streams.
     pub streams_closed: CancellationToken,
+}
+
+/// `/v1/admin/*`, behind the bearer token.
+fn admin_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/spool", get(admin::pending))
+        .route("/v1/admin/dead-letters", get(admin::dead_letters).delete(admin::purge_all))
+        .route("/v1/admin/dead-letters/replay", post(admin::replay_all))
+        .route("/v1/admin/dead-letters/{id}", get(admin::dead_letter).delete(admin::purge))
+        .route("/v1/admin/dead-letters/{id}/replay", post(admin::replay))
+        .layer(from_fn_with_state(state, admin::require_token))
 }
 
 /// The whole HTTP surface.
@@ -66,9 +86,13 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/status", get(ops::status));
     if state.bus.is_some() {
         router = router.route("/v1/subscribe/{cache}/{topic}", get(subscribe::subscribe));
+    }
+    if state.admin_token.is_some() {
+        router = router.merge(admin_routes(state.clone()));
     }
     router
         .fallback(|| async { error::HttpError::NotFound })

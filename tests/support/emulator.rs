@@ -82,6 +82,7 @@ struct Topic {
 #[derive(Default)]
 struct State {
     fail_next: Option<(usize, Code)>,
+    fail_topic: Option<(String, usize, Code)>,
     fail_all: Option<Code>,
     delay_next: Option<(usize, Duration)>,
     published: Vec<Published>,
@@ -129,11 +130,24 @@ impl Service {
     }
 
     /// Records a data-plane call and applies injected delays and failures to it.
-    async fn admit(&self, method: &'static str, cache: &str, peer: Option<SocketAddr>) -> Result<(), Status> {
+    async fn admit(
+        &self,
+        method: &'static str,
+        cache: &str,
+        topic: Option<&str>,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Status> {
         let (delay, failure) = {
             let mut state = self.lock();
             let delay = take_one(&mut state.delay_next);
-            let failure = state.fail_all.or_else(|| take_one(&mut state.fail_next));
+            let topic_failure = match (&mut state.fail_topic, topic) {
+                (Some((failing, left, code)), Some(topic)) if failing == topic && *left > 0 => {
+                    *left -= 1;
+                    Some(*code)
+                }
+                _ => None,
+            };
+            let failure = state.fail_all.or(topic_failure).or_else(|| take_one(&mut state.fail_next));
             if method == "publish" {
                 state.publish_attempts += 1;
             }
@@ -152,7 +166,7 @@ impl Service {
     /// Reads the cache name from the `cache` metadata header, admits the call and unwraps it.
     async fn begin<T>(&self, method: &'static str, request: Request<T>) -> Result<(String, T), Status> {
         let cache = cache_header(&request)?;
-        self.admit(method, &cache, request.remote_addr()).await?;
+        self.admit(method, &cache, None, request.remote_addr()).await?;
         Ok((cache, request.into_inner()))
     }
 
@@ -196,7 +210,7 @@ impl Pubsub for Service {
     async fn publish(&self, request: Request<ps::PublishRequest>) -> Reply<Empty> {
         let peer = request.remote_addr();
         let cache = request.get_ref().cache_name.clone();
-        self.admit("publish", &cache, peer).await?;
+        self.admit("publish", &cache, Some(&request.get_ref().topic), peer).await?;
         let ps::PublishRequest { topic, value, .. } = request.into_inner();
         let kind = value.and_then(|value| value.kind);
         let kind = kind.ok_or_else(|| Status::invalid_argument("publish without a value"))?;
@@ -459,6 +473,12 @@ impl Emulator {
         self.service.lock().fail_next = (n > 0).then_some((n, code));
     }
 
+    /// Makes the next `n` publishes to `topic` (in any cache) fail with `code`; other calls
+    /// are not affected.
+    pub fn fail_publishes_to(&self, topic: &str, n: usize, code: Code) {
+        self.service.lock().fail_topic = Some((topic.to_owned(), n, code));
+    }
+
     /// Makes every data-plane call fail with `code` until [`Emulator::heal`].
     pub fn fail_all(&self, code: Code) {
         self.service.lock().fail_all = Some(code);
@@ -473,6 +493,7 @@ impl Emulator {
     pub fn heal(&self) {
         let mut state = self.service.lock();
         state.fail_next = None;
+        state.fail_topic = None;
         state.fail_all = None;
         state.delay_next = None;
     }

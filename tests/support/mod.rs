@@ -5,6 +5,7 @@ pub mod emulator;
 pub mod on_emulator;
 pub mod steps;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -43,6 +44,8 @@ pub fn settings(config: &str) -> Settings {
 
 /// A relay running in this process.
 pub struct TestApp {
+    /// The spool directory, removed when the test ends (unless the test chose its own).
+    pub spool_dir: Option<tempfile::TempDir>,
     /// `http://127.0.0.1:<port>`
     pub address: String,
     /// Its port.
@@ -64,12 +67,18 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
 }
 
 /// Starts already-loaded settings with the test step kinds registered.
-pub async fn spawn_settings(settings: Settings) -> TestApp {
+pub async fn spawn_settings(mut settings: Settings) -> TestApp {
+    let spool_dir = (settings.delivery.spool_dir == Settings::default().delivery.spool_dir).then(|| {
+        let dir = tempfile::tempdir().expect("temporary spool directory");
+        settings.delivery.spool_dir = dir.path().to_owned();
+        dir
+    });
     let app = App::build_with(settings, test_registry()).await.expect("relay starts");
     let port = app.port();
     let stop = app.stop_token();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
+        spool_dir,
         address: format!("http://127.0.0.1:{port}"),
         port,
         client: reqwest::Client::new(),
@@ -90,6 +99,10 @@ pub fn event(cache: &str, topic: &str, text: &str) -> String {
     event_at(cache, topic, text, "", now_ms())
 }
 
+/// Sequence numbers for test events, so that no two bodies are ever the same (the relay
+/// refuses a repeated signed body as a replay).
+static SEQUENCE: AtomicU64 = AtomicU64::new(1);
+
 /// An event body with a token id and a publish time of your choosing.
 pub fn event_at(cache: &str, topic: &str, text: &str, token_id: &str, publish_timestamp: u64) -> String {
     json!({
@@ -97,7 +110,7 @@ pub fn event_at(cache: &str, topic: &str, text: &str, token_id: &str, publish_ti
         "topic": topic,
         "event_timestamp": publish_timestamp,
         "publish_timestamp": publish_timestamp,
-        "topic_sequence_number": 1,
+        "topic_sequence_number": SEQUENCE.fetch_add(1, Ordering::Relaxed),
         "token_id": token_id,
         "text": text,
     })

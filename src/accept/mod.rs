@@ -1,5 +1,7 @@
-//! Stage 2, accept: parse a verified body into an event and refuse stale or future ones.
-//! Only verified bytes reach this stage.
+//! Stage 2, accept: parse a verified body into an event, refuse stale or future ones, and
+//! refuse replays (`replay`). Only verified bytes reach this stage.
+
+pub mod replay;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

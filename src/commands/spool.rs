@@ -1,0 +1,133 @@
+//! `topic-relay spool ...`: look into a running relay's spool and dead letters through its
+//! admin API, replay them, purge them.
+
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use reqwest::{Method, RequestBuilder};
+use serde_json::Value;
+
+use crate::cli::{SpoolArgs, SpoolCommand};
+
+/// Runs one spool subcommand against the relay at `--url`.
+pub async fn run(args: SpoolArgs) -> anyhow::Result<ExitCode> {
+    let admin = Admin {
+        base: args.url.trim_end_matches('/').to_owned(),
+        token: args.token,
+        client: reqwest::Client::new(),
+    };
+    match args.command {
+        SpoolCommand::Status => print_status(&admin.call(Method::GET, "/v1/status").await?),
+        SpoolCommand::Pending { limit } => {
+            let answer = admin.call(Method::GET, &format!("/v1/admin/spool?limit={limit}")).await?;
+            print_pending(&answer);
+        }
+        SpoolCommand::DeadLetters { limit } => {
+            let answer = admin.call(Method::GET, &format!("/v1/admin/dead-letters?limit={limit}")).await?;
+            print_dead_letters(&answer);
+        }
+        SpoolCommand::Show { id } => {
+            let answer = admin.call(Method::GET, &format!("/v1/admin/dead-letters/{id}")).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        SpoolCommand::Replay { id, all } => {
+            let path = match (id, all) {
+                (Some(id), false) => format!("/v1/admin/dead-letters/{id}/replay"),
+                (None, true) => "/v1/admin/dead-letters/replay".to_owned(),
+                _ => bail!("give a dead letter's id, or --all"),
+            };
+            let answer = admin.call(Method::POST, &path).await?;
+            let replayed = answer["replayed"].as_array().map_or(0, Vec::len);
+            println!("replayed {replayed} dead letter(s); they are due now");
+        }
+        SpoolCommand::Purge { id, all } => {
+            let path = match (id, all) {
+                (Some(id), false) => format!("/v1/admin/dead-letters/{id}"),
+                (None, true) => "/v1/admin/dead-letters".to_owned(),
+                _ => bail!("give a dead letter's id, or --all"),
+            };
+            let answer = admin.call(Method::DELETE, &path).await?;
+            println!("purged {} dead letter(s)", answer["purged"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Admin {
+    base: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Admin {
+    async fn call(&self, method: Method, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request: RequestBuilder = self.client.request(method, &url).timeout(Duration::from_secs(10));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let detail = body["detail"].as_str().unwrap_or("no detail");
+            match status.as_u16() {
+                401 => bail!("{status}: {detail} (set --token or TOPIC_RELAY_ADMIN_TOKEN)"),
+                404 if body["error"] == "not_found" => {
+                    bail!(
+                        "{status}: the admin API is off (set [admin] token) or the spool is (delivery.mode = \"off\")"
+                    )
+                }
+                _ => bail!("{status}: {detail}"),
+            }
+        }
+        Ok(body)
+    }
+}
+
+fn print_status(status: &Value) {
+    let delivery = &status["delivery"];
+    println!("backend:      {}", status["backend"].as_str().unwrap_or("?"));
+    println!("ready:        {}", status["ready"]);
+    println!("mode:         {}", delivery["mode"].as_str().unwrap_or("?"));
+    println!("spooled:      {}", delivery["spooled"]);
+    println!("dead letters: {}", delivery["dead_letters"]);
+}
+
+fn print_pending(answer: &Value) {
+    println!(
+        "{:<8} {:<20} {:>9} {:>8}  {:<20}  LAST ERROR",
+        "ID", "ROUTE", "NEXT STEP", "ATTEMPTS", "DUE (UTC)"
+    );
+    for event in answer["events"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {:<20} {:>9} {:>8}  {:<20}  {}",
+            event["id"],
+            event["route"].as_str().unwrap_or("?"),
+            event["next_step"],
+            event["attempts"],
+            time(&event["due_ms"]),
+            event["last_error"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn print_dead_letters(answer: &Value) {
+    println!("{:<8} {:<20} {:>8}  {:<20}  REASON", "ID", "ROUTE", "ATTEMPTS", "DEAD SINCE (UTC)");
+    for letter in answer["dead_letters"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {:<20} {:>8}  {:<20}  {}",
+            letter["id"],
+            letter["event"]["route"].as_str().unwrap_or("?"),
+            letter["event"]["attempts"],
+            time(&letter["dead_at_ms"]),
+            letter["reason"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn time(ms: &Value) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(ms.as_u64().unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}

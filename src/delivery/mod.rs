@@ -1,0 +1,276 @@
+//! Stage 5 of the flow, delivery: run a route's steps within the time budget, and keep
+//! whatever cannot finish in the durable spool until it can. An event answered 2xx is either
+//! done or safely on disk.
+
+mod backoff;
+pub mod record;
+pub mod redeliver;
+pub mod spool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::accept::now_ms;
+use crate::backend::Backend;
+use crate::config::{DeliveryMode, DeliverySettings, TopicAddress};
+use crate::event::Message;
+use crate::pipeline::{Finished, StepError, StepFailure};
+use crate::route::Route;
+use backoff::Backoff;
+use record::{DeadLetter, SpooledEvent};
+use spool::{EventKey, Spool, SpoolError};
+
+/// What became of an event that the relay answers 2xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Every step ran.
+    Processed,
+    /// A step dropped it on purpose.
+    Dropped { reason: String },
+    /// It is in the spool and will be finished in the background.
+    Spooled,
+    /// It failed in a way retrying cannot fix; it is kept as a dead letter.
+    DeadLettered,
+}
+
+/// Why an event is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// A step refused it on purpose.
+    #[error("{0}")]
+    Rejected(String),
+    /// A step failed for good (or, with `mode = "off"`, the backend refused it).
+    #[error("step {} ({}) failed", .0.step, .0.kind)]
+    Failed(StepFailure),
+    /// With `mode = "off"`: the backend could not be reached in time.
+    #[error("the backend could not be reached within the time budget")]
+    Unavailable,
+    /// The spool could not take it.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// How one inline run of a route's steps ended.
+enum Run {
+    Finished(Finished),
+    Failed(StepFailure),
+    OutOfTime,
+}
+
+/// Runs events through their routes and keeps what cannot finish.
+pub struct Delivery {
+    mode: DeliveryMode,
+    budget: Duration,
+    lease: Duration,
+    backend: Arc<dyn Backend>,
+    spool: Option<Spool>,
+    backoff: Backoff,
+    dead_letter_topic: Option<TopicAddress>,
+}
+
+impl Delivery {
+    /// Delivery as configured; `spool` is `None` exactly when the mode is `off`.
+    pub fn new(
+        settings: &DeliverySettings,
+        request_timeout: Duration,
+        backend: Arc<dyn Backend>,
+        spool: Option<Spool>,
+    ) -> Self {
+        Delivery {
+            mode: settings.mode,
+            budget: settings.inline_budget.unwrap_or(request_timeout.mul_f64(0.75)),
+            // A write-ahead record is not retried in the background while its request runs.
+            lease: request_timeout + Duration::from_secs(1),
+            backend,
+            spool,
+            backoff: Backoff::new(settings.retry_initial, settings.retry_max),
+            dead_letter_topic: settings.dead_letter_topic.clone(),
+        }
+    }
+
+    /// The spool, when there is one.
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_ref()
+    }
+
+    /// Delivers one event that `route` took from `webhook`.
+    pub async fn deliver(
+        &self,
+        webhook: &str,
+        route: &Route,
+        message: Message,
+    ) -> Result<Delivered, DeliveryError> {
+        match (&self.spool, self.mode) {
+            (Some(spool), DeliveryMode::Spool) => self.write_ahead(spool, webhook, route, message).await,
+            (Some(spool), _) => self.inline_then_spool(spool, webhook, route, message).await,
+            (None, _) => self.inline_only(route, message).await,
+        }
+    }
+
+    async fn run(&self, route: &Route, message: &mut Message, next_step: &mut usize) -> Run {
+        let run = route.pipeline.run(message, next_step, self.backend.as_ref());
+        match tokio::time::timeout(self.budget, run).await {
+            Ok(Ok(finished)) => Run::Finished(finished),
+            Ok(Err(failure)) => Run::Failed(failure),
+            Err(_elapsed) => Run::OutOfTime,
+        }
+    }
+
+    async fn inline_only(&self, route: &Route, mut message: Message) -> Result<Delivered, DeliveryError> {
+        let mut next_step = 0;
+        match self.run(route, &mut message, &mut next_step).await {
+            Run::Finished(finished) => Ok(delivered(finished)),
+            Run::Failed(failure) => Err(refusal(failure, &route.name)),
+            Run::OutOfTime => {
+                tracing::warn!(route = %route.name, step = next_step, "time budget ran out");
+                Err(DeliveryError::Unavailable)
+            }
+        }
+    }
+
+    async fn inline_then_spool(
+        &self,
+        spool: &Spool,
+        webhook: &str,
+        route: &Route,
+        mut message: Message,
+    ) -> Result<Delivered, DeliveryError> {
+        let mut next_step = 0;
+        let outcome = self.run(route, &mut message, &mut next_step).await;
+        let keep = |error: String| self.record(webhook, route, message.clone(), next_step, Some(error));
+        match outcome {
+            Run::Finished(finished) => Ok(delivered(finished)),
+            Run::Failed(failure) if failure.error.is_retryable() => {
+                let due = now_ms() + self.backoff.delay_ms(1);
+                spool.insert(keep(failure.error.to_string()), due).await?;
+                Ok(Delivered::Spooled)
+            }
+            Run::Failed(failure @ StepFailure { error: StepError::Backend(_), .. }) => {
+                let reason =
+                    format!("step {} ({}) failed for good: {}", failure.step, failure.kind, failure.error);
+                self.bury(spool, None, keep(failure.error.to_string()), reason).await?;
+                Ok(Delivered::DeadLettered)
+            }
+            Run::Failed(failure) => Err(refusal(failure, &route.name)),
+            Run::OutOfTime => {
+                spool
+                    .insert(keep("the time budget ran out".into()), now_ms() + self.backoff.delay_ms(1))
+                    .await?;
+                Ok(Delivered::Spooled)
+            }
+        }
+    }
+
+    async fn write_ahead(
+        &self,
+        spool: &Spool,
+        webhook: &str,
+        route: &Route,
+        mut message: Message,
+    ) -> Result<Delivered, DeliveryError> {
+        let written = self.record(webhook, route, message.clone(), 0, None);
+        let key = spool.insert(written, now_ms() + self.lease.as_millis() as u64).await?;
+        let mut next_step = 0;
+        let outcome = self.run(route, &mut message, &mut next_step).await;
+        let keep = |error: String| self.record(webhook, route, message.clone(), next_step, Some(error));
+        match outcome {
+            Run::Finished(finished) => {
+                spool.remove(key).await?;
+                Ok(delivered(finished))
+            }
+            Run::Failed(failure) if failure.error.is_retryable() => {
+                spool
+                    .reschedule(key, keep(failure.error.to_string()), now_ms() + self.backoff.delay_ms(1))
+                    .await?;
+                Ok(Delivered::Spooled)
+            }
+            Run::Failed(failure @ StepFailure { error: StepError::Backend(_), .. }) => {
+                let reason =
+                    format!("step {} ({}) failed for good: {}", failure.step, failure.kind, failure.error);
+                self.bury(spool, Some(key), keep(failure.error.to_string()), reason).await?;
+                Ok(Delivered::DeadLettered)
+            }
+            Run::Failed(failure) => {
+                spool.remove(key).await?;
+                Err(refusal(failure, &route.name))
+            }
+            Run::OutOfTime => {
+                let due = now_ms() + self.backoff.delay_ms(1);
+                spool.reschedule(key, keep("the time budget ran out".into()), due).await?;
+                Ok(Delivered::Spooled)
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        webhook: &str,
+        route: &Route,
+        message: Message,
+        next_step: usize,
+        error: Option<String>,
+    ) -> SpooledEvent {
+        SpooledEvent {
+            webhook: webhook.to_owned(),
+            route: route.name.to_string(),
+            message,
+            next_step,
+            attempts: u32::from(error.is_some()),
+            received_ms: now_ms(),
+            last_error: error,
+        }
+    }
+
+    /// Makes `event` a dead letter (taking it out of the pending events when `key` is
+    /// given), and publishes it to the dead-letter topic when one is configured.
+    pub async fn bury(
+        &self,
+        spool: &Spool,
+        key: Option<EventKey>,
+        event: SpooledEvent,
+        reason: String,
+    ) -> Result<u64, SpoolError> {
+        tracing::warn!(
+            route = event.route,
+            attempts = event.attempts,
+            reason,
+            "event moved to the dead letters"
+        );
+        let letter = DeadLetter { event, dead_at_ms: now_ms(), reason };
+        let id = spool.bury(key, letter.clone()).await?;
+        if let Some(topic) = &self.dead_letter_topic {
+            let notice =
+                serde_json::json!({ "id": id, "reason": letter.reason, "event": letter.event }).to_string();
+            if let Err(error) = self.backend.publish(&topic.cache, &topic.topic, &notice).await {
+                tracing::warn!(%error, "could not publish the dead letter notice; it is kept in the spool");
+            }
+        }
+        Ok(id)
+    }
+
+    /// The wait before background attempt number `attempt`.
+    pub fn retry_delay_ms(&self, attempt: u32) -> u64 {
+        self.backoff.delay_ms(attempt)
+    }
+
+    /// The backend events are delivered through.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+}
+
+fn delivered(finished: Finished) -> Delivered {
+    match finished {
+        Finished::Completed => Delivered::Processed,
+        Finished::Dropped { reason, .. } => Delivered::Dropped { reason },
+    }
+}
+
+fn refusal(failure: StepFailure, route: &str) -> DeliveryError {
+    tracing::warn!(route, step = failure.step, kind = failure.kind, error = %failure.error, "step failed");
+    match failure.error {
+        StepError::Rejected(reason) => DeliveryError::Rejected(reason),
+        ref error if error.is_retryable() => DeliveryError::Unavailable,
+        _ => DeliveryError::Failed(failure),
+    }
+}
