@@ -18,14 +18,21 @@ COPY config ./config
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked
 
+# The spool's directory, owned by the runtime user (the runtime image has no shell to make it).
+RUN mkdir -p /spool-dir/spool
+
 # Runtime stage: no shell, no package manager, not root.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/topic-relay /usr/local/bin/topic-relay
 COPY config/default.toml /etc/topic-relay/config.toml
+COPY --from=build --chown=nonroot:nonroot /spool-dir /var/lib/topic-relay
 
 # Mount your own file over /etc/topic-relay/config.toml, or point TOPIC_RELAY_CONFIG elsewhere.
+# Events answered 202 live in the spool until they are delivered: keep it on a volume.
 ENV TOPIC_RELAY_CONFIG=/etc/topic-relay/config.toml \
-    TOPIC_RELAY_LOG_FORMAT=json
+    TOPIC_RELAY_LOG_FORMAT=json \
+    TOPIC_RELAY__DELIVERY__SPOOL_DIR=/var/lib/topic-relay/spool
+VOLUME ["/var/lib/topic-relay"]
 EXPOSE 8080
 USER nonroot:nonroot
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
