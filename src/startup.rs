@@ -18,7 +18,7 @@ use crate::delivery::Delivery;
 use crate::delivery::redeliver::{GiveUp, Redeliverer};
 use crate::delivery::spool::Spool;
 use crate::health::Health;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::ProcessorRegistry;
 use crate::relay::Relay;
@@ -68,7 +68,7 @@ impl App {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             relay,
             health: Arc::new(Health::new(connected.backend.clone())),
             metrics,
@@ -82,7 +82,7 @@ impl App {
             request_timeout: settings.server.request_timeout,
             max_body_bytes: settings.server.max_body_bytes,
             streams_closed: CancellationToken::new(),
-        };
+        });
         Ok(App {
             listener,
             router: http::router(state.clone()),

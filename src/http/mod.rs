@@ -31,9 +31,27 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
 
-/// What handlers share.
+/// What handlers share: one allocation, so that every layer's clone is a reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// The relay core.
     pub relay: Arc<Relay>,
     /// Liveness and readiness.
