@@ -50,6 +50,16 @@ pub enum DeliveryError {
     Spool(#[from] SpoolError),
 }
 
+/// An event after its inline run: where it came from, how far it got, and its write-ahead
+/// record, if it has one.
+struct Ran<'a> {
+    webhook: &'a str,
+    route: &'a Route,
+    message: Message,
+    next_step: usize,
+    written: Option<EventKey>,
+}
+
 /// How one inline run of a route's steps ended.
 enum Run {
     Finished(Finished),
@@ -137,28 +147,8 @@ impl Delivery {
     ) -> Result<Delivered, DeliveryError> {
         let mut next_step = 0;
         let outcome = self.run(route, &mut message, &mut next_step).await;
-        let keep = |error: String| self.record(webhook, route, message.clone(), next_step, Some(error));
-        match outcome {
-            Run::Finished(finished) => Ok(delivered(finished)),
-            Run::Failed(failure) if failure.error.is_retryable() => {
-                let due = now_ms() + self.backoff.delay_ms(1);
-                spool.insert(keep(failure.error.to_string()), due).await?;
-                Ok(Delivered::Spooled)
-            }
-            Run::Failed(failure @ StepFailure { error: StepError::Backend(_), .. }) => {
-                let reason =
-                    format!("step {} ({}) failed for good: {}", failure.step, failure.kind, failure.error);
-                self.bury(spool, None, keep(failure.error.to_string()), reason).await?;
-                Ok(Delivered::DeadLettered)
-            }
-            Run::Failed(failure) => Err(refusal(failure, &route.name)),
-            Run::OutOfTime => {
-                spool
-                    .insert(keep("the time budget ran out".into()), now_ms() + self.backoff.delay_ms(1))
-                    .await?;
-                Ok(Delivered::Spooled)
-            }
-        }
+        let ran = Ran { webhook, route, message, next_step, written: None };
+        self.settle(spool, ran, outcome).await
     }
 
     async fn write_ahead(
@@ -168,38 +158,62 @@ impl Delivery {
         route: &Route,
         mut message: Message,
     ) -> Result<Delivered, DeliveryError> {
-        let written = self.record(webhook, route, message.clone(), 0, None);
-        let key = spool.insert(written, now_ms() + self.lease.as_millis() as u64).await?;
+        let record = self.record(webhook, route, message.clone(), 0, None);
+        let key = spool.insert(record, now_ms() + self.lease.as_millis() as u64).await?;
         let mut next_step = 0;
         let outcome = self.run(route, &mut message, &mut next_step).await;
-        let keep = |error: String| self.record(webhook, route, message.clone(), next_step, Some(error));
+        let ran = Ran { webhook, route, message, next_step, written: Some(key) };
+        self.settle(spool, ran, outcome).await
+    }
+
+    /// Acts on how an inline run ended: done, kept for a retry, kept as a dead letter, or
+    /// refused. The record written ahead, if any, is updated or removed to match.
+    async fn settle(&self, spool: &Spool, ran: Ran<'_>, outcome: Run) -> Result<Delivered, DeliveryError> {
+        let keep = |error: String| {
+            self.record(ran.webhook, ran.route, ran.message.clone(), ran.next_step, Some(error))
+        };
         match outcome {
             Run::Finished(finished) => {
-                spool.remove(key).await?;
+                if let Some(key) = ran.written {
+                    spool.remove(key).await?;
+                }
                 Ok(delivered(finished))
             }
             Run::Failed(failure) if failure.error.is_retryable() => {
-                spool
-                    .reschedule(key, keep(failure.error.to_string()), now_ms() + self.backoff.delay_ms(1))
-                    .await?;
-                Ok(Delivered::Spooled)
+                self.keep_for_retry(spool, ran.written, keep(failure.error.to_string())).await
             }
             Run::Failed(failure @ StepFailure { error: StepError::Backend(_), .. }) => {
                 let reason =
                     format!("step {} ({}) failed for good: {}", failure.step, failure.kind, failure.error);
-                self.bury(spool, Some(key), keep(failure.error.to_string()), reason).await?;
+                self.bury(spool, ran.written, keep(failure.error.to_string()), reason).await?;
                 Ok(Delivered::DeadLettered)
             }
             Run::Failed(failure) => {
-                spool.remove(key).await?;
-                Err(refusal(failure, &route.name))
+                if let Some(key) = ran.written {
+                    spool.remove(key).await?;
+                }
+                Err(refusal(failure, &ran.route.name))
             }
             Run::OutOfTime => {
-                let due = now_ms() + self.backoff.delay_ms(1);
-                spool.reschedule(key, keep("the time budget ran out".into()), due).await?;
-                Ok(Delivered::Spooled)
+                self.keep_for_retry(spool, ran.written, keep("the time budget ran out".into())).await
             }
         }
+    }
+
+    /// Keeps an unfinished event for a background retry: a new record, or the one written
+    /// ahead, moved to its retry time.
+    async fn keep_for_retry(
+        &self,
+        spool: &Spool,
+        written: Option<EventKey>,
+        event: SpooledEvent,
+    ) -> Result<Delivered, DeliveryError> {
+        let due = now_ms() + self.backoff.delay_ms(1);
+        match written {
+            Some(key) => spool.reschedule(key, event, due).await?,
+            None => spool.insert(event, due).await?,
+        };
+        Ok(Delivered::Spooled)
     }
 
     fn record(

@@ -20,15 +20,11 @@ pub struct LookupConfig {
     /// envelope.
     pub into: String,
     /// Cache to read from, a template; defaults to the event's cache.
-    #[serde(default = "default_cache")]
+    #[serde(default = "super::event_cache")]
     pub cache: String,
     /// What happens when the key does not exist.
     #[serde(default)]
     pub on_miss: OnMiss,
-}
-
-fn default_cache() -> String {
-    "{cache}".into()
 }
 
 /// What `lookup` does on a miss.

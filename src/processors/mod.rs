@@ -35,6 +35,11 @@ pub const BUILTIN_KINDS: &[&str] = &[
     "set",
 ];
 
+/// The default `cache` of steps that reach a cache: the event's own.
+fn event_cache() -> String {
+    "{cache}".into()
+}
+
 /// A built-in step and its options: a closed set, so a tagged enum.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -14,7 +14,7 @@ use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
 #[serde(deny_unknown_fields)]
 pub struct PublishConfig {
     /// Target cache, a template; defaults to `"{cache}"`, the event's own cache.
-    #[serde(default = "default_cache")]
+    #[serde(default = "super::event_cache")]
     pub cache: String,
     /// Target topic, a template such as `"{topic}-out"`.
     pub topic: String,
@@ -22,10 +22,6 @@ pub struct PublishConfig {
     /// token id, where the event came from, its timestamps and everything steps attached.
     #[serde(default)]
     pub format: PayloadFormat,
-}
-
-fn default_cache() -> String {
-    "{cache}".into()
 }
 
 /// Publishes each message.

@@ -22,15 +22,11 @@ pub struct SetConfig {
     #[serde(default, with = "duration::optional", skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Duration>,
     /// Cache to write to, a template; defaults to the event's cache.
-    #[serde(default = "default_cache")]
+    #[serde(default = "super::event_cache")]
     pub cache: String,
     /// `text` or `json` (the envelope, as `publish` sends it).
     #[serde(default)]
     pub format: PayloadFormat,
-}
-
-fn default_cache() -> String {
-    "{cache}".into()
 }
 
 /// Stores each message.
