@@ -106,9 +106,12 @@ fn prepare(count: usize, round: usize) -> Vec<(Bytes, String)> {
 
 struct Measurement {
     per_second: f64,
+    requests: usize,
     p50: Duration,
     p99: Duration,
     failures: usize,
+    /// Spool commits (fsyncs) during the measurement, for relays with a spool.
+    commits: Option<u64>,
 }
 
 async fn measure(url: &str, events: Arc<Vec<(Bytes, String)>>, options: &Options) -> Measurement {
@@ -153,10 +156,19 @@ async fn measure(url: &str, events: Arc<Vec<(Bytes, String)>>, options: &Options
         |quantile: f64| latencies[((latencies.len() as f64 * quantile) as usize).min(latencies.len() - 1)];
     Measurement {
         per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        requests: latencies.len(),
+        commits: None,
         p50: at(0.50),
         p99: at(0.99),
         failures: failures.load(Ordering::Relaxed),
     }
+}
+
+/// The relay's `topic_relay_spool_commits` gauge; `None` for servers without one.
+async fn spool_commits(webhook_url: &str) -> Option<u64> {
+    let metrics_url = webhook_url.replace("/webhook", "/metrics");
+    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
+    text.lines().find_map(|line| line.strip_prefix("topic_relay_spool_commits ")?.parse().ok())
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -192,14 +204,18 @@ async fn main() {
     for round in 0..options.rounds {
         for (index, (_, url)) in scenarios.iter().enumerate() {
             let events = Arc::new(prepare(400_000, round * 10 + index));
-            results[index].push(measure(url, events, &options).await);
+            let commits_before = spool_commits(url).await;
+            let mut measurement = measure(url, events, &options).await;
+            measurement.commits =
+                spool_commits(url).await.zip(commits_before).map(|(after, before)| after - before);
+            results[index].push(measurement);
         }
     }
     let mut baseline_rates: Vec<f64> = results[0].iter().map(|m| m.per_second).collect();
     let baseline = median(&mut baseline_rates);
     println!(
-        "{:<38} {:>10} {:>9} {:>9} {:>9} {:>9}",
-        "scenario", "req/s", "ratio", "p50 ms", "p99 ms", "non-2xx"
+        "{:<38} {:>10} {:>9} {:>9} {:>9} {:>9} {:>12}",
+        "scenario", "req/s", "ratio", "p50 ms", "p99 ms", "non-2xx", "events/fsync"
     );
     for ((name, _), measurements) in scenarios.iter().zip(&results) {
         let mut rates: Vec<f64> = measurements.iter().map(|m| m.per_second).collect();
@@ -207,8 +223,14 @@ async fn main() {
         let mut p99s: Vec<f64> = measurements.iter().map(|m| m.p99.as_secs_f64() * 1000.0).collect();
         let failures: usize = measurements.iter().map(|m| m.failures).sum();
         let rate = median(&mut rates);
+        let requests: usize = measurements.iter().map(|m| m.requests).sum();
+        let commits: Option<u64> = measurements.iter().map(|m| m.commits).sum();
+        let per_fsync = match commits {
+            Some(commits) if commits > 0 => format!("{:.1}", requests as f64 / commits as f64),
+            _ => "-".to_owned(),
+        };
         println!(
-            "{name:<38} {rate:>10.0} {:>9.2} {:>9.2} {:>9.2} {failures:>9}",
+            "{name:<38} {rate:>10.0} {:>9.2} {:>9.2} {:>9.2} {failures:>9} {per_fsync:>12}",
             rate / baseline,
             median(&mut p50s),
             median(&mut p99s)

@@ -274,6 +274,24 @@ async fn a_permanent_backend_error_makes_a_dead_letter_at_once_not_a_lost_event(
 }
 
 #[tokio::test]
+async fn a_dead_letter_is_also_published_to_the_dead_letter_topic() {
+    let emulator = Emulator::start().await;
+    let app = start(&emulator, "dead_letter_topic = { cache = \"ops\", topic = \"dead-letters\" }").await;
+    emulator.fail_next(1, Code::NotFound);
+
+    assert_eq!(app.post_event("chat", "topic 1", "no such cache").await.status(), 202);
+
+    let notices: Vec<_> = emulator.published().into_iter().filter(|p| p.topic == "dead-letters").collect();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].cache, "ops");
+    let notice: Value = serde_json::from_str(notices[0].text.as_deref().unwrap()).unwrap();
+    assert_eq!(notice["event"]["message"]["text"], "NO SUCH CACHE");
+    assert_eq!(notice["event"]["route"], "shout");
+    assert!(notice["reason"].as_str().unwrap().contains("not found"), "{notice}");
+    assert_eq!(notice["id"], admin_get(&app, "/v1/admin/dead-letters").await["dead_letters"][0]["id"]);
+}
+
+#[tokio::test]
 async fn with_the_spool_off_failures_are_answered_503_and_502() {
     let emulator = Emulator::start().await;
     let app = start(&emulator, "mode = \"off\"").await;

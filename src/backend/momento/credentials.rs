@@ -83,6 +83,15 @@ mod tests {
     }
 
     #[test]
+    fn a_legacy_v1_key_carries_its_own_endpoint() {
+        // The SDK's own v1 test key: base64 of {"endpoint": "momento_endpoint", "api_key": "..."}.
+        const V1_KEY: &str = "eyJlbmRwb2ludCI6Im1vbWVudG9fZW5kcG9pbnQiLCJhcGlfa2V5IjoiZXlKaGJHY2lPaUpJVXpJMU5pSjkuZXlKemRXSWlPaUowWlhOMElITjFZbXBsWTNRaUxDSjJaWElpT2pFc0luQWlPaUlpZlEuaGcyd01iV2Utd2VzUVZ0QTd3dUpjUlVMalJwaFhMUXdRVFZZZlFMM0w3YyJ9Cg==";
+        let provider = credential_provider(&settings(V1_KEY, None)).expect("a v1 key needs no endpoint");
+        assert!(format!("{provider:?}").contains("momento_endpoint"));
+        assert!(!format!("{provider:?}").contains("eyJhbGci"), "the SDK redacts the key in Debug");
+    }
+
+    #[test]
     fn a_v2_key_with_only_an_endpoint_override_is_accepted() {
         let mut settings = settings(V2_KEY, None);
         settings.endpoint_override = Some("http://127.0.0.1:9090".into());
