@@ -12,6 +12,9 @@ use crate::config::DEMO_SECRET;
 #[derive(Debug, Parser)]
 #[command(name = "topic-relay", version, propagate_version = true)]
 pub struct Cli {
+    /// Where the configuration comes from (for `serve` and `check-config`).
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -21,9 +24,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the relay (the default).
-    Serve(ConfigArgs),
+    Serve,
     /// Validate the configuration and print it fully resolved, secrets redacted.
-    CheckConfig(ConfigArgs),
+    CheckConfig,
     /// Print the momento-signature header value for a request body.
     Sign(SignArgs),
     /// Send a signed, realistic event to a relay and print its answer.
@@ -39,7 +42,7 @@ pub enum Command {
 pub struct ConfigArgs {
     /// Config file. Default: $TOPIC_RELAY_CONFIG, else config/default.toml, else the built-in
     /// demo configuration.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 

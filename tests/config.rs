@@ -89,7 +89,36 @@ fn a_secret_never_appears_in_an_error_message() {
     let error = load_from_str(&config, source(), &env, Vec::new()).unwrap_err().to_string();
     assert!(error.contains("momento.backend"), "{error}");
     assert!(!error.contains("sk-very-secret-value"), "{error}");
-    assert!(error.contains("${API_KEY}"), "{error}");
+    assert!(error.contains("<redacted>"), "{error}");
+}
+
+#[test]
+fn a_secret_set_through_the_environment_never_appears_in_an_error_message() {
+    let vars = vec![("TOPIC_RELAY__WEBHOOKS__CHAT__SECRETS".to_owned(), "my-real-signing-secret".to_owned())];
+    let error = load_from_str(BASE, source(), &env, vars).unwrap_err().to_string();
+    assert!(error.contains("webhooks.chat.secrets"), "{error}");
+    assert!(!error.contains("my-real-signing-secret"), "{error}");
+}
+
+#[test]
+fn a_numeric_token_from_the_environment_is_a_string_and_kept_literally() {
+    let vars = vec![
+        ("TOPIC_RELAY__ADMIN__TOKEN".to_owned(), "1234567890123456".to_owned()),
+        ("TOPIC_RELAY__MOMENTO__ENDPOINT".to_owned(), "cell.example.com/$${literal}".to_owned()),
+    ];
+    let loaded = load_from_str(BASE, source(), &env, vars).unwrap();
+    assert_eq!(loaded.settings.admin.token.unwrap().expose(), "1234567890123456");
+    assert_eq!(loaded.settings.momento.endpoint.as_deref(), Some("cell.example.com/$${literal}"));
+}
+
+#[test]
+fn a_syntax_error_names_its_line_and_column_but_not_the_line() {
+    let error =
+        load_from_str("[server]\nlisten = \"x\"\ntoken = = \"hunter2\"\n", source(), &env, Vec::new())
+            .unwrap_err()
+            .to_string();
+    assert!(error.contains("line 3"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ struct Relay {
 impl Relay {
     fn start(config: &std::path::Path) -> Relay {
         let mut child = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
-            .args(["serve", "--config", config.to_str().unwrap()])
+            .args(["--config", config.to_str().unwrap()])
             .env("TOPIC_RELAY_LOG_FORMAT", "json")
             .stderr(Stdio::piped())
             .spawn()

@@ -9,13 +9,13 @@ mod spool;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, ConfigArgs};
+use crate::cli::{Cli, Command};
 
 /// Runs the command line's choice and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    let result = match cli.command.unwrap_or(Command::Serve(ConfigArgs::default())) {
-        Command::Serve(args) => serve::run(args).await,
-        Command::CheckConfig(args) => check_config::run(args),
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve::run(cli.config).await,
+        Command::CheckConfig => check_config::run(cli.config),
         Command::Sign(args) => sign::run(args),
         Command::Send(args) => send::run(args).await,
         Command::Healthcheck(args) => healthcheck::run(args).await,

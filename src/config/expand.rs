@@ -6,16 +6,6 @@ use toml::{Table, Value};
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "TOPIC_RELAY__";
 
-/// A variable that was substituted, remembered so that its value can be scrubbed from any
-/// error message (it may be a secret).
-#[derive(Debug, Clone)]
-pub struct Substitution {
-    /// The variable's name.
-    pub variable: String,
-    /// What it expanded to.
-    pub value: String,
-}
-
 /// Why expansion failed.
 #[derive(Debug)]
 pub enum ExpandError {
@@ -27,14 +17,17 @@ pub enum ExpandError {
 
 /// Replaces `${VAR}` and `${VAR:-default}` in every string of the tree; `$$` is a literal `$`.
 /// Inside a list named `secrets`, an unset variable or an empty result drops the entry, so a
-/// "previous secret" slot can stay empty outside a rotation.
+/// "previous secret" slot can stay empty outside a rotation. Keys in `literal` (set by
+/// environment overrides) are taken as they are. Returns every value substituted, so that
+/// error messages can hide them.
 pub fn expand_tree(
     table: &mut Table,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Substitution>, ExpandError> {
+    literal: &[String],
+) -> Result<Vec<String>, ExpandError> {
     let mut substitutions = Vec::new();
     for (key, value) in table.iter_mut() {
-        expand_value(key, value, lookup, &mut substitutions)?;
+        expand_value(key, value, lookup, &mut substitutions, literal)?;
     }
     Ok(substitutions)
 }
@@ -43,15 +36,19 @@ fn expand_value(
     path: &str,
     value: &mut Value,
     lookup: &dyn Fn(&str) -> Option<String>,
-    substitutions: &mut Vec<Substitution>,
+    substitutions: &mut Vec<String>,
+    literal: &[String],
 ) -> Result<(), ExpandError> {
+    if literal.iter().any(|literal| literal == path) {
+        return Ok(());
+    }
     match value {
         Value::String(text) => {
             *text = expand_str(path, text, lookup, substitutions)?;
         }
         Value::Table(table) => {
             for (key, value) in table.iter_mut() {
-                expand_value(&format!("{path}.{key}"), value, lookup, substitutions)?;
+                expand_value(&format!("{path}.{key}"), value, lookup, substitutions, literal)?;
             }
         }
         Value::Array(items) if path == "secrets" || path.ends_with(".secrets") => {
@@ -59,7 +56,7 @@ fn expand_value(
         }
         Value::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
-                expand_value(&format!("{path}[{index}]"), item, lookup, substitutions)?;
+                expand_value(&format!("{path}[{index}]"), item, lookup, substitutions, literal)?;
             }
         }
         _ => {}
@@ -71,7 +68,7 @@ fn expand_secret_list(
     path: &str,
     items: &mut Vec<Value>,
     lookup: &dyn Fn(&str) -> Option<String>,
-    substitutions: &mut Vec<Substitution>,
+    substitutions: &mut Vec<String>,
 ) -> Result<(), ExpandError> {
     let mut kept = Vec::with_capacity(items.len());
     for (index, item) in items.drain(..).enumerate() {
@@ -95,7 +92,7 @@ fn expand_str(
     key: &str,
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    substitutions: &mut Vec<Substitution>,
+    substitutions: &mut Vec<String>,
 ) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -122,7 +119,7 @@ fn expand_str(
                 }
             };
             out.push_str(&value);
-            substitutions.push(Substitution { variable: name.to_owned(), value });
+            substitutions.push(value);
             rest = &body[close + 1..];
         } else {
             out.push('$');
@@ -135,6 +132,31 @@ fn expand_str(
 
 fn malformed(key: &str) -> ExpandError {
     ExpandError::Malformed { key: key.to_owned() }
+}
+
+/// Keys whose values are secrets, wherever they appear.
+const SECRET_KEYS: [&str; 3] = ["secrets", "api_key", "token"];
+
+/// Every string held at a secret's key, for scrubbing from error messages.
+pub fn secret_values(table: &Table) -> Vec<String> {
+    let mut found = Vec::new();
+    for (key, value) in table {
+        match value {
+            Value::Table(inner) => found.extend(secret_values(inner)),
+            _ if SECRET_KEYS.contains(&key.as_str()) => collect_strings(value, &mut found),
+            _ => {}
+        }
+    }
+    found
+}
+
+fn collect_strings(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::String(text) => found.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| collect_strings(item, found)),
+        Value::Table(table) => table.values().for_each(|item| collect_strings(item, found)),
+        _ => {}
+    }
 }
 
 /// Applies every `TOPIC_RELAY__A__B=value` to key `a.b`. Values are read as TOML when they
@@ -196,7 +218,7 @@ mod tests {
 
     fn expand(text: &str) -> Result<Table, ExpandError> {
         let mut table: Table = toml::from_str(text).unwrap();
-        expand_tree(&mut table, &env).map(|_| table)
+        expand_tree(&mut table, &env, &[]).map(|_| table)
     }
 
     #[test]
@@ -222,6 +244,23 @@ mod tests {
     #[test]
     fn an_unclosed_reference_is_malformed() {
         assert!(matches!(expand(r#"a = "${SECRET""#), Err(ExpandError::Malformed { .. })));
+    }
+
+    #[test]
+    fn keys_set_by_the_environment_are_taken_literally() {
+        let mut table: Table = toml::from_str("[m]\nk = \"$${NOPE}\"\nj = \"${SECRET}\"").unwrap();
+        expand_tree(&mut table, &env, &["m.k".to_owned()]).unwrap();
+        assert_eq!(table["m"]["k"].as_str(), Some("$${NOPE}"));
+        assert_eq!(table["m"]["j"].as_str(), Some("s3cr3t"));
+    }
+
+    #[test]
+    fn values_at_secret_keys_are_found_for_scrubbing() {
+        let table: Table =
+            toml::from_str("[w.a]\nsecrets = [\"one\", \"two\"]\n[m]\napi_key = \"k\"\n[admin]\ntoken = \"t\"\nother = \"o\"").unwrap();
+        let mut found = secret_values(&table);
+        found.sort();
+        assert_eq!(found, ["k", "one", "t", "two"]);
     }
 
     #[test]

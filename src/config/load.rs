@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Table;
 
-use super::expand::{self, ExpandError, Substitution};
-use super::{BackendKind, DEMO_SECRET, Secret, Settings, validate};
+use super::expand::{self, ExpandError};
+use super::{BackendKind, DEMO_SECRET, REDACTED, Secret, Settings, validate};
 
 /// The demo configuration, used when no config file is given and `config/default.toml` is
 /// not in the working directory.
@@ -96,14 +96,12 @@ pub fn load_from_str(
     env_vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<LoadedConfig, ConfigError> {
     let origin = source.to_string();
-    let mut table: Table = toml::from_str(text).map_err(|error| ConfigError::Syntax {
-        origin: origin.clone(),
-        message: error.message().to_owned(),
-    })?;
+    let mut table: Table = toml::from_str(text).map_err(|error| syntax_error(&origin, text, &error))?;
     let env_keys = expand::apply_env_overrides(&mut table, env_vars).map_err(|message| {
         ConfigError::Invalid { origin: "environment".into(), key: "TOPIC_RELAY__*".into(), message }
     })?;
-    let substitutions = expand::expand_tree(&mut table, lookup).map_err(|error| match error {
+    let env_paths: Vec<String> = env_keys.iter().map(|(path, _)| path.clone()).collect();
+    let substitutions = expand::expand_tree(&mut table, lookup, &env_paths).map_err(|error| match error {
         ExpandError::Unset { key, variable } => {
             ConfigError::UnsetVariable { origin: origin.clone(), key, variable }
         }
@@ -111,12 +109,15 @@ pub fn load_from_str(
             ConfigError::Invalid { origin: origin.clone(), key, message: "malformed ${VAR} reference".into() }
         }
     })?;
+    // Whatever came from a variable, or sits at a secret's key, may be a secret.
+    let mut secrets = substitutions;
+    secrets.extend(expand::secret_values(&table));
     let invalid = |key: String, message: String| {
         let origin = env_keys
             .iter()
             .find(|(env_key, _)| key == *env_key || key.starts_with(&format!("{env_key}.")))
             .map_or_else(|| origin.clone(), |(_, variable)| variable.clone());
-        ConfigError::Invalid { origin, message: scrub(&message, &substitutions), key }
+        ConfigError::Invalid { origin, message: scrub(&message, &secrets), key }
     };
     let mut settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
         .map_err(|error| invalid(error.path().to_string(), error.inner().message().to_owned()))?;
@@ -156,11 +157,27 @@ fn apply_demo_secret(settings: &mut Settings) -> Vec<String> {
     notices
 }
 
-/// Replaces every substituted value in `message` by its `${VAR}` reference.
-fn scrub(message: &str, substitutions: &[Substitution]) -> String {
+/// Hides every value that may be a secret: whatever came from `${VAR}`, and whatever sits at
+/// a secret's key.
+fn scrub(message: &str, secrets: &[String]) -> String {
     let mut scrubbed = message.to_owned();
-    for substitution in substitutions.iter().filter(|s| s.value.len() >= 3) {
-        scrubbed = scrubbed.replace(&substitution.value, &format!("${{{}}}", substitution.variable));
+    for secret in secrets.iter().filter(|secret| secret.len() >= 3) {
+        scrubbed = scrubbed.replace(secret.as_str(), REDACTED);
     }
     scrubbed
+}
+
+/// A TOML syntax error with its line and column. The offending line itself is not shown:
+/// it may hold a secret.
+fn syntax_error(origin: &str, text: &str, error: &toml::de::Error) -> ConfigError {
+    let at = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |start| start.chars().count()) + 1;
+        format!(" at line {line}, column {column}")
+    });
+    ConfigError::Syntax {
+        origin: origin.to_owned(),
+        message: format!("{}{}", error.message(), at.unwrap_or_default()),
+    }
 }

@@ -50,7 +50,43 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Takes strings, and numbers as their digits (a token set through the environment may look
+/// like one). Anything else is refused without showing the value.
+struct SecretVisitor;
+
+impl serde::de::Visitor<'_> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a secret string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Secret, E> {
+        Ok(Secret::new(value))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Secret, E> {
+        Ok(Secret(value))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Secret, E> {
+        Ok(Secret(value.to_string()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Secret, E> {
+        Ok(Secret(value.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(E::custom("a secret must be a string; quote it"))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(E::custom("a secret must be a string; quote it"))
     }
 }
 
@@ -64,5 +100,12 @@ mod tests {
         assert_eq!(format!("{secret} {secret:?}"), "<redacted> <redacted>");
         assert_eq!(serde_json::to_string(&secret).unwrap(), "\"<redacted>\"");
         assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_numeric_secret_is_taken_as_its_digits() {
+        let secret: Secret =
+            toml::from_str::<toml::Table>("s = 1234567890123456").unwrap()["s"].clone().try_into().unwrap();
+        assert_eq!(secret.expose(), "1234567890123456");
     }
 }
