@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use crate::accept::replay::ReplayGuard;
 use crate::accept::{self, AcceptError, Freshness};
 use crate::config::{Settings, UnmatchedAction};
@@ -133,11 +135,13 @@ impl Relay {
     }
 
     /// Takes one request through every stage. Nothing reads the body before it is verified.
+    /// `arrived` is when the request came in; the time budget counts from there.
     pub async fn receive(
         &self,
         webhook: &Webhook,
         body: &[u8],
         signature: Option<&[u8]>,
+        arrived: Instant,
     ) -> Result<Outcome, Refusal> {
         let signature = webhook.verifier.verify(body, signature)?;
         let event = accept::parse(body)?;
@@ -150,7 +154,7 @@ impl Relay {
             return self.unmatched(&event.cache, &event.topic);
         };
         self.metrics.routes.increment(&route.name);
-        let delivered = self.delivery.deliver(&webhook.name, route, Message::from(&event)).await;
+        let delivered = self.delivery.deliver(&webhook.name, route, Message::from(&event), arrived).await;
         answer(route, delivered)
     }
 

@@ -107,6 +107,42 @@ async fn events_arriving_during_an_outage_are_all_answered_2xx_in_time_then_publ
 }
 
 #[tokio::test]
+async fn a_momento_too_slow_to_answer_gets_its_event_spooled_in_time() {
+    let emulator = Emulator::start().await;
+    let app = start(&emulator, "").await;
+    emulator.delay_next(1000, Duration::from_secs(3));
+
+    let started = Instant::now();
+    let response = app.post_event("chat", "topic 1", "patience").await;
+
+    assert_eq!(response.status(), 202);
+    assert!(started.elapsed() < Duration::from_millis(2500), "answered after {:?}", started.elapsed());
+    emulator.heal();
+    assert!(
+        eventually(Duration::from_secs(10), || published_on(&emulator, "topic 2").contains_key("PATIENCE"))
+            .await
+    );
+}
+
+#[tokio::test]
+async fn shared_dedup_during_an_outage_accepts_the_event_instead_of_losing_it() {
+    let emulator = Emulator::start().await;
+    // The default timeouts: 4 s per request, 1 s per Momento call.
+    let config = config(&emulator, "dedup = \"momento\"\ndedup_cache = \"chat\"")
+        .replace("request_timeout = \"2s\"", "request_timeout = \"4s\"")
+        .replace("call_timeout = \"300ms\"", "call_timeout = \"1s\"");
+    let app = spawn_settings(settings(&config)).await;
+    assert!(wait_for_readiness(&app, 200, Duration::from_secs(5)).await);
+    emulator.delay_next(1000, Duration::from_secs(10));
+
+    let started = Instant::now();
+    let response = app.post_event("chat", "topic 1", "still counted").await;
+
+    assert_eq!(response.status(), 202, "spooled, not refused");
+    assert!(started.elapsed() < Duration::from_millis(3800), "answered after {:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn a_pipeline_failing_at_its_second_effect_is_retried_from_that_step_only() {
     let emulator = Emulator::start().await;
     let app = start(&emulator, "").await;

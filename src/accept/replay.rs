@@ -29,6 +29,10 @@ pub struct ReplayGuard {
     shared: Option<SharedSeenSet>,
 }
 
+/// The shared check may take this long before it is skipped: Momento's deadline is 5 s, and
+/// the event's own steps need the time.
+pub const SHARED_CHECK_LIMIT: Duration = Duration::from_millis(500);
+
 /// Key prefix of seen signatures in the shared cache.
 const SHARED_KEY_PREFIX: &str = "topic-relay:seen:";
 
@@ -51,12 +55,17 @@ impl ReplayGuard {
         }
         let Some(shared) = &self.shared else { return true };
         let key = format!("{SHARED_KEY_PREFIX}{}", hex::encode(signature.0));
-        match shared.backend.set_if_absent(&shared.cache, &key, b"1", Some(self.window)).await {
-            Ok(first) => first,
-            Err(error) => {
-                // Refusing would lose the event for good, since Momento never retries; a
-                // replay that slips through here is still caught by this replica's memory.
+        let check = shared.backend.set_if_absent(&shared.cache, &key, b"1", Some(self.window));
+        match tokio::time::timeout(SHARED_CHECK_LIMIT, check).await {
+            Ok(Ok(first)) => first,
+            // Refusing would lose the event for good, since Momento never retries; a replay
+            // that slips through here is still caught by this replica's memory.
+            Ok(Err(error)) => {
                 tracing::warn!(%error, "the shared replay check failed; accepting the event");
+                true
+            }
+            Err(_elapsed) => {
+                tracing::warn!("the shared replay check took too long; accepting the event");
                 true
             }
         }

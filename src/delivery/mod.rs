@@ -10,6 +10,8 @@ pub mod spool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::accept::now_ms;
 use crate::backend::Backend;
 use crate::config::{DeliveryMode, DeliverySettings, TopicAddress};
@@ -103,32 +105,48 @@ impl Delivery {
         self.spool.as_ref()
     }
 
-    /// Delivers one event that `route` took from `webhook`.
+    /// Delivers one event that `route` took from `webhook`. The time budget counts from
+    /// `arrived`, when the request came in, so that reading it and checking it count too.
     pub async fn deliver(
         &self,
         webhook: &str,
         route: &Route,
         message: Message,
+        arrived: Instant,
     ) -> Result<Delivered, DeliveryError> {
+        let deadline = arrived + self.budget;
         match (&self.spool, self.mode) {
-            (Some(spool), DeliveryMode::Spool) => self.write_ahead(spool, webhook, route, message).await,
-            (Some(spool), _) => self.inline_then_spool(spool, webhook, route, message).await,
-            (None, _) => self.inline_only(route, message).await,
+            (Some(spool), DeliveryMode::Spool) => {
+                self.write_ahead(spool, webhook, route, message, deadline).await
+            }
+            (Some(spool), _) => self.inline_then_spool(spool, webhook, route, message, deadline).await,
+            (None, _) => self.inline_only(route, message, deadline).await,
         }
     }
 
-    async fn run(&self, route: &Route, message: &mut Message, next_step: &mut usize) -> Run {
+    async fn run(
+        &self,
+        route: &Route,
+        message: &mut Message,
+        next_step: &mut usize,
+        deadline: Instant,
+    ) -> Run {
         let run = route.pipeline.run(message, next_step, self.backend.as_ref());
-        match tokio::time::timeout(self.budget, run).await {
+        match tokio::time::timeout_at(deadline, run).await {
             Ok(Ok(finished)) => Run::Finished(finished),
             Ok(Err(failure)) => Run::Failed(failure),
             Err(_elapsed) => Run::OutOfTime,
         }
     }
 
-    async fn inline_only(&self, route: &Route, mut message: Message) -> Result<Delivered, DeliveryError> {
+    async fn inline_only(
+        &self,
+        route: &Route,
+        mut message: Message,
+        deadline: Instant,
+    ) -> Result<Delivered, DeliveryError> {
         let mut next_step = 0;
-        match self.run(route, &mut message, &mut next_step).await {
+        match self.run(route, &mut message, &mut next_step, deadline).await {
             Run::Finished(finished) => Ok(delivered(finished)),
             Run::Failed(failure) => Err(refusal(failure, &route.name)),
             Run::OutOfTime => {
@@ -144,9 +162,10 @@ impl Delivery {
         webhook: &str,
         route: &Route,
         mut message: Message,
+        deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
         let mut next_step = 0;
-        let outcome = self.run(route, &mut message, &mut next_step).await;
+        let outcome = self.run(route, &mut message, &mut next_step, deadline).await;
         let ran = Ran { webhook, route, message, next_step, written: None };
         self.settle(spool, ran, outcome).await
     }
@@ -157,11 +176,12 @@ impl Delivery {
         webhook: &str,
         route: &Route,
         mut message: Message,
+        deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
         let record = self.record(webhook, route, message.clone(), 0, None);
         let key = spool.insert(record, now_ms() + self.lease.as_millis() as u64).await?;
         let mut next_step = 0;
-        let outcome = self.run(route, &mut message, &mut next_step).await;
+        let outcome = self.run(route, &mut message, &mut next_step, deadline).await;
         let ran = Ran { webhook, route, message, next_step, written: Some(key) };
         self.settle(spool, ran, outcome).await
     }

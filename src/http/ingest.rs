@@ -4,15 +4,17 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
 use super::error::HttpError;
+use super::middleware::Arrived;
 use crate::relay::Outcome;
 use crate::verify::SIGNATURE_HEADER;
+use tokio::time::Instant;
 
 /// The outcome code of a 2xx response, for the layer that counts outcomes.
 #[derive(Debug, Clone, Copy)]
@@ -22,31 +24,35 @@ pub struct OutcomeCode(pub &'static str);
 pub async fn receive_named(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    arrived: Option<Extension<Arrived>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    receive(&state, Some(&name), &headers, body).await
+    receive(&state, Some(&name), arrived, &headers, body).await
 }
 
 /// `POST /webhook`, an alias when exactly one webhook is configured.
 pub async fn receive_default(
     State(state): State<AppState>,
+    arrived: Option<Extension<Arrived>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    receive(&state, None, &headers, body).await
+    receive(&state, None, arrived, &headers, body).await
 }
 
 async fn receive(
     state: &AppState,
     name: Option<&str>,
+    arrived: Option<Extension<Arrived>>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     let webhook = state.relay.webhook(name)?;
     let body = body.map_err(|rejection| HttpError::from_body_rejection(rejection, state.max_body_bytes))?;
     let signature = headers.get(SIGNATURE_HEADER).map(|value| value.as_bytes());
-    let outcome = state.relay.receive(webhook, &body, signature).await?;
+    let arrived = arrived.map_or_else(Instant::now, |Extension(Arrived(at))| at);
+    let outcome = state.relay.receive(webhook, &body, signature, arrived).await?;
     Ok(respond(outcome))
 }
 

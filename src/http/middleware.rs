@@ -4,6 +4,7 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
 
 use super::AppState;
 use super::error::{ErrorCode, HttpError};
@@ -30,10 +31,16 @@ pub async fn limit_in_flight(State(state): State<AppState>, request: Request, ne
     next.run(request).await
 }
 
+/// When a webhook request came in, before its body was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived(pub Instant);
+
 /// Answers 503 `timeout` if a request outlives `server.request_timeout`, so Momento always
-/// gets an answer before its 5 s deadline.
-pub async fn enforce_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+/// gets an answer before its 5 s deadline. Records when the request [`Arrived`].
+pub async fn enforce_timeout(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let arrived = Instant::now();
+    request.extensions_mut().insert(Arrived(arrived));
+    match tokio::time::timeout_at(arrived + state.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_elapsed) => HttpError::Timeout.into_response(),
     }

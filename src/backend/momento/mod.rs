@@ -173,7 +173,10 @@ impl Backend for MomentoBackend {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, BackendError> {
-        let response = call(self.policy, &self.readiness, "set_if_absent", || {
+        // Never retried: an attempt whose answer was lost may have stored the key, and a retry
+        // would then report it present, mistaking the relay's own write for someone else's.
+        let once = CallPolicy { max_retries: 0, ..self.policy };
+        let response = call(once, &self.readiness, "set_if_absent", || {
             self.cache.send_request(SetIfAbsentRequest::new(cache, key, value.to_vec()).ttl(ttl))
         })
         .await?;
