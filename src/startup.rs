@@ -1,6 +1,7 @@
 //! Startup and shutdown: [`App::build`] wires configuration into a running relay, binds the
 //! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -117,40 +118,40 @@ impl App {
         let stop_redelivery = CancellationToken::new();
         let redelivery = self.redeliverer.map(|worker| tokio::spawn(worker.run(stop_redelivery.clone())));
         let listener_closed = CancellationToken::new();
-        let begin_shutdown = {
-            let (stop, health, streams, closed) = (
-                self.stop.clone(),
-                self.state.health.clone(),
-                self.state.streams_closed.clone(),
-                listener_closed.clone(),
-            );
-            let drain_delay = self.server.drain_delay;
-            async move {
-                tokio::select! {
-                    () = shutdown_signal() => {}
-                    () = stop.cancelled() => {}
-                }
-                tracing::info!(?drain_delay, "shutting down: /readyz now answers 503");
-                health.start_draining();
-                tokio::time::sleep(drain_delay).await;
-                tracing::info!("closing the listener; waiting for requests in flight");
-                streams.cancel();
-                closed.cancel();
-            }
-        };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(begin_shutdown);
+        let begin_shutdown = drain_on_signal(
+            self.stop.clone(),
+            self.state.clone(),
+            self.server.drain_delay,
+            listener_closed.clone(),
+        );
+        let server =
+            axum::serve(self.listener, self.router).with_graceful_shutdown(begin_shutdown).into_future();
+        tokio::pin!(server);
         let grace = self.server.shutdown_grace;
-        tokio::select! {
-            result = server => result.context("the HTTP server failed")?,
-            () = async { listener_closed.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "shutdown grace ran out with requests still in flight");
-            }
-        }
+        let server_done = tokio::select! {
+            result = &mut server => Some(result),
+            () = listener_closed.cancelled() => None,
+        };
+        // One grace period, from the moment the listener closes, for everything still under way.
+        let deadline = tokio::time::Instant::now() + grace;
+        let result = match server_done {
+            Some(result) => result,
+            None => tokio::select! {
+                result = &mut server => result,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(?grace, "shutdown grace ran out with requests still in flight");
+                    Ok(())
+                }
+            },
+        };
+        result.context("the HTTP server failed")?;
         stop_redelivery.cancel();
-        if let Some(redelivery) = redelivery
-            && tokio::time::timeout(grace, redelivery).await.is_err()
+        if let Some(mut redelivery) = redelivery
+            && tokio::time::timeout_at(deadline, &mut redelivery).await.is_err()
         {
-            tracing::warn!("redelivery attempts still running at exit resume at the next start");
+            redelivery.abort();
+            let _ = redelivery.await;
+            tracing::warn!("redelivery attempts cut off by the shutdown grace resume at the next start");
         }
         if let Some(spool) = &self.state.spool {
             spool.close().await.context("cannot flush the spool")?;
@@ -161,6 +162,26 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Waits for SIGTERM, ctrl-c or `stop`; then turns `/readyz` to 503, keeps taking events for
+/// `drain_delay`, ends open subscribe streams, and lets the server close its listener.
+async fn drain_on_signal(
+    stop: CancellationToken,
+    state: AppState,
+    drain_delay: Duration,
+    closed: CancellationToken,
+) {
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = stop.cancelled() => {}
+    }
+    tracing::info!(?drain_delay, "shutting down: /readyz now answers 503");
+    state.health.start_draining();
+    tokio::time::sleep(drain_delay).await;
+    tracing::info!("closing the listener; waiting for requests in flight");
+    state.streams_closed.cancel();
+    closed.cancel();
 }
 
 fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<JoinHandle<()>>)> {

@@ -317,7 +317,9 @@ async fn a_dead_letter_is_also_published_to_the_dead_letter_topic() {
 
     assert_eq!(app.post_event("chat", "topic 1", "no such cache").await.status(), 202);
 
-    let notices: Vec<_> = emulator.published().into_iter().filter(|p| p.topic == "dead-letters").collect();
+    let is_notice = |published: &support::emulator::Published| published.topic == "dead-letters";
+    assert!(eventually(Duration::from_secs(5), || emulator.published().iter().any(is_notice)).await);
+    let notices: Vec<_> = emulator.published().into_iter().filter(is_notice).collect();
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].cache, "ops");
     let notice: Value = serde_json::from_str(notices[0].text.as_deref().unwrap()).unwrap();

@@ -65,3 +65,26 @@ async fn open_subscribe_streams_do_not_hold_shutdown_up() {
     let stopped = tokio::time::timeout(Duration::from_secs(3), app.stop()).await;
     assert!(matches!(stopped, Ok(Ok(()))), "shutdown finished with a stream open");
 }
+
+#[tokio::test]
+async fn shutdown_ends_within_the_grace_period_even_with_work_still_running() {
+    let config = format!(
+        "{}\n[[routes]]\nname = \"stuck\"\nmatch = {{ topic = \"stuck\" }}\nsteps = [{{ sleep = {{ ms = 3500 }} }}]\n",
+        SEED_CONFIG
+            .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nshutdown_grace = \"500ms\"")
+    );
+    let app = spawn_app_with(&config).await;
+    let stuck = tokio::spawn({
+        let (client, url, body) =
+            (app.client.clone(), app.url("/webhook"), support::event("chat", "stuck", "zzz"));
+        let signature = app.sign(&body);
+        async move { client.post(url).header("momento-signature", signature).body(body).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    app.stop().await.unwrap();
+
+    assert!(started.elapsed() < Duration::from_millis(1500), "stopped after {:?}", started.elapsed());
+    stuck.abort();
+}

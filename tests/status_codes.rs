@@ -168,6 +168,42 @@ async fn backend_failures_are_spooled_or_dead_lettered_with_202() {
 }
 
 #[tokio::test]
+async fn a_spooled_event_that_later_fails_for_good_or_panics_becomes_a_dead_letter() {
+    let config = format!(
+        "{CONFIG}\n[delivery]\nretry_initial = \"50ms\"\n\n[admin]\ntoken = \"test-admin-token-0123456789\"\n\n\
+         [[routes]]\nname = \"later-broken\"\nmatch = {{ topic = \"later-broken\" }}\nsteps = [{{ fail = {{ with = \"unavailable, then failed\" }} }}]\n\n\
+         [[routes]]\nname = \"later-panics\"\nmatch = {{ topic = \"later-panics\" }}\nsteps = [{{ fail = {{ with = \"unavailable, then panic\" }} }}]\n"
+    );
+    let app = spawn_app_with(&config).await;
+    for topic in ["later-broken", "later-panics"] {
+        let (status, answer) = status_and_json(app.post_event("chat", topic, "hi").await).await;
+        assert_eq!((status, answer["outcome"].as_str()), (202, Some("spooled")), "topic {topic}");
+    }
+    let mut reasons = Vec::new();
+    for _ in 0..100 {
+        let letters: Value = app
+            .client
+            .get(app.url("/v1/admin/dead-letters"))
+            .bearer_auth("test-admin-token-0123456789")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reasons =
+            letters["dead_letters"].as_array().unwrap().iter().map(|l| l["reason"].to_string()).collect();
+        if reasons.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|reason| reason.contains("failed for good")), "{reasons:?}");
+    assert!(reasons.iter().any(|reason| reason.contains("panicked")), "{reasons:?}");
+}
+
+#[tokio::test]
 async fn a_replayed_request_is_409() {
     let app = spawn_app_with(CONFIG).await;
     let body = event("chat", "topic 1", "hi");

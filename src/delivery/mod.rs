@@ -180,6 +180,9 @@ impl Delivery {
     ) -> Result<Delivered, DeliveryError> {
         let record = self.record(webhook, route, message.clone(), 0, None);
         let key = spool.insert(record, now_ms() + self.lease.as_millis() as u64).await?;
+        // Held until this request is done with the record, so the background worker leaves it
+        // alone; the lease covers a crash, when the claim is gone but the record is not.
+        let _claim = spool.claim(key.1);
         let mut next_step = 0;
         let outcome = self.run(route, &mut message, &mut next_step, deadline).await;
         let ran = Ran { webhook, route, message, next_step, written: Some(key) };
@@ -272,12 +275,17 @@ impl Delivery {
         );
         let letter = DeadLetter { event, dead_at_ms: now_ms(), reason };
         let id = spool.bury(key, letter.clone()).await?;
-        if let Some(topic) = &self.dead_letter_topic {
+        if let Some(topic) = self.dead_letter_topic.clone() {
             let notice =
                 serde_json::json!({ "id": id, "reason": letter.reason, "event": letter.event }).to_string();
-            if let Err(error) = self.backend.publish(&topic.cache, &topic.topic, &notice).await {
-                tracing::warn!(%error, "could not publish the dead letter notice; it is kept in the spool");
-            }
+            let backend = self.backend.clone();
+            // In the background: the dead letter is already safe, and the request that made it
+            // must not wait on a backend that may be the reason it failed.
+            tokio::spawn(async move {
+                if let Err(error) = backend.publish(&topic.cache, &topic.topic, &notice).await {
+                    tracing::warn!(%error, "could not publish the dead letter notice; it is kept in the spool");
+                }
+            });
         }
         Ok(id)
     }

@@ -2,16 +2,17 @@
 //! that failed, and removes it once done. An event that keeps failing becomes a dead letter
 //! after `max_attempts` attempts or `dead_letter_after`, whichever comes first.
 
-use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Delivery;
 use super::record::SpooledEvent;
-use super::spool::{EventKey, Spool, SpoolError};
+use super::spool::{Claim, EventKey, Spool, SpoolError};
 use crate::accept::now_ms;
 use crate::metrics::Metrics;
 use crate::pipeline::StepError;
@@ -62,54 +63,58 @@ impl Redeliverer {
         Redeliverer { delivery, spool, routes, give_up, concurrency, metrics }
     }
 
-    /// Works until `stop` is cancelled, then lets the attempts under way finish.
+    /// Works until `stop` is cancelled, then waits for the attempts under way. Dropping the
+    /// returned future (or aborting its task) abandons them; they resume at the next start.
     pub async fn run(self, stop: CancellationToken) {
         let worker = Arc::new(self);
-        let mut running: JoinSet<u64> = JoinSet::new();
-        let mut in_progress: HashSet<u64> = HashSet::new();
+        let mut running: JoinSet<()> = JoinSet::new();
         loop {
             let free = worker.concurrency.saturating_sub(running.len());
             if free > 0 {
-                match worker.spool.due(now_ms(), free, &|id| in_progress.contains(&id)) {
-                    Ok(due) => {
-                        for (key, event) in due {
-                            in_progress.insert(key.1);
-                            let worker = worker.clone();
-                            running.spawn(async move {
-                                worker.attempt(key, event).await;
-                                key.1
-                            });
-                        }
-                    }
-                    Err(error) => tracing::error!(%error, "cannot read the spool"),
-                }
+                worker.start_due(free, &mut running);
             }
             tokio::select! {
                 () = stop.cancelled() => break,
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    if let Ok(id) = done {
-                        in_progress.remove(&id);
-                    }
-                }
+                Some(_) = running.join_next(), if !running.is_empty() => {}
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
         }
         while running.join_next().await.is_some() {}
     }
 
-    async fn attempt(&self, key: EventKey, event: SpooledEvent) {
-        let outcome = match self.try_event(key, event).await {
+    fn start_due(self: &Arc<Self>, free: usize, running: &mut JoinSet<()>) {
+        let due = match self.spool.due(now_ms(), free) {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the spool");
+                return;
+            }
+        };
+        for (key, event) in due {
+            let Some(claim) = self.spool.claim(key.1) else { continue };
+            let worker = self.clone();
+            running.spawn(async move { worker.attempt(key, event, claim).await });
+        }
+    }
+
+    async fn attempt(&self, key: EventKey, event: SpooledEvent, _claim: Claim) {
+        let kept = event.clone();
+        let outcome = match AssertUnwindSafe(self.try_event(key, event)).catch_unwind().await {
             Ok(outcome) => outcome,
+            Err(_panic) => {
+                let reason = format!("a step of route `{}` panicked", kept.route);
+                self.bury(key, kept, reason).await
+            }
+        };
+        let label = match outcome {
+            Ok(Attempt::Delivered) => "redelivered",
+            Ok(Attempt::Refused) => "refused",
+            Ok(Attempt::Rescheduled) => "retry_scheduled",
+            Ok(Attempt::Buried) => "dead_lettered",
             Err(error) => {
                 tracing::error!(%error, "could not record the outcome of a redelivery; it will be retried");
                 return;
             }
-        };
-        let label = match outcome {
-            Attempt::Delivered => "redelivered",
-            Attempt::Refused => "refused",
-            Attempt::Rescheduled => "retry_scheduled",
-            Attempt::Buried => "dead_lettered",
         };
         self.metrics.delivery.increment(label);
     }
@@ -134,22 +139,24 @@ impl Redeliverer {
                 self.spool.remove(key).await?;
                 Ok(Attempt::Delivered)
             }
-            Ok(Err(failure)) if matches!(failure.error, StepError::Rejected(_) | StepError::Failed(_)) => {
-                tracing::warn!(route = %route.name, step = failure.step, error = %failure.error, "a step refused a spooled event; it is discarded");
-                self.spool.remove(key).await?;
-                Ok(Attempt::Refused)
-            }
-            Ok(Err(failure)) if !failure.error.is_retryable() => {
-                let reason =
-                    format!("step {} ({}) failed for good: {}", failure.step, failure.kind, failure.error);
-                event.last_error = Some(failure.error.to_string());
-                self.bury(key, event, reason).await
-            }
-            Ok(Err(failure)) => {
-                event.last_error =
-                    Some(format!("step {} ({}): {}", failure.step, failure.kind, failure.error));
-                self.retry_or_bury(key, event).await
-            }
+            Ok(Err(failure)) => match failure.error {
+                // A refusal on purpose ends the event here, as it would have been answered
+                // 403 inline.
+                StepError::Rejected(reason) => {
+                    tracing::warn!(route = %route.name, step = failure.step, reason, "a step refused a spooled event; it is discarded");
+                    self.spool.remove(key).await?;
+                    Ok(Attempt::Refused)
+                }
+                ref error if error.is_retryable() => {
+                    event.last_error = Some(format!("step {} ({}): {error}", failure.step, failure.kind));
+                    self.retry_or_bury(key, event).await
+                }
+                error => {
+                    let reason = format!("step {} ({}) failed for good: {error}", failure.step, failure.kind);
+                    event.last_error = Some(error.to_string());
+                    self.bury(key, event, reason).await
+                }
+            },
             Err(_elapsed) => {
                 event.last_error = Some(format!("the attempt took longer than {ATTEMPT_TIMEOUT:?}"));
                 self.retry_or_bury(key, event).await
@@ -165,7 +172,8 @@ impl Redeliverer {
             return self.bury(key, event, reason).await;
         }
         if age >= self.give_up.after {
-            let reason = format!("gave up after {age:?}; last error: {last_error}");
+            let reason =
+                format!("gave up after {}; last error: {last_error}", humantime::format_duration(age));
             return self.bury(key, event, reason).await;
         }
         let due = now_ms() + self.delivery.retry_delay_ms(event.attempts);

@@ -71,9 +71,15 @@ fn parse_id(id: &str) -> Result<u64, HttpError> {
 }
 
 fn spool_error(error: SpoolError) -> HttpError {
-    match error {
-        SpoolError::NoSuchDeadLetter(id) => HttpError::NoSuchDeadLetter(id),
-        SpoolError::Full | SpoolError::Storage(_) => HttpError::SpoolUnavailable,
+    match &error {
+        SpoolError::NoSuchDeadLetter(id) => HttpError::NoSuchDeadLetter(*id),
+        SpoolError::Full
+        | SpoolError::Storage(_)
+        | SpoolError::NoSuchEvent(_)
+        | SpoolError::Unreadable(_) => {
+            tracing::error!(%error, "an admin change to the spool failed");
+            HttpError::SpoolUnavailable
+        }
     }
 }
 

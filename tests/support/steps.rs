@@ -1,6 +1,7 @@
 //! Step kinds for tests, registered through the same extension point users have.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,13 +20,27 @@ impl Processor for Sleep {
     }
 }
 
-/// `{ fail = { with = "unavailable" | "unauthorized" | "rejected" | "failed" } }`
-struct Fail(String);
+/// `{ fail = { with = "unavailable" | "unauthorized" | "rejected" | "failed" } }`, or with
+/// `"unavailable, then failed"` / `"unavailable, then panic"`: an outage on the first call
+/// (so the event is spooled), then that on every later one.
+struct Fail(String, AtomicUsize);
 
 #[async_trait]
 impl Processor for Fail {
     async fn process(&self, _: &mut Message, _: &StepContext<'_>) -> Result<Flow, StepError> {
-        Err(match self.0.as_str() {
+        let later = self.1.fetch_add(1, Ordering::SeqCst) > 0;
+        let with = match self.0.split_once(", then ") {
+            Some((first, then)) => {
+                if later {
+                    then
+                } else {
+                    first
+                }
+            }
+            None => self.0.as_str(),
+        };
+        Err(match with {
+            "panic" => panic!("a test step panics"),
             "unavailable" => StepError::Backend(BackendError::Unavailable("test outage".into())),
             "unauthorized" => StepError::Backend(BackendError::Unauthorized("test key".into())),
             "rejected" => StepError::Rejected("test refusal".into()),
@@ -42,6 +57,6 @@ pub fn register(registry: &mut ProcessorRegistry) {
     });
     registry.register("fail", |options, _| {
         let with = options.get("with").and_then(toml::Value::as_str).ok_or("fail needs with")?;
-        Ok(Arc::new(Fail(with.to_owned())) as Arc<dyn Processor>)
+        Ok(Arc::new(Fail(with.to_owned(), AtomicUsize::new(0))) as Arc<dyn Processor>)
     });
 }
