@@ -42,3 +42,15 @@ async fn any_topic_can_be_watched_on_the_embedded_backend() {
     let other_topic = app.client.get(app.url("/v1/subscribe/chat/anything")).send().await.unwrap();
     assert_eq!(other_topic.status(), 200, "any topic can be watched");
 }
+
+#[tokio::test]
+async fn odd_names_and_carriage_returns_do_not_break_the_subscribe_stream() {
+    let app = spawn_app().await;
+    let odd = app.client.get(app.url("/v1/subscribe/chat/a%0Ab%0Dc")).send().await.unwrap();
+    assert_eq!(odd.status(), 200);
+    let mut topic_2 = app.subscribe("chat", "topic 2").await;
+
+    assert_eq!(app.post_event("chat", "topic 1", "line one\r\nline two").await.status(), 200);
+
+    assert_eq!(topic_2.next_message(Duration::from_secs(5)).await.as_deref(), Some("LINE ONE\nLINE TWO"));
+}

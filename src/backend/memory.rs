@@ -53,6 +53,7 @@ struct Stored {
 pub struct MemoryBackend {
     bus: MemoryBus,
     store: Arc<Mutex<HashMap<(String, String), Stored>>>,
+    default_ttl: Option<Duration>,
 }
 
 impl Default for MemoryBackend {
@@ -62,10 +63,15 @@ impl Default for MemoryBackend {
 }
 
 impl MemoryBackend {
-    /// An empty backend.
+    /// An empty backend whose items live until replaced.
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(BUS_CAPACITY);
-        MemoryBackend { bus: MemoryBus { sender }, store: Arc::default() }
+        MemoryBackend { bus: MemoryBus { sender }, store: Arc::default(), default_ttl: None }
+    }
+
+    /// An empty backend that gives items written without a TTL this one.
+    pub fn with_default_ttl(default_ttl: Duration) -> Self {
+        MemoryBackend { default_ttl: Some(default_ttl), ..Self::new() }
     }
 
     /// The publish bus, for the subscribe endpoint.
@@ -73,19 +79,43 @@ impl MemoryBackend {
         self.bus.clone()
     }
 
-    fn with_live_entry<T>(&self, cache: &str, key: &str, f: impl FnOnce(Option<&mut Stored>) -> T) -> T {
+    /// Runs `f` on the live entry at `cache`/`key` (expired ones are removed first), all under
+    /// one lock, so that a read-modify-write cannot interleave with another.
+    fn with_entry<T>(&self, cache: &str, key: &str, f: impl FnOnce(&mut Entry<'_>) -> T) -> T {
         let mut store = self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let id = (cache.to_owned(), key.to_owned());
-        if store.get(&id).is_some_and(|stored| stored.expires.is_some_and(|at| at <= Instant::now())) {
+        let now = Instant::now();
+        if store.get(&id).is_some_and(|stored| stored.expires.is_some_and(|at| at <= now)) {
             store.remove(&id);
         }
-        f(store.get_mut(&id))
+        let expires = |ttl: Option<Duration>| ttl.or(self.default_ttl).map(|ttl| now + ttl);
+        f(&mut Entry { store: &mut store, id, expires: &expires })
     }
 
-    fn insert(&self, cache: &str, key: &str, item: Item, ttl: Option<Duration>) {
-        let mut store = self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let expires = ttl.map(|ttl| Instant::now() + ttl);
-        store.insert((cache.to_owned(), key.to_owned()), Stored { item, expires });
+    /// The items of a list, oldest first (empty when there is none).
+    pub fn list(&self, cache: &str, list: &str) -> Vec<Vec<u8>> {
+        self.with_entry(cache, list, |entry| match entry.get() {
+            Some(Item::List(items)) => items.iter().cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+}
+
+/// One key of the store, while its lock is held.
+struct Entry<'a> {
+    store: &'a mut HashMap<(String, String), Stored>,
+    id: (String, String),
+    expires: &'a dyn Fn(Option<Duration>) -> Option<Instant>,
+}
+
+impl Entry<'_> {
+    fn get(&self) -> Option<&Item> {
+        self.store.get(&self.id).map(|stored| &stored.item)
+    }
+
+    fn put(&mut self, item: Item, ttl: Option<Duration>) {
+        let expires = (self.expires)(ttl);
+        self.store.insert(self.id.clone(), Stored { item, expires });
     }
 }
 
@@ -107,7 +137,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, cache: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        self.with_live_entry(cache, key, |entry| match entry.map(|stored| &stored.item) {
+        self.with_entry(cache, key, |entry| match entry.get() {
             Some(Item::Value(value)) => Ok(Some(value.clone())),
             Some(Item::List(_)) => Err(BackendError::Invalid(format!("{key} holds a list"))),
             None => Ok(None),
@@ -121,7 +151,7 @@ impl Backend for MemoryBackend {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        self.insert(cache, key, Item::Value(value.to_vec()), ttl);
+        self.with_entry(cache, key, |entry| entry.put(Item::Value(value.to_vec()), ttl));
         Ok(())
     }
 
@@ -132,15 +162,13 @@ impl Backend for MemoryBackend {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, BackendError> {
-        let mut store = self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let id = (cache.to_owned(), key.to_owned());
-        let now = Instant::now();
-        if store.get(&id).is_some_and(|stored| stored.expires.is_none_or(|at| at > now)) {
-            return Ok(false);
-        }
-        let expires = ttl.map(|ttl| now + ttl);
-        store.insert(id, Stored { item: Item::Value(value.to_vec()), expires });
-        Ok(true)
+        Ok(self.with_entry(cache, key, |entry| {
+            let absent = entry.get().is_none();
+            if absent {
+                entry.put(Item::Value(value.to_vec()), ttl);
+            }
+            absent
+        }))
     }
 
     async fn list_push_back(
@@ -151,28 +179,19 @@ impl Backend for MemoryBackend {
         keep: Option<u32>,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        let mut items =
-            self.with_live_entry(cache, list, |entry| match entry.map(|stored| &mut stored.item) {
-                Some(Item::List(items)) => Ok(std::mem::take(items)),
-                Some(Item::Value(_)) => Err(BackendError::Invalid(format!("{list} is not a list"))),
-                None => Ok(VecDeque::new()),
-            })?;
-        items.push_back(value.to_vec());
-        let keep = keep.map_or(usize::MAX, |keep| keep as usize);
-        while items.len() > keep {
-            items.pop_front();
-        }
-        self.insert(cache, list, Item::List(items), ttl);
-        Ok(())
-    }
-}
-
-impl MemoryBackend {
-    /// The items of a list, oldest first (empty when there is none).
-    pub fn list(&self, cache: &str, list: &str) -> Vec<Vec<u8>> {
-        self.with_live_entry(cache, list, |entry| match entry.map(|stored| &stored.item) {
-            Some(Item::List(items)) => items.iter().cloned().collect(),
-            _ => Vec::new(),
+        self.with_entry(cache, list, |entry| {
+            let mut items = match entry.get() {
+                Some(Item::List(items)) => items.clone(),
+                Some(Item::Value(_)) => return Err(BackendError::Invalid(format!("{list} is not a list"))),
+                None => VecDeque::new(),
+            };
+            items.push_back(value.to_vec());
+            let keep = keep.map_or(usize::MAX, |keep| keep as usize);
+            while items.len() > keep {
+                items.pop_front();
+            }
+            entry.put(Item::List(items), ttl);
+            Ok(())
         })
     }
 }
@@ -206,6 +225,26 @@ mod tests {
             backend.list_push_back("c", "l", &[n], Some(3), None).await.unwrap();
         }
         assert_eq!(backend.list("c", "l"), vec![vec![2], vec![3], vec![4]]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_pushes_to_one_list_keep_every_item() {
+        let backend = MemoryBackend::new();
+        let pushes = (0..50u8).map(|n| {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.list_push_back("c", "l", &[n], None, None).await })
+        });
+        for push in futures::future::join_all(pushes).await {
+            push.unwrap().unwrap();
+        }
+        assert_eq!(backend.list("c", "l").len(), 50);
+    }
+
+    #[tokio::test]
+    async fn items_written_without_a_ttl_get_the_default_one() {
+        let backend = MemoryBackend::with_default_ttl(Duration::ZERO);
+        backend.set("c", "k", b"v", None).await.unwrap();
+        assert_eq!(backend.get("c", "k").await.unwrap(), None);
     }
 
     #[tokio::test]

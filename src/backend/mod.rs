@@ -103,7 +103,7 @@ pub struct Connected {
 pub async fn connect(settings: &crate::config::Settings) -> anyhow::Result<Connected> {
     match settings.momento.resolved_backend() {
         BackendKind::Memory => {
-            let backend = MemoryBackend::new();
+            let backend = MemoryBackend::with_default_ttl(settings.momento.default_ttl);
             tracing::info!(
                 "using the embedded backend: publishes are logged and served on /v1/subscribe/{{cache}}/{{topic}}"
             );

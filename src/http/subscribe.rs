@@ -20,11 +20,14 @@ pub async fn subscribe(
     Path((cache, topic)): Path<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, HttpError> {
     let bus = state.bus.as_ref().ok_or(HttpError::NotFound)?;
-    let greeting = Event::default().comment(format!("subscribed to {cache}/{topic}"));
+    // The names stay out of the comment: a name may hold a line break, which SSE cannot carry.
+    let greeting = Event::default().comment("subscribed");
     let published = BroadcastStream::new(bus.subscribe_all()).filter_map(move |item| {
         let event = match item {
             Ok(published) if published.cache == cache && published.topic == topic => {
-                Some(Event::default().event("message").data(published.text.as_str()))
+                // SSE cannot carry a carriage return; line breaks become separate data lines.
+                let text = published.text.replace("\r\n", "\n").replace('\r', "\n");
+                Some(Event::default().event("message").data(text))
             }
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
