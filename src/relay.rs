@@ -79,9 +79,12 @@ pub enum Refusal {
     /// A step refused the event on purpose.
     #[error("route `{route}` refused the event: {reason}")]
     Rejected { route: Arc<str>, reason: String },
-    /// A step failed in a way that trying again will not fix.
-    #[error("step {step} ({kind}) of route `{route}` failed")]
-    Failed { route: Arc<str>, step: usize, kind: String, error: StepError },
+    /// A step cannot process this event, now or ever (such as text that is not JSON).
+    #[error("step {step} ({kind}) of route `{route}` could not process the event; the relay's log has why")]
+    ProcessingFailed { route: Arc<str>, step: usize, kind: String },
+    /// The backend refused a step's call for good (only with `mode = "off"`).
+    #[error("step {step} ({kind}) of route `{route}` was refused by the backend; the relay's log has why")]
+    BackendRefused { route: Arc<str>, step: usize, kind: String },
     /// The backend could not be reached within the time budget (only with `mode = "off"`).
     #[error("route `{route}` could not finish within its time budget")]
     Unavailable { route: Arc<str> },
@@ -123,6 +126,11 @@ impl Relay {
             })
             .collect();
         Relay { webhooks, routes, unmatched: settings.unmatched.action, replays, delivery, metrics }
+    }
+
+    /// Signatures the replay check remembers now.
+    pub fn remembered_signatures(&self) -> u64 {
+        self.replays.remembered()
     }
 
     /// The webhook called `name`; without a name, the only one configured.
@@ -180,9 +188,12 @@ fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<
         Ok(Delivered::Spooled) => Ok(Outcome::Spooled { route }),
         Ok(Delivered::DeadLettered) => Ok(Outcome::DeadLettered { route }),
         Err(DeliveryError::Rejected(reason)) => Err(Refusal::Rejected { route, reason }),
-        Err(DeliveryError::Failed(failure)) => {
-            Err(Refusal::Failed { route, step: failure.step, kind: failure.kind, error: failure.error })
-        }
+        Err(DeliveryError::Failed(failure)) => Err(match failure.error {
+            StepError::Backend(_) => {
+                Refusal::BackendRefused { route, step: failure.step, kind: failure.kind }
+            }
+            _ => Refusal::ProcessingFailed { route, step: failure.step, kind: failure.kind },
+        }),
         Err(DeliveryError::Unavailable) => Err(Refusal::Unavailable { route }),
         Err(DeliveryError::Spool(SpoolError::Full)) => Err(Refusal::SpoolFull),
         Err(DeliveryError::Spool(error)) => {

@@ -211,16 +211,7 @@ fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> anyhow::Resu
     let shared = match settings.delivery.dedup {
         DedupMode::Memory => None,
         DedupMode::Momento => {
-            let cache = settings
-                .delivery
-                .dedup_cache
-                .clone()
-                .or_else(|| backend::probe_cache(settings))
-                .ok_or_else(|| {
-                    anyhow!(
-                        "`delivery.dedup_cache`: dedup = \"momento\" needs a cache to keep the seen-set in"
-                    )
-                })?;
+            let cache = settings.delivery.dedup_cache.clone().unwrap_or_else(|| settings.probe_cache());
             Some(SharedSeenSet { backend: backend.clone(), cache })
         }
     };

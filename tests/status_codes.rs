@@ -308,6 +308,24 @@ async fn a_body_that_cannot_be_read_is_400_unreadable_body() {
 }
 
 #[tokio::test]
+async fn a_step_that_panics_is_answered_500_and_the_relay_keeps_serving() {
+    let config = format!(
+        "{CONFIG}\n[[routes]]\nname = \"panics\"\nmatch = {{ topic = \"panics\" }}\nsteps = [{{ fail = {{ with = \"panic\" }} }}]\n"
+    );
+    let app = spawn_app_with(&config).await;
+    let (status, answer) = status_and_json(app.post_event("chat", "panics", "boom").await).await;
+    assert_eq!((status, error_of(&answer)), (500, "internal_error"));
+    assert_eq!(app.post_event("chat", "topic 1", "still here").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_known_path_with_the_wrong_method_is_405_in_json() {
+    let app = spawn_app_with(CONFIG).await;
+    let (status, answer) = status_and_json(app.client.get(app.url("/webhook")).send().await.unwrap()).await;
+    assert_eq!((status, error_of(&answer)), (405, "method_not_allowed"));
+}
+
+#[tokio::test]
 async fn an_unknown_path_is_404_not_found_in_json() {
     let app = spawn_app_with(CONFIG).await;
     let response = app.client.get(app.url("/nope")).send().await.unwrap();

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use crate::backend::Backend;
@@ -40,11 +41,15 @@ impl ReplayGuard {
     /// Remembers up to `capacity` signatures for `window` (the longest `max_age +
     /// max_future_skew` of any webhook: older replays fail the freshness check anyway).
     pub fn new(capacity: u64, window: Duration, shared: Option<SharedSeenSet>) -> Self {
-        ReplayGuard {
-            seen: Cache::builder().max_capacity(capacity).time_to_live(window).build(),
-            window,
-            shared,
-        }
+        // Least recently seen go first: the signatures most likely to be replayed are the newest.
+        let lru = EvictionPolicy::lru();
+        let seen = Cache::builder().max_capacity(capacity).time_to_live(window).eviction_policy(lru).build();
+        ReplayGuard { seen, window, shared }
+    }
+
+    /// Signatures remembered now (approximate: expiry and eviction run lazily).
+    pub fn remembered(&self) -> u64 {
+        self.seen.entry_count()
     }
 
     /// True the first time a signature is seen within the window; false for a replay.
@@ -85,6 +90,26 @@ mod tests {
         assert!(guard.first_sighting(&VerifiedSignature([1; 32])).await);
         assert!(!guard.first_sighting(&VerifiedSignature([1; 32])).await);
         assert!(guard.first_sighting(&VerifiedSignature([2; 32])).await);
+    }
+
+    #[tokio::test]
+    async fn when_full_the_newest_signatures_are_the_ones_kept() {
+        let guard = ReplayGuard::new(100, WINDOW, None);
+        let signature = |n: u32| {
+            let mut bytes = [0; 32];
+            bytes[..4].copy_from_slice(&n.to_be_bytes());
+            VerifiedSignature(bytes)
+        };
+        for n in 0..1000 {
+            guard.first_sighting(&signature(n)).await;
+        }
+        guard.seen.run_pending_tasks();
+        let mut caught = 0;
+        for n in 950..1000 {
+            caught += usize::from(!guard.first_sighting(&signature(n)).await);
+        }
+        assert_eq!(caught, 50, "every recent replay is caught");
+        assert!(guard.remembered() <= 100);
     }
 
     #[tokio::test]

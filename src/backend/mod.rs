@@ -110,22 +110,9 @@ pub async fn connect(settings: &crate::config::Settings) -> anyhow::Result<Conne
             Ok(Connected { bus: Some(backend.bus()), backend: std::sync::Arc::new(backend) })
         }
         BackendKind::Momento => {
-            let backend = momento::MomentoBackend::connect(&settings.momento, probe_cache(settings))?;
+            let backend = momento::MomentoBackend::connect(&settings.momento, &settings.probe_cache())?;
             tracing::info!(topic_clients = settings.momento.topic_clients, "using the momento backend");
             Ok(Connected { backend, bus: None })
         }
     }
-}
-
-/// The cache the readiness probe reads: `momento.probe_cache`, else the first cache a route
-/// names exactly.
-pub fn probe_cache(settings: &crate::config::Settings) -> Option<String> {
-    settings.momento.probe_cache.clone().or_else(|| {
-        settings
-            .routes
-            .iter()
-            .filter_map(|route| route.matcher.cache.as_deref())
-            .find(|cache| !cache.contains(['*', '?', '[', '{']))
-            .map(str::to_owned)
-    })
 }

@@ -180,6 +180,22 @@ impl BackendKind {
     }
 }
 
+impl Settings {
+    /// The cache the Momento readiness probe reads: `momento.probe_cache`, else the first
+    /// cache a route names exactly. Validation makes sure there is one on the Momento backend.
+    pub fn probe_cache(&self) -> String {
+        self.momento.probe_cache.clone().or_else(|| self.first_exact_route_cache()).unwrap_or_default()
+    }
+
+    fn first_exact_route_cache(&self) -> Option<String> {
+        self.routes
+            .iter()
+            .filter_map(|route| route.matcher.cache.as_deref())
+            .find(|cache| !cache.contains(['*', '?', '[', '{']))
+            .map(str::to_owned)
+    }
+}
+
 impl MomentoSettings {
     /// The backend in effect: the configured one, else `momento` when an API key is set.
     pub fn resolved_backend(&self) -> BackendKind {

@@ -105,6 +105,13 @@ fn check_momento(settings: &Settings) -> Result<(), Failure> {
     if momento.cache_connections == 0 {
         return fail("momento.cache_connections", "must be at least 1");
     }
+    if settings.probe_cache().is_empty() {
+        return fail(
+            "momento.probe_cache",
+            "no route names a cache exactly, so set the cache the readiness probe reads (a key there \
+             need not exist)",
+        );
+    }
     if momento.call_timeout.is_zero() || momento.call_timeout >= settings.server.request_timeout {
         return fail("momento.call_timeout", "must be more than 0 and less than server.request_timeout");
     }

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::accept::AcceptError;
-use crate::pipeline::StepError;
 use crate::relay::Refusal;
 use crate::verify::VerifyError;
 
@@ -38,6 +37,8 @@ pub const ERROR_CODES: &[&str] = &[
     "unauthorized",
     "no_such_dead_letter",
     "invalid_id",
+    "method_not_allowed",
+    "internal_error",
 ];
 
 /// A refused request.
@@ -73,6 +74,12 @@ pub enum HttpError {
     /// 503 `spool_unavailable`: the spool could not be read or written.
     #[error("the spool cannot be used right now")]
     SpoolUnavailable,
+    /// 405 `method_not_allowed`: the path exists, the method does not.
+    #[error("this path does not take that method")]
+    MethodNotAllowed,
+    /// 500 `internal_error`: the relay failed in a way it did not expect (a panic).
+    #[error("the relay failed unexpectedly; its log has the details")]
+    Internal,
 }
 
 impl HttpError {
@@ -103,8 +110,8 @@ impl HttpError {
                 Refusal::SpoolFull => (S::SERVICE_UNAVAILABLE, "spool_full"),
                 Refusal::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
                 Refusal::Rejected { .. } => (S::FORBIDDEN, "rejected"),
-                Refusal::Failed { error: StepError::Backend(_), .. } => (S::BAD_GATEWAY, "backend_error"),
-                Refusal::Failed { .. } => (S::UNPROCESSABLE_ENTITY, "processing_failed"),
+                Refusal::BackendRefused { .. } => (S::BAD_GATEWAY, "backend_error"),
+                Refusal::ProcessingFailed { .. } => (S::UNPROCESSABLE_ENTITY, "processing_failed"),
                 Refusal::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "backend_unavailable"),
             },
             HttpError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
@@ -116,17 +123,13 @@ impl HttpError {
             HttpError::NoSuchDeadLetter(_) => (S::NOT_FOUND, "no_such_dead_letter"),
             HttpError::InvalidId => (S::BAD_REQUEST, "invalid_id"),
             HttpError::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
+            HttpError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            HttpError::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 
     fn detail(&self) -> String {
-        match self {
-            // The step's own error can hold backend messages; the log line has it.
-            HttpError::Refused(failed @ Refusal::Failed { .. }) => {
-                format!("{failed}; the relay's log has the cause")
-            }
-            other => other.to_string(),
-        }
+        self.to_string()
     }
 }
 

@@ -39,7 +39,14 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /metrics`: counters and gauges in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let in_flight = (state.max_in_flight - state.in_flight.available_permits()) as u64;
-    let mut gauges = vec![("topic_relay_in_flight", "Webhook requests being handled.", in_flight)];
+    let mut gauges = vec![
+        ("topic_relay_in_flight", "Webhook requests being handled.", in_flight),
+        (
+            "topic_relay_replay_signatures",
+            "Signatures the replay check remembers (at most delivery.dedup_capacity).",
+            state.relay.remembered_signatures(),
+        ),
+    ];
     if let Some(spool) = &state.spool {
         gauges.push((
             "topic_relay_spooled_events",

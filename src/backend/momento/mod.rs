@@ -44,7 +44,7 @@ pub struct MomentoBackend {
 impl MomentoBackend {
     /// Builds the clients (connections open lazily) and starts probing `probe_cache` until a
     /// call succeeds.
-    pub fn connect(settings: &MomentoSettings, probe_cache: Option<String>) -> anyhow::Result<Arc<Self>> {
+    pub fn connect(settings: &MomentoSettings, probe_cache: &str) -> anyhow::Result<Arc<Self>> {
         let credentials = credential_provider(settings)?;
         // The SDK's server-environment keep-alive defaults, with our own call timeout.
         let grpc = || {
@@ -80,15 +80,7 @@ impl MomentoBackend {
             policy: CallPolicy { timeout: settings.call_timeout, max_retries: settings.max_retries },
             readiness: Readiness::default(),
         });
-        match probe_cache {
-            Some(cache) => {
-                tokio::spawn(probe_until_dropped(Arc::downgrade(&backend), cache));
-            }
-            None => {
-                tracing::info!("no cache to probe (set momento.probe_cache); ready until calls fail");
-                backend.readiness.succeeded();
-            }
-        }
+        tokio::spawn(probe_until_dropped(Arc::downgrade(&backend), probe_cache.to_owned()));
         Ok(backend)
     }
 
