@@ -147,6 +147,14 @@ fn a_loop_through_two_routes_is_refused_too() {
 }
 
 #[test]
+fn a_dead_letter_topic_that_a_route_takes_is_refused() {
+    let config =
+        format!("{BASE}\n[delivery]\ndead_letter_topic = {{ cache = \"chat\", topic = \"topic 1\" }}\n");
+    let error = error_for(&config);
+    assert!(error.contains("`delivery.dead_letter_topic`") && error.contains("`shout`"), "{error}");
+}
+
+#[test]
 fn a_route_that_requires_a_token_id_does_not_take_back_the_relays_own_publishes() {
     let config = BASE
         .replace("topic = \"topic 1\" }", "topic = \"room-*\", token_id = \"required\" }")

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::template::Template;
+use super::template::{EVENT_FIELDS, Template};
 use super::{Pipeline, Processor, Step};
 use crate::config::RouteSettings;
 use crate::processors::{BUILTIN_KINDS, StepSettings};
@@ -35,11 +35,18 @@ impl BuildContext {
         Template::parse(source, &self.attached)
     }
 
-    /// Declares that this step attaches `name` to the message, for later templates.
-    pub fn attach(&mut self, name: &str) {
+    /// Declares that this step attaches `name` to the message, for later templates. A name
+    /// of the event's own fields is refused: the template would never see the attached value.
+    pub fn attach(&mut self, name: &str) -> Result<(), String> {
+        if EVENT_FIELDS.contains(&name) || name.is_empty() || name.contains('.') {
+            return Err(format!(
+                "`into = {name:?}`: choose a name that is not an event field and has no dots"
+            ));
+        }
         if !self.attached.iter().any(|known| known == name) {
             self.attached.push(name.to_owned());
         }
+        Ok(())
     }
 }
 

@@ -18,19 +18,19 @@ pub struct DropConfig {
 }
 
 /// Drops every message.
-pub struct Drop {
+pub struct DropMessage {
     reason: Cow<'static, str>,
 }
 
-impl Drop {
+impl DropMessage {
     /// Builds the step from its options.
     pub fn build(config: &DropConfig) -> Self {
-        Drop { reason: config.reason.clone().map_or(Cow::Borrowed("dropped by route"), Cow::Owned) }
+        DropMessage { reason: config.reason.clone().map_or(Cow::Borrowed("dropped by route"), Cow::Owned) }
     }
 }
 
 #[async_trait]
-impl Processor for Drop {
+impl Processor for DropMessage {
     async fn process(&self, _: &mut Message, _: &StepContext<'_>) -> Result<Flow, StepError> {
         Ok(Flow::Drop(self.reason.clone()))
     }
@@ -43,7 +43,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_message_is_dropped_with_the_configured_reason() {
-        let step = Drop::build(&DropConfig { reason: Some("muted".into()) });
+        let step = DropMessage::build(&DropConfig { reason: Some("muted".into()) });
         let (flow, _) = run_step(&step, Message::new("c", "t", "x")).await;
         assert_eq!(flow.unwrap(), Flow::Drop("muted".into()));
     }

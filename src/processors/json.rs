@@ -44,9 +44,9 @@ pub struct Json {
 
 impl Json {
     /// Builds the step and declares its `into` name to later steps.
-    pub fn build(config: &JsonConfig, context: &mut BuildContext) -> Self {
-        context.attach(&config.into);
-        Json { into: config.into.clone(), on_invalid: config.on_invalid }
+    pub fn build(config: &JsonConfig, context: &mut BuildContext) -> Result<Self, String> {
+        context.attach(&config.into)?;
+        Ok(Json { into: config.into.clone(), on_invalid: config.on_invalid })
     }
 }
 
@@ -73,7 +73,7 @@ mod tests {
     use crate::processors::test_support::run_step;
 
     fn step(on_invalid: OnInvalid) -> Json {
-        Json::build(&JsonConfig { into: "json".into(), on_invalid }, &mut BuildContext::new("test"))
+        Json::build(&JsonConfig { into: "json".into(), on_invalid }, &mut BuildContext::new("test")).unwrap()
     }
 
     #[tokio::test]
@@ -82,6 +82,12 @@ mod tests {
             run_step(&step(OnInvalid::Fail), Message::new("c", "t", r#"{"courseId": 7}"#)).await;
         assert_eq!(flow.unwrap(), Flow::Continue);
         assert_eq!(message.attached["json"]["courseId"], 7);
+    }
+
+    #[test]
+    fn an_into_name_that_hides_an_event_field_is_refused() {
+        let config = JsonConfig { into: "text".into(), on_invalid: OnInvalid::Drop };
+        assert!(Json::build(&config, &mut BuildContext::new("test")).is_err());
     }
 
     #[tokio::test]

@@ -57,7 +57,7 @@ impl Lookup {
             into: config.into.clone(),
             on_miss: config.on_miss,
         };
-        context.attach(&config.into);
+        context.attach(&config.into)?;
         Ok(lookup)
     }
 }

@@ -61,7 +61,7 @@ mod tests {
     fn publish(options: &str, attached: &[&str]) -> Publish {
         let config: PublishConfig = toml::from_str(options).unwrap();
         let mut context = BuildContext::new("test");
-        attached.iter().for_each(|name| context.attach(name));
+        attached.iter().for_each(|name| context.attach(name).unwrap());
         Publish::build(&config, &context).unwrap()
     }
 

@@ -44,7 +44,7 @@ mod tests {
     #[tokio::test]
     async fn the_text_is_rebuilt_from_the_event_and_attached_values() {
         let mut context = BuildContext::new("test");
-        context.attach("user");
+        context.attach("user").unwrap();
         let step =
             Rewrite::build(&TemplateConfig { text: "{user.name} in {topic}: {text}".into() }, &context)
                 .unwrap();

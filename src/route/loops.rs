@@ -12,8 +12,10 @@ use crate::event::Message;
 use crate::pipeline::template::Template;
 use crate::processors::{BuiltinStep, StepSettings};
 
-/// Fails with the key of the first route on a loop that none of its routes allows.
+/// Fails with the key of the first route on a loop that none of its routes allows, or of a
+/// dead-letter topic that a route would take back.
 pub fn refuse_loops(table: &RouteTable, settings: &Settings) -> Result<(), (String, String)> {
+    refuse_dead_letter_loop(table, settings)?;
     let edges: Vec<Vec<(usize, String)>> =
         (0..table.routes.len()).map(|index| targets(table, settings, index)).collect();
     for start in 0..edges.len() {
@@ -39,6 +41,28 @@ pub fn refuse_loops(table: &RouteTable, settings: &Settings) -> Result<(), (Stri
         }
     }
     Ok(())
+}
+
+/// A route taking the dead-letter topic would turn each dead letter into a new event, and
+/// one that fails there into yet another dead letter.
+fn refuse_dead_letter_loop(table: &RouteTable, settings: &Settings) -> Result<(), (String, String)> {
+    let Some(topic) = &settings.delivery.dead_letter_topic else { return Ok(()) };
+    let taker = table.routes.iter().position(|route| {
+        route.matcher.cache.matches(&topic.cache)
+            && route.matcher.topic.matches(&topic.topic)
+            && route.matcher.token_id.matches("")
+    });
+    match taker {
+        Some(index) if !settings.routes[index].allow_loop => Err((
+            "delivery.dead_letter_topic".into(),
+            format!(
+                "route `{}` takes {}/{}, so dead letters would come back as events; publish them \
+                 elsewhere, narrow the route's match, or set allow_loop = true on it",
+                settings.routes[index].name, topic.cache, topic.topic
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The routes that would take back what route `index` publishes, with the target shown.
