@@ -16,7 +16,7 @@ use crate::accept::replay::{ReplayGuard, SharedSeenSet};
 use crate::backend::{self, Backend};
 use crate::config::{DedupMode, DeliveryMode, ServerSettings, Settings};
 use crate::delivery::Delivery;
-use crate::delivery::redeliver::{GiveUp, Redeliverer};
+use crate::delivery::redeliver::Redeliverer;
 use crate::delivery::spool::Spool;
 use crate::health::Health;
 use crate::http::{self, AppState, Shared};
@@ -57,14 +57,9 @@ impl App {
             spool.clone(),
         ));
         let redeliverer = spool.clone().map(|spool| {
-            let give_up = GiveUp {
-                max_attempts: settings.delivery.max_attempts,
-                after: settings.delivery.dead_letter_after,
-            };
-            let concurrency = settings.delivery.redelivery_concurrency;
-            Redeliverer::new(delivery.clone(), spool, routes.clone(), give_up, concurrency, metrics.clone())
+            Redeliverer::new(&settings.delivery, delivery.clone(), spool, routes.clone(), metrics.clone())
         });
-        let replays = replay_guard(&settings, &connected.backend)?;
+        let replays = replay_guard(&settings, &connected.backend);
         let relay = Arc::new(Relay::new(&settings, routes, replays, delivery, metrics.clone()));
         let listener = TcpListener::bind(settings.server.listen)
             .await
@@ -201,7 +196,7 @@ fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<Join
 }
 
 /// Remembers signatures for the longest freshness window of any webhook.
-fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> anyhow::Result<ReplayGuard> {
+fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> ReplayGuard {
     let window = settings
         .webhooks
         .values()
@@ -215,7 +210,7 @@ fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> anyhow::Resu
             Some(SharedSeenSet { backend: backend.clone(), cache })
         }
     };
-    Ok(ReplayGuard::new(settings.delivery.dedup_capacity, window, shared))
+    ReplayGuard::new(settings.delivery.dedup_capacity, window, shared)
 }
 
 async fn shutdown_signal() {

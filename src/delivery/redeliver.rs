@@ -14,6 +14,7 @@ use super::Delivery;
 use super::record::SpooledEvent;
 use super::spool::{Claim, EventKey, Spool, SpoolError};
 use crate::accept::now_ms;
+use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::pipeline::StepError;
 use crate::route::RouteTable;
@@ -25,11 +26,11 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// When an event stops being retried.
 #[derive(Debug, Clone, Copy)]
-pub struct GiveUp {
+struct GiveUp {
     /// After this many attempts.
-    pub max_attempts: u32,
+    max_attempts: u32,
     /// Or once it is this old.
-    pub after: Duration,
+    after: Duration,
 }
 
 /// The background redelivery worker.
@@ -51,16 +52,23 @@ enum Attempt {
 }
 
 impl Redeliverer {
-    /// A worker over `spool`, running up to `concurrency` events at once.
+    /// A worker over `spool`, with the limits of `[delivery]`.
     pub fn new(
+        settings: &DeliverySettings,
         delivery: Arc<Delivery>,
         spool: Spool,
         routes: RouteTable,
-        give_up: GiveUp,
-        concurrency: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Redeliverer { delivery, spool, routes, give_up, concurrency, metrics }
+        let give_up = GiveUp { max_attempts: settings.max_attempts, after: settings.dead_letter_after };
+        Redeliverer {
+            delivery,
+            spool,
+            routes,
+            give_up,
+            concurrency: settings.redelivery_concurrency,
+            metrics,
+        }
     }
 
     /// Works until `stop` is cancelled, then waits for the attempts under way. Dropping the
