@@ -88,6 +88,9 @@ pub enum Refusal {
     /// The backend could not be reached within the time budget (only with `mode = "off"`).
     #[error("route `{route}` could not finish within its time budget")]
     Unavailable { route: Arc<str> },
+    /// A step panicked (only with `mode = "off"`; otherwise the event becomes a dead letter).
+    #[error("a step of route `{route}` failed unexpectedly; the relay's log has the details")]
+    Panicked { route: Arc<str> },
     /// The event needed the spool, and the spool is full.
     #[error("the spool is full")]
     SpoolFull,
@@ -195,6 +198,7 @@ fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<
             _ => Refusal::ProcessingFailed { route, step: failure.step, kind: failure.kind },
         }),
         Err(DeliveryError::Unavailable) => Err(Refusal::Unavailable { route }),
+        Err(DeliveryError::Panicked) => Err(Refusal::Panicked { route }),
         Err(DeliveryError::Spool(SpoolError::Full)) => Err(Refusal::SpoolFull),
         Err(DeliveryError::Spool(error)) => {
             tracing::error!(%error, "an event could not be spooled");

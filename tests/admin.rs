@@ -56,6 +56,8 @@ async fn bad_and_unknown_ids_get_400_and_404() {
     let app = spawn_app_with(CONFIG).await;
     let (status, answer) = get(&app, "/v1/admin/dead-letters/abc").await;
     assert_eq!((status, answer["error"].as_str()), (400, Some("invalid_id")));
+    let (status, answer) = get(&app, "/v1/admin/dead-letters?limit=lots").await;
+    assert_eq!((status, answer["error"].as_str()), (400, Some("invalid_query")));
     let (status, answer) = get(&app, "/v1/admin/dead-letters/987654").await;
     assert_eq!((status, answer["error"].as_str()), (404, Some("no_such_dead_letter")));
     let replay = app.client.post(app.url("/v1/admin/dead-letters/987654/replay")).bearer_auth(TOKEN).send();

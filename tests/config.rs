@@ -94,10 +94,23 @@ fn a_secret_never_appears_in_an_error_message() {
 
 #[test]
 fn a_secret_set_through_the_environment_never_appears_in_an_error_message() {
-    let vars = vec![("TOPIC_RELAY__WEBHOOKS__CHAT__SECRETS".to_owned(), "my-real-signing-secret".to_owned())];
+    let vars = vec![(
+        "TOPIC_RELAY__WEBHOOKS__CHAT".to_owned(),
+        r#"{ secrets = "my-real-signing-secret" }"#.to_owned(),
+    )];
     let error = load_from_str(BASE, source(), &env, vars).unwrap_err().to_string();
     assert!(error.contains("webhooks.chat.secrets"), "{error}");
     assert!(!error.contains("my-real-signing-secret"), "{error}");
+}
+
+#[test]
+fn a_single_secret_from_the_environment_is_a_list_of_one_and_an_empty_one_is_refused() {
+    let one = vec![("TOPIC_RELAY__WEBHOOKS__CHAT__SECRETS".to_owned(), "0x10".to_owned())];
+    let loaded = load_from_str(BASE, source(), &env, one).unwrap();
+    assert_eq!(loaded.settings.webhooks["chat"].secrets[0].expose(), "0x10");
+    let with_empty = vec![("TOPIC_RELAY__WEBHOOKS__CHAT__SECRETS".to_owned(), r#"["new", ""]"#.to_owned())];
+    let error = load_from_str(BASE, source(), &env, with_empty).unwrap_err().to_string();
+    assert!(error.contains("`webhooks.chat.secrets[1]`") && error.contains("anyone"), "{error}");
 }
 
 #[test]

@@ -14,31 +14,46 @@ use support::{SECRET, event};
 use tonic::Code;
 use topic_relay::verify::sign;
 
-/// The relay binary, running on `config`; reports the port it listens on.
+/// The relay binary, running on `config`; reports the port it listens on. Killed when
+/// dropped, so that a failing test leaves no process behind.
 struct Relay {
     child: Child,
     port: u16,
 }
 
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Relay {
     fn start(config: &std::path::Path) -> Relay {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
-            .args(["--config", config.to_str().unwrap()])
-            .env("TOPIC_RELAY_LOG_FORMAT", "json")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the relay starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = loop {
-            let line = lines.next().expect("the relay logs until it listens").unwrap();
-            if line.contains("topic-relay is listening") {
-                let log: serde_json::Value = serde_json::from_str(&line).unwrap();
-                break log["fields"]["port"].as_u64().unwrap() as u16;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_topic-relay"));
+        command.args(["--config", config.to_str().unwrap()]).env("TOPIC_RELAY_LOG_FORMAT", "json");
+        // The port is read from the startup log line, whatever the environment asks for.
+        command.env("RUST_LOG", "info").env_remove("TOPIC_RELAY_CONFIG");
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TOPIC_RELAY__")) {
+            command.env_remove(name);
+        }
+        let mut child = command.stderr(Stdio::piped()).spawn().expect("the relay starts");
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (found, port) = std::sync::mpsc::channel();
+        // Reads the log until the port shows up, then keeps draining it so that the relay never
+        // blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains("topic-relay is listening")
+                    && let Ok(log) = serde_json::from_str::<serde_json::Value>(&line)
+                {
+                    let _ = found.send(log["fields"]["port"].as_u64().unwrap_or_default() as u16);
+                }
             }
-        };
-        // Keep draining the log so that the relay never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Relay { child, port }
+        });
+        let mut relay = Relay { child, port: 0 };
+        relay.port = port.recv_timeout(Duration::from_secs(60)).expect("the relay reports its port");
+        relay
     }
 
     async fn post(&self, client: &reqwest::Client, body: String) -> u16 {
@@ -82,17 +97,16 @@ async fn spooled_events_survive_sigkill_and_are_delivered_once_after_a_restart()
     let client = reqwest::Client::new();
     emulator.fail_all(Code::Unavailable);
 
-    let mut first = Relay::start(&config);
+    let first = Relay::start(&config);
     for n in 0..10 {
         assert_eq!(first.post(&client, event("chat", "topic 1", &format!("survivor {n}"))).await, 202);
     }
     assert_eq!(first.spooled(&client).await, 10);
-    first.child.kill().unwrap(); // SIGKILL: no shutdown, no flush
-    first.child.wait().unwrap();
+    drop(first); // SIGKILL: no shutdown, no flush
     assert!(emulator.published().is_empty());
 
     emulator.heal();
-    let mut second = Relay::start(&config);
+    let second = Relay::start(&config);
     let deadline = Instant::now() + Duration::from_secs(20);
     while published_counts(&emulator).len() < 10 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -103,6 +117,4 @@ async fn spooled_events_survive_sigkill_and_are_delivered_once_after_a_restart()
     assert!(counts.values().all(|&times| times == 1), "{counts:?}");
     assert!(counts.contains_key("SURVIVOR 9"));
     assert_eq!(second.spooled(&client).await, 0);
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
 }

@@ -108,6 +108,9 @@ async fn an_unknown_webhook_name_is_404() {
     let (status, answer) =
         status_and_json(app.post("/webhooks/nope", body.clone(), Some(&signature)).await).await;
     assert_eq!((status, error_of(&answer)), (404, "unknown_webhook"));
+    let (status, answer) =
+        status_and_json(app.post("/webhooks/%FF", body.clone(), Some(&signature)).await).await;
+    assert_eq!((status, error_of(&answer)), (404, "not_found"), "a name that is not UTF-8");
     let (status, _) = status_and_json(app.post("/webhooks/chat", body, Some(&signature)).await).await;
     assert_eq!(status, 200, "the named path works as well as the alias");
 }
@@ -260,11 +263,11 @@ async fn past_the_in_flight_limit_requests_are_503_overloaded_with_retry_after()
     .await;
     let slow = app.post_event("chat", "slow", "hi");
     let second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.wait_for_in_flight(1).await;
         app.post_event("chat", "topic 1", "hi").await
     };
     let (slow, second) = tokio::join!(slow, second);
-    assert_eq!(slow.status(), 200);
+    assert!(slow.status().is_success(), "{}", slow.status());
     assert_eq!(second.headers()["retry-after"], "1");
     let (status, answer) = status_and_json(second).await;
     assert_eq!((status, error_of(&answer)), (503, "overloaded"));
@@ -293,9 +296,10 @@ async fn a_request_that_outlives_the_request_timeout_is_503_timeout() {
 
 #[tokio::test]
 async fn a_body_that_cannot_be_read_is_400_unreadable_body() {
-    let app = topic_relay::startup::App::build_with(support::settings(CONFIG), support::test_registry())
-        .await
-        .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut settings = support::settings(CONFIG);
+    settings.delivery.spool_dir = spool.path().to_owned();
+    let app = topic_relay::startup::App::build_with(settings, support::test_registry()).await.unwrap();
     let broken = futures::stream::iter([Err::<bytes::Bytes, _>(std::io::Error::other("connection reset"))]);
     let request = axum::http::Request::post("/webhook")
         .header("momento-signature", "00".repeat(32))
@@ -308,14 +312,25 @@ async fn a_body_that_cannot_be_read_is_400_unreadable_body() {
 }
 
 #[tokio::test]
-async fn a_step_that_panics_is_answered_500_and_the_relay_keeps_serving() {
+async fn a_step_that_panics_makes_a_dead_letter_or_without_a_spool_a_500() {
     let config = format!(
         "{CONFIG}\n[[routes]]\nname = \"panics\"\nmatch = {{ topic = \"panics\" }}\nsteps = [{{ fail = {{ with = \"panic\" }} }}]\n"
     );
     let app = spawn_app_with(&config).await;
     let (status, answer) = status_and_json(app.post_event("chat", "panics", "boom").await).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (202, Some("dead_lettered")),
+        "kept for a fix and a replay"
+    );
+
+    let without_spool = spawn_app_with(&format!("{config}\n[delivery]\nmode = \"off\"\n")).await;
+    let (status, answer) = status_and_json(without_spool.post_event("chat", "panics", "boom").await).await;
     assert_eq!((status, error_of(&answer)), (500, "internal_error"));
-    assert_eq!(app.post_event("chat", "topic 1", "still here").await.status(), 200);
+    assert_eq!(without_spool.post_event("chat", "topic 1", "still here").await.status(), 200);
+    let metrics =
+        without_spool.client.get(without_spool.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("topic_relay_refusals_total{error=\"internal_error\"} 1\n"), "{metrics}");
 }
 
 #[tokio::test]

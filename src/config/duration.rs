@@ -17,10 +17,17 @@ pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S:
 
 /// Parses `"250ms"`, `"4s"`, `"1m 30s"` and the like, with an error that shows what was wrong.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|error| {
+    let duration = humantime::parse_duration(text).map_err(|error| {
         format!("invalid duration {text:?} ({error}); write it like \"250ms\", \"4s\" or \"1m\"")
-    })
+    })?;
+    if duration > LONGEST {
+        return Err(format!("{text:?} is longer than the longest duration allowed, 365 days"));
+    }
+    Ok(duration)
 }
+
+/// No setting needs longer; beyond it, deadlines computed from it could overflow.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// `Option<Duration>` in the same human form, for keys that may be left out.
 pub mod optional {
@@ -51,6 +58,11 @@ mod tests {
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse("4s").unwrap(), Duration::from_secs(4));
         assert_eq!(parse("1m").unwrap(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn durations_beyond_a_year_are_refused() {
+        assert!(parse("400days").unwrap_err().contains("365 days"));
     }
 
     #[test]

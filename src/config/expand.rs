@@ -175,7 +175,13 @@ pub fn apply_env_overrides(
         if path.iter().any(String::is_empty) {
             return Err(format!("{name}: empty key segment"));
         }
-        insert_at(table, &path, parse_env_value(&raw)).map_err(|reason| format!("{name}: {reason}"))?;
+        let value = match path.last().map(String::as_str) {
+            // A secret is taken exactly as written: `0x12` or `1_000` must not become numbers.
+            Some("api_key" | "token") => Value::String(raw),
+            Some("secrets") if !raw.starts_with('[') => Value::Array(vec![Value::String(raw)]),
+            _ => parse_env_value(&raw),
+        };
+        insert_at(table, &path, value).map_err(|reason| format!("{name}: {reason}"))?;
         applied.push((path.join("."), name));
     }
     Ok(applied)
@@ -261,6 +267,18 @@ mod tests {
         let mut found = secret_values(&table);
         found.sort();
         assert_eq!(found, ["k", "one", "t", "two"]);
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_kept_exactly_as_written() {
+        let mut table = Table::new();
+        let vars = [
+            ("TOPIC_RELAY__ADMIN__TOKEN".to_owned(), "0x1234567890abcdef".to_owned()),
+            ("TOPIC_RELAY__WEBHOOKS__CHAT__SECRETS".to_owned(), "1_000".to_owned()),
+        ];
+        apply_env_overrides(&mut table, vars).unwrap();
+        assert_eq!(table["admin"]["token"].as_str(), Some("0x1234567890abcdef"));
+        assert_eq!(table["webhooks"]["chat"]["secrets"][0].as_str(), Some("1_000"));
     }
 
     #[test]

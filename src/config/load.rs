@@ -162,7 +162,9 @@ fn apply_demo_secret(settings: &mut Settings) -> Vec<String> {
 fn scrub(message: &str, secrets: &[String]) -> String {
     let mut scrubbed = message.to_owned();
     for secret in secrets.iter().filter(|secret| secret.len() >= 3) {
-        scrubbed = scrubbed.replace(secret.as_str(), REDACTED);
+        // Error messages quote strings with escapes, so the escaped form goes too.
+        scrubbed =
+            scrubbed.replace(&secret.escape_debug().to_string(), REDACTED).replace(secret.as_str(), REDACTED);
     }
     scrubbed
 }

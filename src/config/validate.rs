@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{BackendKind, DEMO_SECRET, DedupMode, Settings};
+use super::{BackendKind, DEMO_SECRET, DedupMode, Secret, Settings};
 
 /// Momento abandons a webhook call after this long; nothing the relay does may take longer.
 pub const MOMENTO_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +31,12 @@ fn check_server(settings: &Settings) -> Result<(), Failure> {
             "must be more than 0 and under 5s, Momento's delivery timeout",
         );
     }
+    if server.shutdown_grace < server.request_timeout {
+        return fail(
+            "server.shutdown_grace",
+            "must be at least server.request_timeout, so that requests in flight can finish",
+        );
+    }
     if server.max_in_flight == 0 {
         return fail("server.max_in_flight", "must be at least 1");
     }
@@ -55,6 +61,12 @@ fn check_webhooks(settings: &Settings) -> Result<(), Failure> {
         }
         if webhook.max_age.is_zero() {
             return fail(format!("{key}.max_age"), "must be more than 0");
+        }
+        if let Some(index) = webhook.secrets.iter().position(Secret::is_empty) {
+            return fail(
+                format!("{key}.secrets[{index}]"),
+                "an empty secret would let anyone sign events; remove the entry",
+            );
         }
         if momento && webhook.secrets.is_empty() {
             return fail(

@@ -7,8 +7,11 @@ pub mod record;
 pub mod redeliver;
 pub mod spool;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use tokio::time::Instant;
 
@@ -50,6 +53,9 @@ pub enum DeliveryError {
     /// The spool could not take it.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// With `mode = "off"`: a step panicked.
+    #[error("a step panicked")]
+    Panicked,
 }
 
 /// An event after its inline run: where it came from, how far it got, and its write-ahead
@@ -67,6 +73,8 @@ enum Run {
     Finished(Finished),
     Failed(StepFailure),
     OutOfTime,
+    /// A step panicked (a bug); the event is kept as it was before that step.
+    Panicked,
 }
 
 /// Runs events through their routes and keeps what cannot finish.
@@ -131,10 +139,15 @@ impl Delivery {
         next_step: &mut usize,
         deadline: Instant,
     ) -> Run {
-        let run = route.pipeline.run(message, next_step, self.backend.as_ref());
+        let run =
+            AssertUnwindSafe(route.pipeline.run(message, next_step, self.backend.as_ref())).catch_unwind();
         match tokio::time::timeout_at(deadline, run).await {
-            Ok(Ok(finished)) => Run::Finished(finished),
-            Ok(Err(failure)) => Run::Failed(failure),
+            Ok(Ok(Ok(finished))) => Run::Finished(finished),
+            Ok(Ok(Err(failure))) => Run::Failed(failure),
+            Ok(Err(_panic)) => {
+                tracing::error!(route = %route.name, step = *next_step, "a step panicked");
+                Run::Panicked
+            }
             Err(_elapsed) => Run::OutOfTime,
         }
     }
@@ -153,6 +166,7 @@ impl Delivery {
                 tracing::warn!(route = %route.name, step = next_step, "time budget ran out");
                 Err(DeliveryError::Unavailable)
             }
+            Run::Panicked => Err(DeliveryError::Panicked),
         }
     }
 
@@ -197,8 +211,12 @@ impl Delivery {
         };
         match outcome {
             Run::Finished(finished) => {
-                if let Some(key) = ran.written {
-                    spool.remove(key).await?;
+                if let Some(key) = ran.written
+                    && let Err(error) = spool.remove(key).await
+                {
+                    // The event is done; answering otherwise would make Momento's record wrong.
+                    // Its record stays and is run again after the lease: at least once.
+                    tracing::error!(%error, "a delivered event could not be removed from the spool");
                 }
                 Ok(delivered(finished))
             }
@@ -219,6 +237,11 @@ impl Delivery {
             }
             Run::OutOfTime => {
                 self.keep_for_retry(spool, ran.written, keep("the time budget ran out".into())).await
+            }
+            Run::Panicked => {
+                let reason = format!("step {} of route `{}` panicked", ran.next_step, ran.route.name);
+                self.bury(spool, ran.written, keep("a step panicked".into()), reason).await?;
+                Ok(Delivered::DeadLettered)
             }
         }
     }

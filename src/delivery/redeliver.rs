@@ -111,6 +111,11 @@ impl Redeliverer {
             Ok(outcome) => outcome,
             Err(_panic) => {
                 let reason = format!("a step of route `{}` panicked", kept.route);
+                let kept = SpooledEvent {
+                    attempts: kept.attempts + 1,
+                    last_error: Some("a step panicked".into()),
+                    ..kept
+                };
                 self.bury(key, kept, reason).await
             }
         };

@@ -3,6 +3,7 @@
 //! only to requests bearing it.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -66,8 +67,13 @@ fn spool(state: &AppState) -> Result<&Spool, HttpError> {
     state.spool.as_ref().ok_or(HttpError::NotFound)
 }
 
-fn parse_id(id: &str) -> Result<u64, HttpError> {
-    id.parse().map_err(|_| HttpError::InvalidId)
+fn parse_id(id: Result<Path<String>, PathRejection>) -> Result<u64, HttpError> {
+    id.ok().and_then(|Path(id)| id.parse().ok()).ok_or(HttpError::InvalidId)
+}
+
+fn parse_limit(limit: Result<Query<Limit>, QueryRejection>) -> Result<usize, HttpError> {
+    let Query(limit) = limit.map_err(|_| HttpError::InvalidQuery)?;
+    Ok(limit.limit.unwrap_or(DEFAULT_LIMIT))
 }
 
 fn spool_error(error: SpoolError) -> HttpError {
@@ -91,9 +97,9 @@ fn read_failed(error: anyhow::Error) -> HttpError {
 /// `GET /v1/admin/spool`: pending events, soonest due first.
 pub async fn pending(
     State(state): State<AppState>,
-    Query(limit): Query<Limit>,
+    limit: Result<Query<Limit>, QueryRejection>,
 ) -> Result<Response, HttpError> {
-    let events = spool(&state)?.pending(limit.limit.unwrap_or(DEFAULT_LIMIT)).map_err(read_failed)?;
+    let events = spool(&state)?.pending(parse_limit(limit)?).map_err(read_failed)?;
     let events: Vec<_> =
         events.into_iter().map(|((due_ms, id), event)| PendingEvent { id, due_ms, event }).collect();
     Ok(Json(json!({ "events": events })).into_response())
@@ -102,9 +108,9 @@ pub async fn pending(
 /// `GET /v1/admin/dead-letters`: dead letters, oldest first.
 pub async fn dead_letters(
     State(state): State<AppState>,
-    Query(limit): Query<Limit>,
+    limit: Result<Query<Limit>, QueryRejection>,
 ) -> Result<Response, HttpError> {
-    let letters = spool(&state)?.dead_letters(limit.limit.unwrap_or(DEFAULT_LIMIT)).map_err(read_failed)?;
+    let letters = spool(&state)?.dead_letters(parse_limit(limit)?).map_err(read_failed)?;
     let letters: Vec<_> = letters.into_iter().map(|(id, letter)| IdentifiedLetter { id, letter }).collect();
     Ok(Json(json!({ "dead_letters": letters })).into_response())
 }
@@ -112,17 +118,20 @@ pub async fn dead_letters(
 /// `GET /v1/admin/dead-letters/{id}`
 pub async fn dead_letter(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HttpError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let letter =
         spool(&state)?.dead_letter(id).map_err(read_failed)?.ok_or(HttpError::NoSuchDeadLetter(id))?;
     Ok(Json(IdentifiedLetter { id, letter }).into_response())
 }
 
 /// `POST /v1/admin/dead-letters/{id}/replay`: back to the spool, due now, attempts reset.
-pub async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, HttpError> {
-    let id = parse_id(&id)?;
+pub async fn replay(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let id = parse_id(id)?;
     spool(&state)?.replay(id, now_ms()).await.map_err(spool_error)?;
     tracing::info!(id, "dead letter replayed");
     Ok(Json(json!({ "replayed": [id] })).into_response())
@@ -141,8 +150,11 @@ pub async fn replay_all(State(state): State<AppState>) -> Result<Response, HttpE
 }
 
 /// `DELETE /v1/admin/dead-letters/{id}`
-pub async fn purge(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, HttpError> {
-    let id = parse_id(&id)?;
+pub async fn purge(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let id = parse_id(id)?;
     spool(&state)?.purge(Some(id)).await.map_err(spool_error)?;
     tracing::warn!(id, "dead letter purged");
     Ok(Json(json!({ "purged": 1 })).into_response())

@@ -38,6 +38,7 @@ pub const ERROR_CODES: &[&str] = &[
     "no_such_dead_letter",
     "invalid_id",
     "method_not_allowed",
+    "invalid_query",
     "internal_error",
 ];
 
@@ -74,6 +75,9 @@ pub enum HttpError {
     /// 503 `spool_unavailable`: the spool could not be read or written.
     #[error("the spool cannot be used right now")]
     SpoolUnavailable,
+    /// 400 `invalid_query`: an admin request whose query string cannot be read.
+    #[error("the query string is not valid; use ?limit=N")]
+    InvalidQuery,
     /// 405 `method_not_allowed`: the path exists, the method does not.
     #[error("this path does not take that method")]
     MethodNotAllowed,
@@ -108,6 +112,7 @@ impl HttpError {
                 Refusal::NoRoute { .. } => (S::NOT_FOUND, "no_route"),
                 Refusal::Duplicate => (S::CONFLICT, "duplicate_event"),
                 Refusal::SpoolFull => (S::SERVICE_UNAVAILABLE, "spool_full"),
+                Refusal::Panicked { .. } => (S::INTERNAL_SERVER_ERROR, "internal_error"),
                 Refusal::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
                 Refusal::Rejected { .. } => (S::FORBIDDEN, "rejected"),
                 Refusal::BackendRefused { .. } => (S::BAD_GATEWAY, "backend_error"),
@@ -124,6 +129,7 @@ impl HttpError {
             HttpError::InvalidId => (S::BAD_REQUEST, "invalid_id"),
             HttpError::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
             HttpError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            HttpError::InvalidQuery => (S::BAD_REQUEST, "invalid_query"),
             HttpError::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }

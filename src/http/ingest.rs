@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,11 +23,13 @@ pub struct OutcomeCode(pub &'static str);
 /// `POST /webhooks/{name}`
 pub async fn receive_named(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     arrived: Option<Extension<Arrived>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
+    // A name that is not valid UTF-8 cannot be a configured webhook.
+    let Ok(Path(name)) = name else { return Err(HttpError::NotFound) };
     receive(&state, Some(&name), arrived, &headers, body).await
 }
 

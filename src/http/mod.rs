@@ -82,6 +82,12 @@ pub struct Shared {
     pub streams_closed: CancellationToken,
 }
 
+/// A panic in a handler is answered 500 `internal_error`, and the relay keeps serving.
+fn answer_panic(_panic: Box<dyn std::any::Any + Send>) -> axum::response::Response {
+    tracing::error!("a request handler panicked");
+    error::HttpError::Internal.into_response()
+}
+
 /// `/v1/admin/*`, behind the bearer token.
 fn admin_routes(state: AppState) -> Router<AppState> {
     Router::new()
@@ -101,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), middleware::enforce_timeout))
         .layer(from_fn_with_state(state.clone(), middleware::limit_in_flight))
+        .layer(CatchPanicLayer::custom(answer_panic))
         .layer(from_fn_with_state(state.clone(), middleware::count_answers));
     let mut router = Router::new()
         .merge(webhooks)
@@ -118,10 +125,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { error::HttpError::NotFound })
         .method_not_allowed_fallback(|| async { error::HttpError::MethodNotAllowed })
         .with_state(state)
-        .layer(CatchPanicLayer::custom(|_panic| {
-            tracing::error!("a request handler panicked");
-            error::HttpError::Internal.into_response()
-        }))
+        .layer(CatchPanicLayer::custom(answer_panic))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let request_id = request

@@ -160,6 +160,20 @@ impl TestApp {
         subscription
     }
 
+    /// Waits until the relay reports `count` webhook requests in flight.
+    pub async fn wait_for_in_flight(&self, count: usize) {
+        let line = format!("topic_relay_in_flight {count}\n");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let metrics = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            if metrics.contains(&line) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never saw {count} request(s) in flight");
+    }
+
     /// Starts a shutdown, as SIGTERM would.
     pub fn begin_shutdown(&self) {
         self.stop.cancel();

@@ -19,7 +19,7 @@ api_key = "{key}"
 endpoint_override = "{endpoint}"
 tls = false
 topic_clients = 4
-call_timeout = "300ms"
+call_timeout = "1s"
 max_retries = 2
 probe_cache = "chat"
 "#,

@@ -65,6 +65,8 @@ pub struct Spool {
     changes: mpsc::UnboundedSender<(Change, writer::Reply)>,
     counts: Arc<Counts>,
     claimed: Arc<Mutex<HashSet<u64>>>,
+    /// Records already reported as unreadable, so that each is logged once, not every poll.
+    unreadable: Arc<Mutex<HashSet<u64>>>,
 }
 
 /// An event claimed for work; the claim ends when this is dropped, even in a panic.
@@ -101,7 +103,7 @@ impl Spool {
             .name("spool-writer".into())
             .spawn(move || writer.run(receiver))
             .context("cannot start the spool writer")?;
-        Ok((Spool { database, changes, counts, claimed: Arc::default() }, thread))
+        Ok((Spool { database, changes, counts, claimed: Arc::default(), unreadable: Arc::default() }, thread))
     }
 
     async fn change(&self, change: Change) -> Result<u64, SpoolError> {
@@ -211,9 +213,7 @@ impl Spool {
             }
             match serde_json::from_slice(value.value()) {
                 Ok(event) => found.push((key, event)),
-                Err(error) => {
-                    tracing::error!(id = key.1, %error, "a spooled event cannot be read; skipping it")
-                }
+                Err(error) => self.report_unreadable(key.1, &error),
             }
         }
         Ok(found)
@@ -231,12 +231,16 @@ impl Spool {
             let (id, value) = entry?;
             match serde_json::from_slice(value.value()) {
                 Ok(letter) => found.push((id.value(), letter)),
-                Err(error) => {
-                    tracing::error!(id = id.value(), %error, "a dead letter cannot be read; skipping it")
-                }
+                Err(error) => self.report_unreadable(id.value(), &error),
             }
         }
         Ok(found)
+    }
+
+    fn report_unreadable(&self, id: u64, error: &serde_json::Error) {
+        if self.unreadable.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id) {
+            tracing::error!(id, %error, "a spool record cannot be read (written by another version?); it is skipped");
+        }
     }
 
     /// One dead letter.

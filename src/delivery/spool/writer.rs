@@ -186,8 +186,8 @@ impl Writer {
             Some(key) => (key.1, tables.events.remove(key).map_err(storage)?.is_some()),
             None => (self.take_id(), false),
         };
-        tables.dead.insert(id, bytes.as_slice()).map_err(storage)?;
-        Ok(Ok((id, Delta { events: -i64::from(removed), dead_letters: 1 })))
+        let replaced = tables.dead.insert(id, bytes.as_slice()).map_err(storage)?.is_some();
+        Ok(Ok((id, Delta { events: -i64::from(removed), dead_letters: i64::from(!replaced) })))
     }
 
     fn replay(&mut self, id: u64, due_ms: u64, events_now: u64, tables: &mut Tables<'_>) -> Applied {
