@@ -100,6 +100,12 @@ impl App {
         self.router.clone()
     }
 
+    /// The spool, unless `delivery.mode = "off"`: for code that embeds the relay and wants to
+    /// look into it or close it.
+    pub fn spool(&self) -> Option<Spool> {
+        self.state.spool.clone()
+    }
+
     /// A token that, when cancelled, shuts the relay down exactly as SIGTERM does.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()

@@ -295,6 +295,24 @@ async fn a_request_that_outlives_the_request_timeout_is_503_timeout() {
 }
 
 #[tokio::test]
+async fn an_event_that_needs_a_spool_that_cannot_be_written_is_503() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut settings = support::settings(CONFIG);
+    settings.delivery.spool_dir = spool.path().to_owned();
+    let app = topic_relay::startup::App::build_with(settings, support::test_registry()).await.unwrap();
+    app.spool().expect("a spool").close().await.unwrap();
+    let body = event("chat", "outage", "nowhere to keep it");
+    let request = axum::http::Request::post("/webhook")
+        .header("momento-signature", sign(SECRET.as_bytes(), body.as_bytes()))
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("spool_unavailable"));
+}
+
+#[tokio::test]
 async fn a_body_that_cannot_be_read_is_400_unreadable_body() {
     let spool = tempfile::tempdir().unwrap();
     let mut settings = support::settings(CONFIG);
