@@ -1,7 +1,10 @@
 //! topic-relay: a Momento Topics webhook endpoint that verifies, routes, processes and
 //! republishes events. The stages, in the order data moves through them:
-//! [`verify`], [`accept`], [`route`], [`pipeline`] (with [`processors`]), [`backend`];
-//! [`relay`] runs them in that order and [`http`] answers Momento.
+//! [`verify`], [`accept`], [`route`], [`delivery`] (which runs the [`pipeline`] of
+//! [`processors`] and keeps what cannot finish in its spool), [`backend`]. [`relay`] runs them
+//! in that order and [`http`] answers Momento.
+
+#![warn(missing_docs)]
 
 pub mod accept;
 pub mod backend;

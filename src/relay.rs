@@ -31,15 +31,29 @@ pub struct Webhook {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Every step of the route ran.
-    Processed { route: Arc<str> },
+    Processed {
+        /// The route's name.
+        route: Arc<str>,
+    },
     /// A step dropped the event on purpose.
-    Dropped { route: Arc<str>, reason: String },
+    Dropped {
+        /// The route's name.
+        route: Arc<str>,
+        /// Why, as the step said.
+        reason: String,
+    },
     /// No route takes the event, and `[unmatched] action = "ack"`.
     Unmatched,
     /// The event is in the spool and will be finished in the background.
-    Spooled { route: Arc<str> },
+    Spooled {
+        /// The route's name.
+        route: Arc<str>,
+    },
     /// A step failed in a way retrying cannot fix; the event is kept as a dead letter.
-    DeadLettered { route: Arc<str> },
+    DeadLettered {
+        /// The route's name.
+        route: Arc<str>,
+    },
 }
 
 impl Outcome {
@@ -75,22 +89,52 @@ pub enum Refusal {
     Duplicate,
     /// No route takes the event, and `[unmatched] action = "reject"`.
     #[error("no route matches cache {cache:?}, topic {topic:?}")]
-    NoRoute { cache: String, topic: String },
+    NoRoute {
+        /// The event's cache.
+        cache: String,
+        /// The event's topic.
+        topic: String,
+    },
     /// A step refused the event on purpose.
     #[error("route `{route}` refused the event: {reason}")]
-    Rejected { route: Arc<str>, reason: String },
+    Rejected {
+        /// The route's name.
+        route: Arc<str>,
+        /// Why, as the step said.
+        reason: String,
+    },
     /// A step cannot process this event, now or ever (such as text that is not JSON).
     #[error("step {step} ({kind}) of route `{route}` could not process the event; the relay's log has why")]
-    ProcessingFailed { route: Arc<str>, step: usize, kind: String },
+    ProcessingFailed {
+        /// The route's name.
+        route: Arc<str>,
+        /// Index of the step in its route.
+        step: usize,
+        /// The step's kind, such as `publish`.
+        kind: String,
+    },
     /// The backend refused a step's call for good (only with `mode = "off"`).
     #[error("step {step} ({kind}) of route `{route}` was refused by the backend; the relay's log has why")]
-    BackendRefused { route: Arc<str>, step: usize, kind: String },
+    BackendRefused {
+        /// The route's name.
+        route: Arc<str>,
+        /// Index of the step in its route.
+        step: usize,
+        /// The step's kind, such as `publish`.
+        kind: String,
+    },
     /// The backend could not be reached within the time budget (only with `mode = "off"`).
     #[error("route `{route}` could not finish within its time budget")]
-    Unavailable { route: Arc<str> },
+    Unavailable {
+        /// The route's name.
+        route: Arc<str>,
+    },
     /// A step panicked (only with `mode = "off"`; otherwise the event becomes a dead letter).
     #[error("a step of route `{route}` failed unexpectedly; the relay's log has the details")]
-    Panicked { route: Arc<str> },
+    Panicked {
+        /// The route's name.
+        route: Arc<str>,
+    },
     /// The event needed the spool, and the spool is full.
     #[error("the spool is full")]
     SpoolFull,

@@ -15,10 +15,20 @@ pub enum AcceptError {
     Malformed(String),
     /// `publish_timestamp` is older than the webhook's `max_age`.
     #[error("publish_timestamp is {age_ms} ms old; the limit is {limit_ms} ms")]
-    Stale { age_ms: u64, limit_ms: u64 },
+    Stale {
+        /// How old it is, in ms.
+        age_ms: u64,
+        /// The configured limit, in ms.
+        limit_ms: u64,
+    },
     /// `publish_timestamp` is further in the future than `max_future_skew`.
     #[error("publish_timestamp is {ahead_ms} ms in the future; the limit is {limit_ms} ms")]
-    Future { ahead_ms: u64, limit_ms: u64 },
+    Future {
+        /// How far ahead it is, in ms.
+        ahead_ms: u64,
+        /// The configured limit, in ms.
+        limit_ms: u64,
+    },
 }
 
 /// How old, or how far ahead, an event's `publish_timestamp` may be.

@@ -52,16 +52,40 @@ pub struct LoadedConfig {
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {reason}")]
-    Unreadable { path: String, reason: String },
+    Unreadable {
+        /// The file.
+        path: String,
+        /// What the system said.
+        reason: String,
+    },
     /// The file is not valid TOML.
     #[error("{origin}: not valid TOML: {message}")]
-    Syntax { origin: String, message: String },
+    Syntax {
+        /// The file, or the environment variable, the value came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A `${VAR}` names a variable that is not set.
     #[error("{origin}: `{key}`: environment variable {variable} is not set")]
-    UnsetVariable { origin: String, key: String, variable: String },
+    UnsetVariable {
+        /// The file, or the environment variable, the value came from.
+        origin: String,
+        /// The key, such as `server.listen`.
+        key: String,
+        /// The variable's name.
+        variable: String,
+    },
     /// A key has a value that is not allowed.
     #[error("{origin}: `{key}`: {message}")]
-    Invalid { origin: String, key: String, message: String },
+    Invalid {
+        /// The file, or the environment variable, the value came from.
+        origin: String,
+        /// The key, such as `server.listen`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Loads the configuration: `explicit` (from `--config`), else `$TOPIC_RELAY_CONFIG`, else

@@ -31,7 +31,10 @@ pub enum Delivered {
     /// Every step ran.
     Processed,
     /// A step dropped it on purpose.
-    Dropped { reason: String },
+    Dropped {
+        /// Why, as the step said.
+        reason: String,
+    },
     /// It is in the spool and will be finished in the background.
     Spooled,
     /// It failed in a way retrying cannot fix; it is kept as a dead letter.
