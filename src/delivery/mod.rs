@@ -111,11 +111,6 @@ impl Delivery {
         }
     }
 
-    /// The spool, when there is one.
-    pub fn spool(&self) -> Option<&Spool> {
-        self.spool.as_ref()
-    }
-
     /// Delivers one event that `route` took from `webhook`. The time budget counts from
     /// `arrived`, when the request came in, so that reading it and checking it count too.
     pub async fn deliver(

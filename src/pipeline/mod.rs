@@ -59,11 +59,6 @@ impl Pipeline {
         Pipeline { route: route.into(), steps }
     }
 
-    /// Name of the route.
-    pub fn route(&self) -> &str {
-        &self.route
-    }
-
     /// Number of steps.
     pub fn len(&self) -> usize {
         self.steps.len()

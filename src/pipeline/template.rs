@@ -88,11 +88,6 @@ impl Template {
         Ok(Template { source: source.to_owned(), parts })
     }
 
-    /// The template as written.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// Fills the placeholders from `message`.
     pub fn render(&self, message: &Message) -> String {
         let mut out = String::with_capacity(self.source.len() + 16);

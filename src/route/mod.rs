@@ -83,9 +83,4 @@ impl RouteTable {
     pub fn by_name(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|route| &*route.name == name)
     }
-
-    /// The routes, in order.
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
 }
