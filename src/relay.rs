@@ -1,14 +1,15 @@
-//! The relay's core, in the order data moves: verify, accept, route, then delivery (the
-//! pipeline, and the spool for what cannot finish). It takes a webhook request's name, body
-//! and signature and says what became of the event. It knows nothing of HTTP;
-//! `http::ingest` turns its answers into responses.
+//! The relay's core, in the order data moves: accept, route, then delivery (the pipeline,
+//! and the spool for what cannot finish). It takes a verified webhook body and says what
+//! became of the event. It knows nothing of HTTP: verification happens in front of it
+//! (`verify::VerifyLayer`), and `http::ingest` turns its answers into responses.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
-use crate::accept::replay::ReplayGuard;
+use crate::accept::replay::{ReplayGuard, Sighting};
 use crate::accept::{self, AcceptError, Freshness};
 use crate::config::{Settings, UnmatchedAction};
 use crate::delivery::spool::SpoolError;
@@ -17,13 +18,14 @@ use crate::event::Message;
 use crate::metrics::Metrics;
 use crate::pipeline::StepError;
 use crate::route::{Route, RouteTable};
-use crate::verify::{Verifier, VerifyError};
+use crate::verify::{Verified, Verifier};
 
 /// One configured webhook: its name, its keyed secrets and its freshness window.
 pub struct Webhook {
     /// The name in `POST /webhooks/<name>`.
     pub name: String,
-    verifier: Verifier,
+    /// Its secrets, keyed once, for the verification layer in front of it.
+    pub verifier: Verifier,
     freshness: Freshness,
 }
 
@@ -72,21 +74,15 @@ impl Outcome {
 /// Why an event was refused. `http::error` gives each its status code.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
-    /// No webhook of that name is configured.
-    #[error("no webhook named {0:?} is configured")]
-    UnknownWebhook(String),
-    /// `POST /webhook` without a name, while several webhooks are configured.
-    #[error("several webhooks are configured; post to /webhooks/<name>")]
-    NoDefaultWebhook,
-    /// The signature is missing, malformed or wrong.
-    #[error(transparent)]
-    Unverified(#[from] VerifyError),
     /// The verified body is not a usable event: malformed, stale or from the future.
     #[error(transparent)]
     NotAccepted(#[from] AcceptError),
     /// The same signed body was accepted before, within the freshness window.
     #[error("this signed event was already accepted")]
     Duplicate,
+    /// The replay check is full and `delivery.dedup_when_full = "refuse"`.
+    #[error("the replay check remembers as many events as it may; retry shortly")]
+    ReplayMemoryFull,
     /// No route takes the event, and `[unmatched] action = "reject"`.
     #[error("no route matches cache {cache:?}, topic {topic:?}")]
     NoRoute {
@@ -145,12 +141,14 @@ pub enum Refusal {
 
 /// The relay: webhooks, routes and the backend, built once at startup and shared.
 pub struct Relay {
-    webhooks: BTreeMap<String, Webhook>,
+    webhooks: BTreeMap<String, Arc<Webhook>>,
     routes: RouteTable,
     unmatched: UnmatchedAction,
-    replays: ReplayGuard,
+    replays: Arc<ReplayGuard>,
     delivery: Arc<Delivery>,
     metrics: Arc<Metrics>,
+    /// The second the replay check last warned that it is full, so it warns once a minute.
+    replay_full_warned: AtomicU64,
 }
 
 impl Relay {
@@ -158,7 +156,7 @@ impl Relay {
     pub fn new(
         settings: &Settings,
         routes: RouteTable,
-        replays: ReplayGuard,
+        replays: Arc<ReplayGuard>,
         delivery: Arc<Delivery>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -168,11 +166,18 @@ impl Relay {
             .map(|(name, webhook)| {
                 let freshness =
                     Freshness { max_age: webhook.max_age, max_future_skew: webhook.max_future_skew };
-                let verifier = Verifier::new(&webhook.secrets);
-                (name.clone(), Webhook { name: name.clone(), verifier, freshness })
+                let verifier = Verifier::new(webhook.secrets.iter().map(|secret| secret.expose()));
+                (name.clone(), Arc::new(Webhook { name: name.clone(), verifier, freshness }))
             })
             .collect();
-        Relay { webhooks, routes, unmatched: settings.unmatched.action, replays, delivery, metrics }
+        let unmatched = settings.unmatched.action;
+        let replay_full_warned = AtomicU64::new(0);
+        Relay { webhooks, routes, unmatched, replays, delivery, metrics, replay_full_warned }
+    }
+
+    /// Every configured webhook.
+    pub fn webhooks(&self) -> impl Iterator<Item = &Arc<Webhook>> {
+        self.webhooks.values()
     }
 
     /// Signatures the replay check remembers now.
@@ -180,29 +185,39 @@ impl Relay {
         self.replays.remembered()
     }
 
-    /// The webhook called `name`; without a name, the only one configured.
-    pub fn webhook(&self, name: Option<&str>) -> Result<&Webhook, Refusal> {
-        match name {
-            Some(name) => self.webhooks.get(name).ok_or_else(|| Refusal::UnknownWebhook(name.to_owned())),
-            None if self.webhooks.len() == 1 => Ok(self.webhooks.values().next().expect("one webhook")),
-            None => Err(Refusal::NoDefaultWebhook),
+    /// The only webhook, when exactly one is configured: `POST /webhook` serves it.
+    pub fn default_webhook(&self) -> Option<&Arc<Webhook>> {
+        let mut webhooks = self.webhooks.values();
+        match (webhooks.next(), webhooks.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
         }
     }
 
-    /// Takes one request through every stage. Nothing reads the body before it is verified.
-    /// `arrived` is when the request came in; the time budget counts from there.
+    /// Takes one verified request through every stage after verification. `arrived` is when
+    /// the request came in; the time budget counts from there.
     pub async fn receive(
         &self,
         webhook: &Webhook,
-        body: &[u8],
-        signature: Option<&[u8]>,
+        verified: &Verified,
         arrived: Instant,
     ) -> Result<Outcome, Refusal> {
-        let signature = webhook.verifier.verify(body, signature)?;
-        let event = accept::parse(body)?;
+        let event = accept::parse(&verified.body)?;
         accept::check_freshness(&event, webhook.freshness, accept::now_ms())?;
-        if !self.replays.first_sighting(&signature).await {
-            return Err(Refusal::Duplicate);
+        let forget_after_ms =
+            event.publish_timestamp.saturating_add(accept::duration_ms(webhook.freshness.max_age));
+        match self.replays.check(&verified.signature, forget_after_ms).await {
+            Sighting::First => {}
+            Sighting::Replay => return Err(Refusal::Duplicate),
+            Sighting::Unremembered => {
+                self.metrics.replay_unremembered.inc();
+                self.warn_replay_memory_full("accepting new events without remembering them");
+            }
+            Sighting::Full => {
+                self.metrics.replay_refused.inc();
+                self.warn_replay_memory_full("refusing new events (dedup_when_full = \"refuse\")");
+                return Err(Refusal::ReplayMemoryFull);
+            }
         }
         let Some(route) = self.routes.select(&webhook.name, &event.cache, &event.topic, &event.token_id)
         else {
@@ -213,8 +228,24 @@ impl Relay {
         answer(route, delivered)
     }
 
+    fn warn_replay_memory_full(&self, action: &str) {
+        let now = accept::now_ms() / 1000;
+        let last = self.replay_full_warned.load(Ordering::Relaxed);
+        if now >= last + 60
+            && self
+                .replay_full_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                remembered = self.replays.remembered(),
+                "the replay check holds delivery.dedup_capacity signatures: {action}"
+            );
+        }
+    }
+
     fn unmatched(&self, cache: &str, topic: &str) -> Result<Outcome, Refusal> {
-        tracing::info!(cache, topic, "no route matches the event");
+        tracing::debug!(cache, topic, "no route matches the event");
         match self.unmatched {
             UnmatchedAction::Ack => Ok(Outcome::Unmatched),
             UnmatchedAction::Reject => {
@@ -229,7 +260,7 @@ fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<
     match delivered {
         Ok(Delivered::Processed) => Ok(Outcome::Processed { route }),
         Ok(Delivered::Dropped { reason }) => {
-            tracing::info!(%route, reason, "event dropped by a step");
+            tracing::debug!(%route, reason, "event dropped by a step");
             Ok(Outcome::Dropped { route, reason })
         }
         Ok(Delivered::Spooled) => Ok(Outcome::Spooled { route }),

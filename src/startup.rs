@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::replay::{ReplayGuard, SharedSeenSet};
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, Timed};
 use crate::config::{DedupMode, DeliveryMode, ServerSettings, Settings};
 use crate::delivery::Delivery;
 use crate::delivery::redeliver::Redeliverer;
@@ -44,12 +44,19 @@ impl App {
 
     /// Builds the relay with extra step kinds registered in `registry`.
     pub async fn build_with(settings: Settings, registry: ProcessorRegistry) -> anyhow::Result<App> {
-        let routes = RouteTable::build(&settings, &registry)
+        let mut routes = RouteTable::build(&settings, &registry)
             .map_err(|(key, message)| anyhow!("`{key}`: {message}"))?;
         let route_names: Vec<&str> = settings.routes.iter().map(|route| route.name.as_str()).collect();
-        let metrics = Arc::new(Metrics::new(http::error::ERROR_CODES, &route_names));
-        let connected = backend::connect(&settings).await?;
+        let mut metrics = Metrics::new(http::error::ERROR_CODES, &route_names);
+        routes.time_steps(&metrics);
+        let mut connected = backend::connect(&settings).await?;
+        connected.backend.register_metrics(&mut metrics);
+        connected.backend = Arc::new(Timed::new(connected.backend, &metrics));
         let (spool, spool_writer) = open_spool(&settings)?;
+        if let Some(spool) = &spool {
+            spool.register_metrics(&mut metrics);
+        }
+        let metrics = Arc::new(metrics);
         let delivery = Arc::new(Delivery::new(
             &settings.delivery,
             settings.server.request_timeout,
@@ -201,14 +208,8 @@ fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<Join
     Ok((Some(spool), Some(writer)))
 }
 
-/// Remembers signatures for the longest freshness window of any webhook.
-fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> ReplayGuard {
-    let window = settings
-        .webhooks
-        .values()
-        .map(|webhook| webhook.max_age + webhook.max_future_skew)
-        .max()
-        .unwrap_or(Duration::from_secs(65));
+/// The replay check, sweeping what it may forget once a second.
+fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> Arc<ReplayGuard> {
     let shared = match settings.delivery.dedup {
         DedupMode::Memory => None,
         DedupMode::Momento => {
@@ -216,7 +217,10 @@ fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> ReplayGuard 
             Some(SharedSeenSet { backend: backend.clone(), cache })
         }
     };
-    ReplayGuard::new(settings.delivery.dedup_capacity, window, shared)
+    let delivery = &settings.delivery;
+    let guard = Arc::new(ReplayGuard::new(delivery.dedup_capacity, delivery.dedup_when_full, shared));
+    guard.sweep_in_background();
+    guard
 }
 
 async fn shutdown_signal() {

@@ -242,7 +242,10 @@ async fn write_ahead_mode_writes_every_event_before_its_steps_run() {
 
     assert_eq!(app.post_event("chat", "topic 1", "logged first").await.status(), 200);
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("topic_relay_spool_commits 2\n"), "written, then removed:\n{metrics}");
+    assert!(
+        metrics.contains("topic_relay_spool_commit_batch_size_count 2\n"),
+        "written, then removed:\n{metrics}"
+    );
     assert!(metrics.contains("topic_relay_spooled_events 0"));
 
     emulator.fail_all(Code::Unavailable);

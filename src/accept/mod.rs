@@ -71,7 +71,8 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, duration_ms)
 }
 
-fn duration_ms(duration: Duration) -> u64 {
+/// A duration in whole ms, saturating.
+pub fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

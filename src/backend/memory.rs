@@ -126,7 +126,8 @@ impl Backend for MemoryBackend {
     }
 
     async fn publish(&self, cache: &str, topic: &str, text: &str) -> Result<(), BackendError> {
-        tracing::info!(cache, topic, text, "published on the embedded bus");
+        // Per event, and the text can hold users' data: debug only.
+        tracing::debug!(cache, topic, text, "published on the embedded bus");
         // A send error only means nobody is subscribed right now, as with a real topic.
         let _ = self.bus.sender.send(Arc::new(Published {
             cache: cache.to_owned(),

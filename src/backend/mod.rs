@@ -3,12 +3,14 @@
 
 mod memory;
 pub mod momento;
+mod timed;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use memory::{MemoryBackend, MemoryBus, Published};
+pub use timed::Timed;
 
 use crate::config::BackendKind;
 
@@ -52,8 +54,8 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
-    /// Appends backend-specific metrics in the Prometheus text format.
-    fn render_metrics(&self, _out: &mut String) {}
+    /// Registers backend-specific metrics, once, at startup.
+    fn register_metrics(&self, _metrics: &mut crate::metrics::Metrics) {}
 
     /// Publishes `text` on `topic` in `cache`.
     async fn publish(&self, cache: &str, topic: &str, text: &str) -> Result<(), BackendError>;

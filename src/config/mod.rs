@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, load_from_str};
 pub use secret::{REDACTED, Secret};
 
+pub use crate::accept::replay::WhenFull;
 use crate::processors::StepSettings;
 
 /// The signing secret used when the embedded backend runs without one configured. It is
@@ -326,8 +327,10 @@ pub struct DeliverySettings {
     pub redelivery_concurrency: usize,
     /// `memory`, or `momento` to share the seen-set between replicas.
     pub dedup: DedupMode,
-    /// Signatures remembered in memory at most (the least recently seen go first).
+    /// Signatures remembered in memory at most; each is remembered until its event is stale.
     pub dedup_capacity: u64,
+    /// What happens to a new event once `dedup_capacity` signatures are remembered.
+    pub dedup_when_full: WhenFull,
     /// Cache holding the shared seen-set with `dedup = "momento"`. Default: the readiness
     /// probe's cache.
     pub dedup_cache: Option<String>,
@@ -347,7 +350,9 @@ impl Default for DeliverySettings {
             dead_letter_topic: None,
             redelivery_concurrency: 16,
             dedup: DedupMode::Memory,
-            dedup_capacity: 200_000,
+            // Three times Momento's top webhook rate (5,000/s) over the default window (65 s).
+            dedup_capacity: 1_000_000,
+            dedup_when_full: WhenFull::Accept,
             dedup_cache: None,
         }
     }

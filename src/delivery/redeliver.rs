@@ -129,7 +129,7 @@ impl Redeliverer {
                 return;
             }
         };
-        self.metrics.delivery.increment(label);
+        self.metrics.redelivery.increment(label);
     }
 
     async fn try_event(&self, key: EventKey, mut event: SpooledEvent) -> Result<Attempt, SpoolError> {

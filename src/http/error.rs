@@ -2,14 +2,12 @@
 //! `{"error": "<code>", "detail": "<what to do>"}`. Details never carry internal state.
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::accept::AcceptError;
 use crate::relay::Refusal;
-use crate::verify::VerifyError;
 
 /// Every error code the relay answers with; the README's status table lists them all.
 pub const ERROR_CODES: &[&str] = &[
@@ -34,6 +32,7 @@ pub const ERROR_CODES: &[&str] = &[
     "duplicate_event",
     "spool_full",
     "spool_unavailable",
+    "replay_memory_full",
     "unauthorized",
     "no_such_dead_letter",
     "invalid_id",
@@ -48,12 +47,12 @@ pub enum HttpError {
     /// The relay refused the event; see [`HttpError::status`] for the code of each reason.
     #[error(transparent)]
     Refused(#[from] Refusal),
-    /// 413 `body_too_large`: the body is over `server.max_body_bytes`.
-    #[error("the body is larger than the {0}-byte limit")]
-    BodyTooLarge(usize),
-    /// 400 `unreadable_body`: the body could not be read.
-    #[error("the request body could not be read")]
-    UnreadableBody,
+    /// 404 `unknown_webhook`: no webhook of that name is configured.
+    #[error("no webhook named {0:?} is configured")]
+    UnknownWebhook(String),
+    /// 404 `no_default_webhook`: `POST /webhook` while several webhooks are configured.
+    #[error("several webhooks are configured; post to /webhooks/<name>")]
+    NoDefaultWebhook,
     /// 503 `overloaded`, with Retry-After: `server.max_in_flight` requests are in flight.
     #[error("too many requests in flight; retry shortly")]
     Overloaded,
@@ -87,30 +86,17 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    /// Maps a body extraction failure; `limit` is the configured maximum.
-    pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            HttpError::BodyTooLarge(limit)
-        } else {
-            HttpError::UnreadableBody
-        }
-    }
-
     /// The status code and error code.
     pub fn status(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         match self {
             HttpError::Refused(refusal) => match refusal {
-                Refusal::UnknownWebhook(_) => (S::NOT_FOUND, "unknown_webhook"),
-                Refusal::NoDefaultWebhook => (S::NOT_FOUND, "no_default_webhook"),
-                Refusal::Unverified(VerifyError::Missing) => (S::UNAUTHORIZED, "missing_signature"),
-                Refusal::Unverified(VerifyError::Malformed) => (S::UNAUTHORIZED, "malformed_signature"),
-                Refusal::Unverified(VerifyError::Mismatch) => (S::UNAUTHORIZED, "invalid_signature"),
                 Refusal::NotAccepted(AcceptError::Malformed(_)) => (S::BAD_REQUEST, "invalid_event"),
                 Refusal::NotAccepted(AcceptError::Stale { .. }) => (S::UNPROCESSABLE_ENTITY, "stale_event"),
                 Refusal::NotAccepted(AcceptError::Future { .. }) => (S::UNPROCESSABLE_ENTITY, "future_event"),
                 Refusal::NoRoute { .. } => (S::NOT_FOUND, "no_route"),
                 Refusal::Duplicate => (S::CONFLICT, "duplicate_event"),
+                Refusal::ReplayMemoryFull => (S::SERVICE_UNAVAILABLE, "replay_memory_full"),
                 Refusal::SpoolFull => (S::SERVICE_UNAVAILABLE, "spool_full"),
                 Refusal::Panicked { .. } => (S::INTERNAL_SERVER_ERROR, "internal_error"),
                 Refusal::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
@@ -119,8 +105,8 @@ impl HttpError {
                 Refusal::ProcessingFailed { .. } => (S::UNPROCESSABLE_ENTITY, "processing_failed"),
                 Refusal::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "backend_unavailable"),
             },
-            HttpError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
-            HttpError::UnreadableBody => (S::BAD_REQUEST, "unreadable_body"),
+            HttpError::UnknownWebhook(_) => (S::NOT_FOUND, "unknown_webhook"),
+            HttpError::NoDefaultWebhook => (S::NOT_FOUND, "no_default_webhook"),
             HttpError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
             HttpError::Timeout => (S::SERVICE_UNAVAILABLE, "timeout"),
             HttpError::NotFound => (S::NOT_FOUND, "not_found"),
@@ -162,13 +148,12 @@ mod tests {
     #[test]
     fn every_status_mapping_uses_a_documented_code() {
         let errors = [
-            HttpError::BodyTooLarge(1),
-            HttpError::UnreadableBody,
+            HttpError::UnknownWebhook("x".into()),
+            HttpError::NoDefaultWebhook,
             HttpError::Overloaded,
             HttpError::Timeout,
             HttpError::NotFound,
-            HttpError::Refused(Refusal::NoDefaultWebhook),
-            HttpError::Refused(Refusal::Unverified(VerifyError::Missing)),
+            HttpError::Refused(Refusal::ReplayMemoryFull),
             HttpError::Refused(Refusal::SpoolFull),
             HttpError::Refused(Refusal::SpoolUnavailable),
             HttpError::Refused(Refusal::Duplicate),

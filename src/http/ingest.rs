@@ -1,61 +1,52 @@
-//! `POST /webhooks/{name}` and `POST /webhook`: where Momento's calls come in. Hands the raw
-//! body to the relay and turns its answer into a response.
+//! `POST /webhooks/{name}` and `POST /webhook`: where Momento's calls come in. Each configured
+//! webhook has a route of its own with a `VerifyLayer` keyed with its secrets in front, so
+//! the handler only ever sees verified bytes. It hands them to the relay and turns its
+//! answer into a response.
+
+use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::AppState;
 use super::error::HttpError;
 use super::middleware::Arrived;
-use crate::relay::Outcome;
-use crate::verify::SIGNATURE_HEADER;
-use tokio::time::Instant;
+use crate::relay::{Outcome, Webhook};
+use crate::verify::Verified;
 
 /// The outcome code of a 2xx response, for the layer that counts outcomes.
 #[derive(Debug, Clone, Copy)]
 pub struct OutcomeCode(pub &'static str);
 
-/// `POST /webhooks/{name}`
-pub async fn receive_named(
-    State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    arrived: Option<Extension<Arrived>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HttpError> {
-    // A name that is not valid UTF-8 cannot be a configured webhook.
-    let Ok(Path(name)) = name else { return Err(HttpError::NotFound) };
-    receive(&state, Some(&name), arrived, &headers, body).await
-}
-
-/// `POST /webhook`, an alias when exactly one webhook is configured.
-pub async fn receive_default(
+/// Takes a verified request for `webhook` through the relay.
+pub async fn receive(
+    webhook: Arc<Webhook>,
     State(state): State<AppState>,
     arrived: Option<Extension<Arrived>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    verified: Verified,
 ) -> Result<Response, HttpError> {
-    receive(&state, None, arrived, &headers, body).await
-}
-
-async fn receive(
-    state: &AppState,
-    name: Option<&str>,
-    arrived: Option<Extension<Arrived>>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HttpError> {
-    let webhook = state.relay.webhook(name)?;
-    let body = body.map_err(|rejection| HttpError::from_body_rejection(rejection, state.max_body_bytes))?;
-    let signature = headers.get(SIGNATURE_HEADER).map(|value| value.as_bytes());
     let arrived = arrived.map_or_else(Instant::now, |Extension(Arrived(at))| at);
-    let outcome = state.relay.receive(webhook, &body, signature, arrived).await?;
+    let outcome = state.relay.receive(&webhook, &verified, arrived).await?;
     Ok(respond(outcome))
+}
+
+/// `POST /webhooks/{name}` for a name that is not configured.
+pub async fn unknown_webhook(name: Result<Path<String>, PathRejection>) -> HttpError {
+    match name {
+        Ok(Path(name)) => HttpError::UnknownWebhook(name),
+        // A name that is not valid UTF-8 cannot be a configured webhook.
+        Err(_) => HttpError::NotFound,
+    }
+}
+
+/// `POST /webhook` while several webhooks are configured.
+pub async fn no_default_webhook() -> HttpError {
+    HttpError::NoDefaultWebhook
 }
 
 fn respond(outcome: Outcome) -> Response {

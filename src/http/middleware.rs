@@ -1,5 +1,5 @@
-//! The relay's own middleware on webhook routes: count what was answered, refuse past the
-//! in-flight limit, and cap each request's time.
+//! The relay's own middleware on webhook routes: count and time what was answered, refuse
+//! past the in-flight limit, and cap each request's time.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -9,18 +9,57 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::{ErrorCode, HttpError};
 use super::ingest::OutcomeCode;
+use crate::verify::VerifyRejection;
 
-/// Counts every answer by outcome or error code.
+/// Counts every answer by outcome or error code, and times it from the request's arrival.
+/// Events are counted, not logged: a log line per event would cost more than the event.
 pub async fn count_answers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let arrived = Instant::now();
     let response = next.run(request).await;
-    if let Some(OutcomeCode(code)) = response.extensions().get() {
+    let extensions = response.extensions();
+    let code = if let Some(OutcomeCode(code)) = extensions.get() {
         state.metrics.events.increment(code);
-        tracing::info!(outcome = code, status = response.status().as_u16(), "event answered");
-    } else if let Some(ErrorCode(code)) = response.extensions().get() {
-        state.metrics.refusals.increment(code);
-        tracing::warn!(error = code, status = response.status().as_u16(), "request refused");
+        tracing::debug!(outcome = code, status = response.status().as_u16(), "event answered");
+        Some(*code)
+    } else {
+        let code = extensions
+            .get::<ErrorCode>()
+            .map(|ErrorCode(code)| *code)
+            .or_else(|| extensions.get::<VerifyRejection>().map(|rejection| rejection.status().1));
+        if let Some(code) = code {
+            state.metrics.refusals.increment(code);
+            log_refusal(code, response.status().as_u16());
+        }
+        code
+    };
+    if let Some(histogram) = code.and_then(|code| state.metrics.request_duration.get(code)) {
+        histogram.observe_duration(arrived.elapsed());
     }
     response
+}
+
+/// Refusals that point at a fault to fix (a secret rotated wrongly, a clock off, a forged
+/// request) are warnings; those that a load spike or a client makes in numbers (overload,
+/// replays, slow bodies) are counted in metrics and logged at debug, so they cannot flood
+/// the log.
+fn log_refusal(code: &str, status: u16) {
+    match code {
+        "missing_signature"
+        | "malformed_signature"
+        | "invalid_signature"
+        | "stale_event"
+        | "future_event"
+        | "unknown_webhook"
+        | "no_default_webhook"
+        | "invalid_event"
+        | "body_too_large"
+        | "spool_full"
+        | "spool_unavailable"
+        | "internal_error" => {
+            tracing::warn!(error = code, status, "request refused");
+        }
+        _ => tracing::debug!(error = code, status, "request refused"),
+    }
 }
 
 /// Answers 503 `overloaded` at once instead of queueing past `server.max_in_flight`.

@@ -2,7 +2,8 @@
 //! the relay's answers but nothing of processors.
 //!
 //! Webhook requests pass, outermost first: trace (with a request id), answer counting,
-//! the in-flight limit, the timeout, the body limit, then the handler.
+//! the in-flight limit, the timeout, verification (`verify::VerifyLayer`, which also limits
+//! the body), then the handler.
 
 mod admin;
 pub mod error;
@@ -15,11 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -31,7 +31,8 @@ use crate::config::{DeliveryMode, Secret};
 use crate::delivery::spool::Spool;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::relay::Relay;
+use crate::relay::{Relay, Webhook};
+use crate::verify::VerifyLayer;
 
 /// What handlers share: one allocation, so that every layer's clone is a reference count.
 #[derive(Clone)]
@@ -76,7 +77,7 @@ pub struct Shared {
     pub max_in_flight: usize,
     /// `server.request_timeout`.
     pub request_timeout: Duration,
-    /// `server.max_body_bytes`.
+    /// `server.max_body_bytes`, enforced by each webhook's verification layer.
     pub max_body_bytes: usize,
     /// Cancelled when shutdown closes the listener, to end open subscribe streams.
     pub streams_closed: CancellationToken,
@@ -99,12 +100,29 @@ fn admin_routes(state: AppState) -> Router<AppState> {
         .layer(from_fn_with_state(state, admin::require_token))
 }
 
+/// One route per configured webhook, each behind a verification layer keyed with its own
+/// secrets; `/webhook` serves the only one, when there is only one.
+fn webhook_routes(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new().route("/webhooks/{name}", post(ingest::unknown_webhook));
+    for webhook in state.relay.webhooks() {
+        router = router.route(&format!("/webhooks/{}", webhook.name), verified_post(webhook, state));
+    }
+    match state.relay.default_webhook() {
+        Some(webhook) => router.route("/webhook", verified_post(webhook, state)),
+        None => router.route("/webhook", post(ingest::no_default_webhook)),
+    }
+}
+
+/// `POST` for `webhook`: verified with its secrets, then taken through the relay.
+fn verified_post(webhook: &Arc<Webhook>, state: &AppState) -> MethodRouter<AppState> {
+    let verify = VerifyLayer::new(webhook.verifier.clone()).max_body_bytes(state.max_body_bytes);
+    let webhook = webhook.clone();
+    post(move |state, arrived, verified| ingest::receive(webhook, state, arrived, verified)).layer(verify)
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let webhooks = Router::new()
-        .route("/webhook", post(ingest::receive_default))
-        .route("/webhooks/{name}", post(ingest::receive_named))
-        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+    let webhooks = webhook_routes(&state)
         .layer(from_fn_with_state(state.clone(), middleware::enforce_timeout))
         .layer(from_fn_with_state(state.clone(), middleware::limit_in_flight))
         .layer(CatchPanicLayer::custom(answer_panic))
@@ -127,7 +145,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(CatchPanicLayer::custom(answer_panic))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        // Failures are counted by code in metrics and logged by the relay where they are worth
+        // it; the trace layer's own error line per 5xx would flood the log under overload.
+        .layer(TraceLayer::new_for_http().on_failure(()).make_span_with(|request: &Request<_>| {
             let request_id = request
                 .extensions()
                 .get::<RequestId>()

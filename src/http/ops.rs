@@ -2,11 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::AppState;
+use crate::metrics::{CONTENT_TYPE, Levels};
 
 /// `GET /healthz`: 200 while the process serves HTTP. Cheap, for liveness probes.
 pub async fn healthz() -> impl IntoResponse {
@@ -36,35 +37,13 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
     }))
 }
 
-/// `GET /metrics`: counters and gauges in the Prometheus text format.
+/// `GET /metrics`: counters, gauges and histograms in the OpenMetrics text format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let in_flight = (state.max_in_flight - state.in_flight.available_permits()) as u64;
-    let mut gauges = vec![
-        ("topic_relay_in_flight", "Webhook requests being handled.", in_flight),
-        (
-            "topic_relay_replay_signatures",
-            "Signatures the replay check remembers (at most delivery.dedup_capacity).",
-            state.relay.remembered_signatures(),
-        ),
-    ];
-    if let Some(spool) = &state.spool {
-        gauges.push((
-            "topic_relay_spooled_events",
-            "Events in the spool, waiting for redelivery.",
-            spool.event_count(),
-        ));
-        gauges.push((
-            "topic_relay_dead_letters",
-            "Dead letters kept in the spool.",
-            spool.dead_letter_count(),
-        ));
-        gauges.push((
-            "topic_relay_spool_commits",
-            "Spool transactions committed (one fsync each).",
-            spool.commit_count(),
-        ));
-    }
-    let mut text = state.metrics.render(&gauges);
-    state.backend.render_metrics(&mut text);
-    ([("content-type", "text/plain; version=0.0.4")], text)
+    let levels = Levels {
+        in_flight: (state.max_in_flight - state.in_flight.available_permits()) as u64,
+        replay_signatures: state.relay.remembered_signatures(),
+        spooled_events: state.spool.as_ref().map_or(0, |spool| spool.event_count()),
+        dead_letters: state.spool.as_ref().map_or(0, |spool| spool.dead_letter_count()),
+    };
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], state.metrics.render(levels))
 }

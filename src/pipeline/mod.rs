@@ -11,6 +11,7 @@ pub use registry::{BuildContext, ProcessorFactory, ProcessorRegistry};
 
 use crate::backend::Backend;
 use crate::event::Message;
+use crate::metrics::{Histogram, Metrics};
 
 /// One configured step: its kind (for logs) and the processor that does the work.
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct Step {
     pub kind: String,
     /// The implementation.
     pub processor: Arc<dyn Processor>,
+    /// Where its durations go, once the relay's metrics are wired in.
+    pub duration: Option<Histogram>,
 }
 
 /// How a pipeline run ended, when it did not fail.
@@ -69,6 +72,13 @@ impl Pipeline {
         self.steps.is_empty()
     }
 
+    /// Times every step from now on, in `topic_relay_step_duration_seconds{kind}`.
+    pub fn time_steps(&mut self, metrics: &Metrics) {
+        for step in &mut self.steps {
+            step.duration = Some(metrics.step_duration(&step.kind));
+        }
+    }
+
     /// Runs the steps from `*next_step` on. `*next_step` always names the step to run next,
     /// so if this future is dropped (the time budget ran out) the caller knows where to
     /// resume, and steps that already succeeded are not repeated.
@@ -80,7 +90,12 @@ impl Pipeline {
     ) -> Result<Finished, StepFailure> {
         let context = StepContext { backend, route: &self.route };
         while let Some(step) = self.steps.get(*next_step) {
-            match step.processor.process(message, &context).await {
+            let started = std::time::Instant::now();
+            let flow = step.processor.process(message, &context).await;
+            if let Some(duration) = &step.duration {
+                duration.observe_duration(started.elapsed());
+            }
+            match flow {
                 Ok(Flow::Continue) => *next_step += 1,
                 Ok(Flow::Drop(reason)) => {
                     return Ok(Finished::Dropped { step: *next_step, reason: reason.into_owned() });

@@ -94,7 +94,7 @@ impl ProcessorRegistry {
                 }
             };
             let processor = processor.map_err(|message| (format!("{key}.{kind}"), message))?;
-            steps.push(Step { kind, processor });
+            steps.push(Step { kind, processor, duration: None });
         }
         Ok(Pipeline::new(&route.name, steps))
     }

@@ -74,6 +74,13 @@ impl RouteTable {
         Ok(table)
     }
 
+    /// Times every route's steps, in the relay's metrics.
+    pub fn time_steps(&mut self, metrics: &crate::metrics::Metrics) {
+        for route in &mut self.routes {
+            route.pipeline.time_steps(metrics);
+        }
+    }
+
     /// The first route that takes this event, with its position.
     pub fn select(&self, webhook: &str, cache: &str, topic: &str, token_id: &str) -> Option<&Route> {
         self.routes.iter().find(|route| route.matcher.matches(webhook, cache, topic, token_id))

@@ -4,8 +4,7 @@
 mod calls;
 mod credentials;
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -18,6 +17,8 @@ use momento::cache::{
 use momento::config::grpc_configuration::GrpcConfiguration;
 use momento::config::transport_strategy::TransportStrategy;
 use momento::{CacheClient, TopicClient};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 pub use calls::classify;
 use calls::{CallPolicy, Readiness, call};
@@ -25,6 +26,10 @@ pub use credentials::{CredentialError, credential_provider};
 
 use super::{Backend, BackendError};
 use crate::config::{BackendKind, MomentoSettings};
+use crate::metrics::Metrics;
+
+/// Publishes by client of the pool, labelled with the client's position.
+type PublishesByClient = Family<[(&'static str, String); 1], Counter>;
 
 /// Key the readiness probe reads; it need not exist (a miss is a success).
 const PROBE_KEY: &str = "topic-relay:readiness-probe";
@@ -35,7 +40,8 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub struct MomentoBackend {
     topic_clients: Vec<TopicClient>,
     next_topic_client: AtomicUsize,
-    publishes_per_client: Vec<AtomicU64>,
+    publishes: PublishesByClient,
+    publishes_per_client: Vec<Counter>,
     cache: CacheClient,
     policy: CallPolicy,
     readiness: Readiness,
@@ -72,8 +78,13 @@ impl MomentoBackend {
             .with_num_connections(settings.cache_connections)
             .build()
             .context("cannot build the Momento cache client")?;
+        let publishes = PublishesByClient::default();
+        let publishes_per_client = (0..topic_clients.len())
+            .map(|client| publishes.get_or_create(&[("client", client.to_string())]).clone())
+            .collect();
         let backend = Arc::new(MomentoBackend {
-            publishes_per_client: topic_clients.iter().map(|_| AtomicU64::new(0)).collect(),
+            publishes,
+            publishes_per_client,
             topic_clients,
             next_topic_client: AtomicUsize::new(0),
             cache,
@@ -86,7 +97,7 @@ impl MomentoBackend {
 
     /// Publishes made by each client of the pool, in pool order.
     pub fn publishes_per_client(&self) -> Vec<u64> {
-        self.publishes_per_client.iter().map(|count| count.load(Ordering::Relaxed)).collect()
+        self.publishes_per_client.iter().map(Counter::get).collect()
     }
 
     async fn probe(&self, cache: &str) -> Result<(), BackendError> {
@@ -118,13 +129,12 @@ impl Backend for MomentoBackend {
         self.readiness.is_ready()
     }
 
-    fn render_metrics(&self, out: &mut String) {
-        let name = "topic_relay_momento_publishes_total";
-        let _ =
-            writeln!(out, "# HELP {name} Publishes by each TopicClient of the pool.\n# TYPE {name} counter");
-        for (client, count) in self.publishes_per_client().iter().enumerate() {
-            let _ = writeln!(out, "{name}{{client=\"{client}\"}} {count}");
-        }
+    fn register_metrics(&self, metrics: &mut Metrics) {
+        metrics.register(
+            "topic_relay_momento_publishes",
+            "Publishes by each TopicClient of the pool.",
+            self.publishes.clone(),
+        );
     }
 
     async fn publish(&self, cache: &str, topic: &str, text: &str) -> Result<(), BackendError> {
@@ -132,7 +142,7 @@ impl Backend for MomentoBackend {
         let client = &self.topic_clients[slot];
         call(self.policy, &self.readiness, "publish", || client.publish(cache, topic, text.to_owned()))
             .await?;
-        self.publishes_per_client[slot].fetch_add(1, Ordering::Relaxed);
+        self.publishes_per_client[slot].inc();
         Ok(())
     }
 

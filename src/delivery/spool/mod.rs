@@ -17,6 +17,8 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{DeadLetter, SpooledEvent};
+use crate::metrics::histogram::BATCH_BUCKETS;
+use crate::metrics::{Histogram, Metrics, duration_histogram};
 use writer::{Change, DatabaseSlot, Writer};
 
 /// Pending events, by (when they are due, id).
@@ -51,11 +53,26 @@ pub enum SpoolError {
 }
 
 /// Counts kept by the writer, readable without touching the disk.
-#[derive(Default)]
 struct Counts {
     events: AtomicU64,
     dead_letters: AtomicU64,
     commits: AtomicU64,
+    /// Time of each commit (one transaction, one fsync).
+    commit_duration: Histogram,
+    /// Changes carried by each commit.
+    commit_batch: Histogram,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            events: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            commit_duration: duration_histogram(),
+            commit_batch: Histogram::new(BATCH_BUCKETS),
+        }
+    }
 }
 
 /// A handle on the spool; cheap to clone.
@@ -170,6 +187,21 @@ impl Spool {
         self.counts.dead_letters.load(Ordering::Relaxed)
     }
 
+    /// Registers the commit timings: `topic_relay_spool_commit_duration_seconds` and
+    /// `topic_relay_spool_commit_batch_size`.
+    pub fn register_metrics(&self, metrics: &mut Metrics) {
+        metrics.register(
+            "topic_relay_spool_commit_duration_seconds",
+            "Time one spool commit takes (one transaction and one fsync).",
+            self.counts.commit_duration.clone(),
+        );
+        metrics.register(
+            "topic_relay_spool_commit_batch_size",
+            "Changes carried by one spool commit (group commit); _count is the number of commits.",
+            self.counts.commit_batch.clone(),
+        );
+    }
+
     /// Transactions committed (each one fsync) since the spool was opened.
     pub fn commit_count(&self) -> u64 {
         self.counts.commits.load(Ordering::Relaxed)
@@ -268,7 +300,7 @@ fn initial_state(database: &Database) -> anyhow::Result<(Counts, u64)> {
     let counts = Counts {
         events: AtomicU64::new(events),
         dead_letters: AtomicU64::new(dead_letters),
-        commits: AtomicU64::new(0),
+        ..Counts::default()
     };
     Ok((counts, next_id))
 }

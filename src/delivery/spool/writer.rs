@@ -102,6 +102,8 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<(Change, Reply)>) {
+        let started = std::time::Instant::now();
+        let size = batch.len();
         let database = self.database.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         let Some(database) = database else { return };
         let mut replies = Vec::with_capacity(batch.len());
@@ -133,6 +135,8 @@ impl Writer {
         match outcome {
             Ok(total) => {
                 self.counts.commits.fetch_add(1, Ordering::Relaxed);
+                self.counts.commit_duration.observe_duration(started.elapsed());
+                self.counts.commit_batch.observe(size as f64);
                 add(&self.counts.events, total.events);
                 add(&self.counts.dead_letters, total.dead_letters);
                 for (reply, result) in replies.into_iter().zip(results) {

@@ -1,10 +1,14 @@
 //! Stage 1, verify: the raw body against the `momento-signature` header, before anything
 //! reads the body. HMAC-SHA3-256, lowercase hex, keyed with the webhook's signing secret.
+//! [`VerifyLayer`] does it as a tower layer, for the relay's webhooks and for anyone's axum
+//! handler.
+
+mod layer;
 
 use hmac::{KeyInit, Mac, SimpleHmac};
 use sha3::Sha3_256;
 
-use crate::config::Secret;
+pub use layer::{DEFAULT_MAX_BODY_BYTES, Verified, VerifyLayer, VerifyRejection, VerifyService};
 
 /// The header Momento puts the signature in.
 pub const SIGNATURE_HEADER: &str = "momento-signature";
@@ -39,17 +43,19 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Keys one HMAC per secret.
-    pub fn new(secrets: &[Secret]) -> Self {
-        let keyed = secrets.iter().map(|secret| keyed_mac(secret.expose().as_bytes())).collect();
+    /// Keys one HMAC per secret. During a rotation, give both the new and the old secret.
+    pub fn new<S: AsRef<[u8]>>(secrets: impl IntoIterator<Item = S>) -> Self {
+        let keyed = secrets.into_iter().map(|secret| keyed_mac(secret.as_ref())).collect();
         Verifier { keyed }
     }
 
     /// Checks `header` (either hex case) against `body` with every secret, in constant time.
     pub fn verify(&self, body: &[u8], header: Option<&[u8]>) -> Result<VerifiedSignature, VerifyError> {
-        let header = header.ok_or(VerifyError::Missing)?;
-        let mut claimed = [0u8; 32];
-        hex::decode_to_slice(header, &mut claimed).map_err(|_| VerifyError::Malformed)?;
+        self.verify_parsed(body, parse_signature(header)?)
+    }
+
+    /// Checks an already parsed signature against `body` with every secret, in constant time.
+    fn verify_parsed(&self, body: &[u8], claimed: [u8; 32]) -> Result<VerifiedSignature, VerifyError> {
         let matched = self.keyed.iter().fold(false, |matched, keyed| {
             let mut mac = keyed.clone();
             mac.update(body);
@@ -58,6 +64,15 @@ impl Verifier {
         });
         if matched { Ok(VerifiedSignature(claimed)) } else { Err(VerifyError::Mismatch) }
     }
+}
+
+/// The header's 32 bytes: a missing header or one that is not 64 hex digits is refused
+/// before the body is read.
+fn parse_signature(header: Option<&[u8]>) -> Result<[u8; 32], VerifyError> {
+    let header = header.ok_or(VerifyError::Missing)?;
+    let mut claimed = [0u8; 32];
+    hex::decode_to_slice(header, &mut claimed).map_err(|_| VerifyError::Malformed)?;
+    Ok(claimed)
 }
 
 fn keyed_mac(secret: &[u8]) -> HmacSha3 {
@@ -80,8 +95,7 @@ mod tests {
     const VECTOR_SIGNATURE: &str = "b43f72787eb66410ff110295b036ef828e5686af21b414ce092f02c05deea3da";
 
     fn verifier(secrets: &[&str]) -> Verifier {
-        let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
-        Verifier::new(&secrets)
+        Verifier::new(secrets)
     }
 
     #[test]

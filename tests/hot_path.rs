@@ -1,0 +1,157 @@
+//! The path every event takes: replays refused exactly under concurrency, no log line per
+//! event at the default level, and `/metrics` that a real OpenMetrics parser accepts.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use openmetrics_parser::{MetricNumber, OpenMetricsValue};
+use support::{SEED_CONFIG, event, spawn_app, spawn_app_with};
+
+/// `/metrics`, parsed by an OpenMetrics parser; a parse failure fails the test.
+async fn scrape(
+    app: &support::TestApp,
+) -> openmetrics_parser::MetricsExposition<openmetrics_parser::OpenMetricsType, OpenMetricsValue> {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    openmetrics_parser::openmetrics::parse_openmetrics(&text)
+        .unwrap_or_else(|error| panic!("/metrics does not parse: {error:?}\n{text}"))
+}
+
+fn counter(value: &OpenMetricsValue) -> f64 {
+    match value {
+        OpenMetricsValue::Counter(counter) => counter.value.as_f64(),
+        other => panic!("not a counter: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_signed_request_sent_concurrently_is_processed_exactly_once() {
+    const BODIES: usize = 20;
+    const COPIES: usize = 24;
+    let app = spawn_app().await;
+    let mut copies = Vec::new();
+    for n in 0..BODIES {
+        let body = event("chat", "topic 1", &format!("once {n}"));
+        let signature = app.sign(&body);
+        copies.extend((0..COPIES).map(|_| (body.clone(), signature.clone())));
+    }
+    let answers = futures::future::join_all(copies.into_iter().map(|(body, signature)| {
+        let (client, url) = (app.client.clone(), app.url("/webhook"));
+        async move {
+            let request = client.post(url).header("momento-signature", signature).body(body);
+            request.send().await.expect("the relay answers").status().as_u16()
+        }
+    }))
+    .await;
+    let processed = answers.iter().filter(|status| **status == 200).count();
+    let replays = answers.iter().filter(|status| **status == 409).count();
+    assert_eq!((processed, replays), (BODIES, BODIES * (COPIES - 1)), "{answers:?}");
+
+    let metrics = scrape(&app).await;
+    let publishes = &metrics.families["topic_relay_backend_call_duration_seconds"];
+    let publish_count = publishes
+        .iter_samples()
+        .filter(|sample| sample.get_labelset().unwrap().get_label_value("operation") == Some("publish"))
+        .find_map(|sample| match &sample.value {
+            OpenMetricsValue::Histogram(histogram) => histogram.count,
+            _ => None,
+        })
+        .expect("publishes were timed");
+    assert_eq!(publish_count, BODIES as u64, "each body was published once");
+}
+
+#[tokio::test]
+async fn metrics_parse_as_openmetrics_with_a_route_whose_name_has_a_quote_and_a_line_break() {
+    let config = SEED_CONFIG.replace("name = \"shout\"", "name = \"say \\\"hi\\\"\\nloudly\"");
+    let app = spawn_app_with(&config).await;
+    assert_eq!(app.post_event("chat", "topic 1", "hello").await.status(), 200);
+    let forged = event("chat", "topic 1", "forged");
+    assert_eq!(app.post("/webhook", forged, Some(&"00".repeat(32))).await.status(), 401);
+
+    let metrics = scrape(&app).await;
+    let routes = &metrics.families["topic_relay_route_events"];
+    let taken = routes.iter_samples().map(|sample| counter(&sample.value)).sum::<f64>();
+    assert_eq!(taken, 1.0);
+    let labelset = routes.iter_samples().next().unwrap().get_labelset().unwrap();
+    assert_eq!(labelset.get_label_value("route"), Some("say \"hi\"\nloudly"));
+
+    let refusals = &metrics.families["topic_relay_refusals"];
+    let invalid = refusals
+        .iter_samples()
+        .find(|sample| sample.get_labelset().unwrap().get_label_value("error") == Some("invalid_signature"))
+        .expect("a series per error code");
+    assert_eq!(counter(&invalid.value), 1.0);
+    for family in ["topic_relay_webhook_request_duration_seconds", "topic_relay_step_duration_seconds"] {
+        let histogram = metrics.families[family].iter_samples().find_map(|sample| match &sample.value {
+            OpenMetricsValue::Histogram(histogram) if histogram.count > Some(0) => Some(histogram.clone()),
+            _ => None,
+        });
+        let histogram = histogram.unwrap_or_else(|| panic!("{family} has observations"));
+        assert!(matches!(histogram.sum, Some(MetricNumber::Float(sum)) if sum > 0.0), "{family}");
+    }
+}
+
+#[test]
+fn the_binary_writes_no_log_line_per_event_at_the_default_level() {
+    const EVENTS: usize = 40;
+    let spool = tempfile::tempdir().unwrap();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let spool_section = format!("[delivery]\nspool_dir = {:?}\n\n[webhooks.chat]", spool.path());
+    std::fs::write(config.path(), SEED_CONFIG.replace("[webhooks.chat]", &spool_section)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .args(["--config", config.path().to_str().unwrap()])
+        .env("TOPIC_RELAY_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the relay starts");
+    let (port, log) = read_log(child.stderr.take().unwrap());
+    let port = port.recv_timeout(Duration::from_secs(60)).expect("the relay reports its port");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/webhook");
+        for n in 0..EVENTS {
+            let body = event("chat", "topic 1", &format!("private message {n}"));
+            let signature = topic_relay::verify::sign(support::SECRET.as_bytes(), body.as_bytes());
+            // The second copy is a replay: refused, and counted rather than logged.
+            for expected in [200, 409] {
+                let request = client.post(&url).header("momento-signature", &signature).body(body.clone());
+                assert_eq!(request.send().await.unwrap().status(), expected);
+            }
+        }
+    });
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let log = log.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(!log.contains("private message"), "message text reached the log:\n{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    let listening = lines.iter().position(|line| line.contains("topic-relay is listening")).unwrap();
+    let shutdown = lines.iter().position(|line| line.contains("shutting down")).expect("shutdown line");
+    let during = &lines[listening + 1..shutdown];
+    assert!(during.is_empty(), "{} lines for {} requests:\n{}", during.len(), EVENTS * 2, during.join("\n"));
+}
+
+/// Reads the relay's JSON log: the port from its startup line as soon as it shows, and the
+/// whole log once the relay exits.
+fn read_log(stderr: impl Read + Send + 'static) -> (Receiver<u16>, Receiver<String>) {
+    let (port_sender, port) = std::sync::mpsc::channel();
+    let (log_sender, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("topic-relay is listening")
+                && let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
+            {
+                let _ = port_sender.send(entry["fields"]["port"].as_u64().unwrap_or_default() as u16);
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        let _ = log_sender.send(all);
+    });
+    (port, log)
+}
