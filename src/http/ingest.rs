@@ -10,7 +10,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tokio::time::Instant;
 
 use super::AppState;
@@ -49,20 +49,28 @@ pub async fn no_default_webhook() -> HttpError {
     HttpError::NoDefaultWebhook
 }
 
+/// The JSON body of a 2xx answer, serialized straight from borrowed fields.
+#[derive(Serialize)]
+struct Answer<'a> {
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
 fn respond(outcome: Outcome) -> Response {
     let code = outcome.code();
-    let (status, body) = match &outcome {
-        Outcome::Processed { route } => (StatusCode::OK, json!({ "outcome": code, "route": &**route })),
-        Outcome::Dropped { route, reason } => {
-            (StatusCode::OK, json!({ "outcome": code, "route": &**route, "reason": reason }))
-        }
-        Outcome::Unmatched => (StatusCode::OK, json!({ "outcome": code })),
+    let (status, route, reason) = match &outcome {
+        Outcome::Processed { route } => (StatusCode::OK, Some(&**route), None),
+        Outcome::Dropped { route, reason } => (StatusCode::OK, Some(&**route), Some(reason.as_str())),
+        Outcome::Unmatched => (StatusCode::OK, None, None),
         // 202: safe on disk, not yet done.
         Outcome::Spooled { route } | Outcome::DeadLettered { route } => {
-            (StatusCode::ACCEPTED, json!({ "outcome": code, "route": &**route }))
+            (StatusCode::ACCEPTED, Some(&**route), None)
         }
     };
-    let mut response = (status, Json(body)).into_response();
+    let mut response = (status, Json(Answer { outcome: code, route, reason })).into_response();
     response.extensions_mut().insert(OutcomeCode(code));
     response
 }

@@ -1,5 +1,5 @@
-//! The relay's own middleware on webhook routes: count and time what was answered, refuse
-//! past the in-flight limit, and cap each request's time.
+//! The relay's own middleware on webhook routes: refuse past the in-flight limit, cap each
+//! request's time, and count and time what was answered.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -7,19 +7,39 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use super::AppState;
+/// The header carrying the request id (set, or kept, by the outermost layer).
+const REQUEST_ID: &str = "x-request-id";
 use super::error::{ErrorCode, HttpError};
 use super::ingest::OutcomeCode;
 use crate::verify::VerifyRejection;
 
-/// Counts every answer by outcome or error code, and times it from the request's arrival.
-/// Events are counted, not logged: a log line per event would cost more than the event.
-pub async fn count_answers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Everything in front of a webhook's verification, in one middleware (each one more costs
+/// a boxed service per request): refuse past `server.max_in_flight`, answer 503 `timeout` if
+/// the request outlives `server.request_timeout` (so Momento always gets an answer before
+/// its 5 s deadline), and count and time every answer by outcome or error code. Events are
+/// counted, not logged: a log line per event would cost more than the event.
+pub async fn guard_webhook(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let arrived = Instant::now();
-    let response = next.run(request).await;
+    let request_id = request.headers().get(REQUEST_ID).cloned();
+    let response = match state.in_flight.clone().try_acquire_owned() {
+        Err(_) => HttpError::Overloaded.into_response(),
+        Ok(_permit) => {
+            request.extensions_mut().insert(Arrived(arrived));
+            match tokio::time::timeout_at(arrived + state.request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_elapsed) => HttpError::Timeout.into_response(),
+            }
+        }
+    };
+    count_answer(&state, &response, arrived, request_id.as_ref().and_then(|id| id.to_str().ok()));
+    response
+}
+
+fn count_answer(state: &AppState, response: &Response, arrived: Instant, request_id: Option<&str>) {
     let extensions = response.extensions();
     let code = if let Some(OutcomeCode(code)) = extensions.get() {
         state.metrics.events.increment(code);
-        tracing::debug!(outcome = code, status = response.status().as_u16(), "event answered");
+        tracing::debug!(outcome = code, status = response.status().as_u16(), request_id, "event answered");
         Some(*code)
     } else {
         let code = extensions
@@ -28,21 +48,20 @@ pub async fn count_answers(State(state): State<AppState>, request: Request, next
             .or_else(|| extensions.get::<VerifyRejection>().map(|rejection| rejection.status().1));
         if let Some(code) = code {
             state.metrics.refusals.increment(code);
-            log_refusal(code, response.status().as_u16());
+            log_refusal(code, response.status().as_u16(), request_id.unwrap_or_default());
         }
         code
     };
     if let Some(histogram) = code.and_then(|code| state.metrics.request_duration.get(code)) {
         histogram.observe_duration(arrived.elapsed());
     }
-    response
 }
 
 /// Refusals that point at a fault to fix (a secret rotated wrongly, a clock off, a forged
 /// request) are warnings; those that a load spike or a client makes in numbers (overload,
 /// replays, slow bodies) are counted in metrics and logged at debug, so they cannot flood
 /// the log.
-fn log_refusal(code: &str, status: u16) {
+fn log_refusal(code: &str, status: u16, request_id: &str) {
     match code {
         "missing_signature"
         | "malformed_signature"
@@ -56,31 +75,12 @@ fn log_refusal(code: &str, status: u16) {
         | "spool_full"
         | "spool_unavailable"
         | "internal_error" => {
-            tracing::warn!(error = code, status, "request refused");
+            tracing::warn!(error = code, status, request_id, "request refused");
         }
-        _ => tracing::debug!(error = code, status, "request refused"),
+        _ => tracing::debug!(error = code, status, request_id, "request refused"),
     }
-}
-
-/// Answers 503 `overloaded` at once instead of queueing past `server.max_in_flight`.
-pub async fn limit_in_flight(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        return HttpError::Overloaded.into_response();
-    };
-    next.run(request).await
 }
 
 /// When a webhook request came in, before its body was read.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrived(pub Instant);
-
-/// Answers 503 `timeout` if a request outlives `server.request_timeout`, so Momento always
-/// gets an answer before its 5 s deadline. Records when the request [`Arrived`].
-pub async fn enforce_timeout(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let arrived = Instant::now();
-    request.extensions_mut().insert(Arrived(arrived));
-    match tokio::time::timeout_at(arrived + state.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_elapsed) => HttpError::Timeout.into_response(),
-    }
-}

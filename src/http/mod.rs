@@ -10,6 +10,7 @@ pub mod error;
 mod ingest;
 mod middleware;
 mod ops;
+mod request_id;
 mod subscribe;
 
 use std::sync::Arc;
@@ -22,8 +23,9 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::backend::{Backend, MemoryBus};
@@ -121,12 +123,15 @@ fn verified_post(webhook: &Arc<Webhook>, state: &AppState) -> MethodRouter<AppSt
 }
 
 /// The whole HTTP surface.
+///
+/// Each `Router::layer` call wraps every route in one more boxed service, cloned for each
+/// request, so the layers are composed with `ServiceBuilder` and applied in one call each.
 pub fn router(state: AppState) -> Router {
-    let webhooks = webhook_routes(&state)
-        .layer(from_fn_with_state(state.clone(), middleware::enforce_timeout))
-        .layer(from_fn_with_state(state.clone(), middleware::limit_in_flight))
-        .layer(CatchPanicLayer::custom(answer_panic))
-        .layer(from_fn_with_state(state.clone(), middleware::count_answers));
+    let webhooks = webhook_routes(&state).layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(state.clone(), middleware::guard_webhook))
+            .layer(CatchPanicLayer::custom(answer_panic)),
+    );
     let mut router = Router::new()
         .merge(webhooks)
         .route("/healthz", get(ops::healthz))
@@ -143,17 +148,26 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { error::HttpError::NotFound })
         .method_not_allowed_fallback(|| async { error::HttpError::MethodNotAllowed })
         .with_state(state)
-        .layer(CatchPanicLayer::custom(answer_panic))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        // Failures are counted by code in metrics and logged by the relay where they are worth
-        // it; the trace layer's own error line per 5xx would flood the log under overload.
-        .layer(TraceLayer::new_for_http().on_failure(()).make_span_with(|request: &Request<_>| {
-            let request_id = request
-                .extensions()
-                .get::<RequestId>()
-                .and_then(|id| id.header_value().to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-        }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(request_id::SequentialRequestId::new()))
+                // Failures are counted by code in metrics and logged by the relay where they
+                // are worth it; the trace layer's own error line per 5xx would flood the log
+                // under overload.
+                .layer(TraceLayer::new_for_http().on_failure(()).make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(answer_panic)),
+        )
+}
+
+/// A span per request costs more than the rest of the relay's own work on an event, so it is
+/// a debug span: `RUST_LOG=debug` puts the request id on every line, and at the default level
+/// the refusal lines carry it themselves.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default();
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
 }
