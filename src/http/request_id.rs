@@ -31,7 +31,11 @@ impl Default for SequentialRequestId {
 impl MakeRequestId for SequentialRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("{}-{n}", self.prefix)).ok().map(RequestId::new)
+        let mut id = String::with_capacity(self.prefix.len() + 21);
+        id.push_str(&self.prefix);
+        id.push('-');
+        id.push_str(itoa::Buffer::new().format(n));
+        HeaderValue::try_from(id).ok().map(RequestId::new)
     }
 }
 

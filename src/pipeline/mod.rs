@@ -89,12 +89,15 @@ impl Pipeline {
         backend: &dyn Backend,
     ) -> Result<Finished, StepFailure> {
         let context = StepContext { backend, route: &self.route };
+        // Each step's end is the next one's start: one clock read per step.
+        let mut started = std::time::Instant::now();
         while let Some(step) = self.steps.get(*next_step) {
-            let started = std::time::Instant::now();
             let flow = step.processor.process(message, &context).await;
+            let ended = std::time::Instant::now();
             if let Some(duration) = &step.duration {
-                duration.observe_duration(started.elapsed());
+                duration.observe_duration(ended - started);
             }
+            started = ended;
             match flow {
                 Ok(Flow::Continue) => *next_step += 1,
                 Ok(Flow::Drop(reason)) => {
