@@ -1,239 +1,286 @@
-//! Load benchmark: requests per second and latency of the relay, as ratios to a bare axum
-//! handler that reads the body and answers 204, measured in the same run.
+//! Load benchmark of the release binary, as users run it: `topic-relay serve` in its own
+//! process with its default log settings, loaded by `wrk` (1 thread, 64 connections) on
+//! loopback, against a bare axum handler (read the body, answer 204) measured in the same run.
 //!
-//!     cargo bench --bench relay_load -- [--seconds 3] [--concurrency 32] [--rounds 3] [--only NAME]
+//!     cargo bench --bench relay_load -- [--seconds 8] [--rounds 2]
 //!
-//! Every request carries a unique, correctly signed, fresh event (prepared before timing),
-//! so the relay does its whole hot path: verify, parse, freshness, replay check, route,
-//! uppercase, publish on the embedded backend. Scenarios run in interleaved rounds so that
-//! machine noise spreads over all of them.
+//! Every request is a distinct, fresh, correctly signed event, so the relay does its whole
+//! hot path: verify, parse, freshness, replay check, route, uppercase, publish on the embedded
+//! backend. Scenarios run in interleaved rounds and the best round counts, because the
+//! machine this runs on is rarely quiet. Then the relay is run at about half its peak rate for
+//! its latency under ordinary load. Needs `wrk` (`apt-get install wrk`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::post;
 use topic_relay::accept::now_ms;
-use topic_relay::backend::BackendError;
-use topic_relay::config::{ConfigSource, load_from_str};
-use topic_relay::event::Message;
-use topic_relay::pipeline::{Flow, Processor, ProcessorRegistry, StepContext, StepError};
-use topic_relay::startup::App;
 use topic_relay::verify::sign;
 
 const SECRET: &str = "bench-secret";
+const CONNECTIONS: u32 = 64;
+
+/// Sends the events of `EVENTS.tsv` (`SIGNATURE<TAB>BODY` lines) one after another; with a
+/// second argument, each connection pauses that many ms between requests.
+const WRK_SCRIPT: &str = r#"
+local events, i, pause = {}, 0, 0
+function init(args)
+  for line in io.lines(args[1]) do
+    local sig, body = line:match("^(%x+)\t(.*)$")
+    events[#events + 1] = wrk.format("POST", nil, {["Content-Type"] = "application/json", ["momento-signature"] = sig}, body)
+  end
+  pause = tonumber(args[2] or "0")
+end
+function request() i = i % #events + 1; return events[i] end
+function delay() return pause end
+function done(summary, latency, requests)
+  io.write(string.format("p50=%.3f p99=%.3f\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"#;
 
 struct Options {
     seconds: u64,
-    concurrency: usize,
     rounds: usize,
-    /// Run only the scenarios whose name contains this (the baseline always runs).
-    only: Option<String>,
 }
 
 fn options() -> Options {
-    let mut options = Options { seconds: 3, concurrency: 32, rounds: 3, only: None };
+    let mut options = Options { seconds: 8, rounds: 2 };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
         match pair[0].as_str() {
             "--seconds" => options.seconds = pair[1].parse().expect("--seconds N"),
-            "--concurrency" => options.concurrency = pair[1].parse().expect("--concurrency N"),
             "--rounds" => options.rounds = pair[1].parse().expect("--rounds N"),
-            "--only" => options.only = Some(pair[1].clone()),
             _ => {}
         }
     }
     options
 }
 
-/// A step that always fails as if Momento were down, so every event takes the spool path.
-struct Outage;
+/// A server process, stopped when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
 
-#[async_trait]
-impl Processor for Outage {
-    async fn process(&self, _: &mut Message, _: &StepContext<'_>) -> Result<Flow, StepError> {
-        Err(StepError::Backend(BackendError::Unavailable("benchmark outage".into())))
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn relay_config(delivery: &str, steps: &str, spool: &std::path::Path) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = 100000\n\n[webhooks.bench]\nsecrets = [\"{SECRET}\"]\n\n\
-         [delivery]\nspool_dir = \"{}\"\nmax_spooled_events = 100000000\nretry_initial = \"1h\"\nretry_max = \"1h\"\n{delivery}\n\n\
-         [[routes]]\nname = \"shout\"\nmatch = {{ cache = \"chat\", topic = \"topic 1\" }}\nsteps = {steps}\n",
-        spool.display()
+impl Server {
+    /// Peak resident memory so far, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_until_listening(port: u16) {
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {port}");
+}
+
+/// This benchmark's own executable, serving the baseline in a process of its own.
+fn start_baseline() -> Server {
+    let port = free_port();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--serve-baseline", &port.to_string()])
+        .spawn()
+        .expect("the baseline starts");
+    wait_until_listening(port);
+    Server { child, url: format!("http://127.0.0.1:{port}/webhook") }
+}
+
+fn serve_baseline(port: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let router = Router::new().route("/webhook", post(|_body: Bytes| async { StatusCode::NO_CONTENT }));
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await.unwrap();
+        axum::serve(listener, router).await.unwrap();
+    });
+}
+
+/// The release binary with the seed route, logging to `log` as it would by default.
+fn start_relay(dir: &Path, delivery: &str, log: &Path) -> Server {
+    let port = free_port();
+    let config = dir.join(format!("relay-{port}.toml"));
+    let spool = dir.join(format!("spool-{port}"));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_in_flight = 100000\n\n[webhooks.chat]\nsecrets = [\"{SECRET}\"]\n\n\
+             [delivery]\nspool_dir = {spool:?}\n{delivery}\n\n[[routes]]\nname = \"shout\"\n\
+             match = {{ cache = \"chat\", topic = \"topic 1\" }}\nsteps = [\"uppercase\", {{ publish = {{ topic = \"topic 2\" }} }}]\n"
+        ),
     )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env_remove("TOPIC_RELAY_LOG_FORMAT")
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("the relay starts");
+    wait_until_listening(port);
+    Server { child, url: format!("http://127.0.0.1:{port}/webhooks/chat") }
 }
 
-/// Starts a relay; returns its URL.
-async fn start_relay(config: &str) -> String {
-    let settings =
-        load_from_str(config, ConfigSource::BuiltIn, &|_| None, Vec::new()).expect("valid").settings;
-    let mut registry = ProcessorRegistry::new();
-    registry.register("outage", |_, _| Ok(Arc::new(Outage) as Arc<dyn Processor>));
-    let app = App::build_with(settings, registry).await.expect("relay starts");
-    let url = format!("http://127.0.0.1:{}/webhook", app.port());
-    tokio::spawn(app.run_until_stopped());
-    url
-}
-
-/// Starts the baseline: read the body, answer 204.
-async fn start_baseline() -> String {
-    let router = Router::new().route("/webhook", post(|_body: Bytes| async { StatusCode::NO_CONTENT }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
-}
-
-/// Unique signed events, made before the clock starts.
-fn prepare(count: usize, round: usize) -> Vec<(Bytes, String)> {
+/// Writes `count` distinct events, signed and stamped now, for one wrk run.
+fn write_events(path: &Path, count: usize, salt: usize) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let now = now_ms();
-    (0..count)
-        .map(|n| {
-            let body = format!(
-                r#"{{"cache":"chat","topic":"topic 1","event_timestamp":{now},"publish_timestamp":{now},"topic_sequence_number":{n},"token_id":"user-{round}","text":"benchmark message number {n} of round {round}, about as long as a chat line"}}"#
-            );
-            let signature = sign(SECRET.as_bytes(), body.as_bytes());
-            (Bytes::from(body), signature)
-        })
-        .collect()
+    let text = "hello momento ".repeat(15);
+    for n in 0..count {
+        let body = format!(
+            r#"{{"cache":"chat","topic":"topic 1","event_timestamp":{now},"publish_timestamp":{now},"topic_sequence_number":{n},"token_id":"mo-{salt}","text":"{text}"}}"#
+        );
+        writeln!(file, "{}\t{body}", sign(SECRET.as_bytes(), body.as_bytes())).unwrap();
+    }
 }
 
-struct Measurement {
+/// One wrk run: requests per second, non-2xx answers, p50 and p99 in ms.
+struct Run {
     per_second: f64,
-    requests: usize,
-    p50: Duration,
-    p99: Duration,
-    failures: usize,
-    /// Spool commits (fsyncs) during the measurement, for relays with a spool.
-    commits: Option<u64>,
+    failures: u64,
+    p50: f64,
+    p99: f64,
 }
 
-async fn measure(url: &str, events: Arc<Vec<(Bytes, String)>>, options: &Options) -> Measurement {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(options.concurrency).build().unwrap();
-    let next = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let deadline = Instant::now() + Duration::from_secs(options.seconds);
-    let started = Instant::now();
-    let workers: Vec<_> = (0..options.concurrency)
-        .map(|_| {
-            let (client, url, events, next, failures) =
-                (client.clone(), url.to_owned(), events.clone(), next.clone(), failures.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let Some((body, signature)) = events.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
-                    let sent = Instant::now();
-                    let response = client
-                        .post(&url)
-                        .header("momento-signature", signature)
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    latencies.push(sent.elapsed());
-                    if !response.is_ok_and(|response| response.status().is_success()) {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let at =
-        |quantile: f64| latencies[((latencies.len() as f64 * quantile) as usize).min(latencies.len() - 1)];
-    Measurement {
-        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        requests: latencies.len(),
-        commits: None,
-        p50: at(0.50),
-        p99: at(0.99),
-        failures: failures.load(Ordering::Relaxed),
+fn run_wrk(work: &Path, url: &str, seconds: u64, pause_ms: u64, salt: usize) -> Run {
+    let events = work.join("events.tsv");
+    write_events(&events, (seconds as usize) * 90_000, salt);
+    let script = work.join("events.lua");
+    std::fs::write(&script, WRK_SCRIPT).unwrap();
+    let output = Command::new("wrk")
+        .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-s"])
+        .arg(&script)
+        .arg(url)
+        .arg("--")
+        .arg(&events)
+        .arg(pause_ms.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines().find_map(|line| line.trim().strip_prefix(prefix)).map(str::trim)
+    };
+    let quantiles = text.lines().find(|line| line.starts_with("p50=")).unwrap_or_default();
+    let quantile = |name: &str| -> f64 {
+        quantiles
+            .split_whitespace()
+            .find_map(|part| part.strip_prefix(name)?.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Run {
+        per_second: field("Requests/sec:").and_then(|value| value.parse().ok()).unwrap_or(0.0),
+        failures: field("Non-2xx or 3xx responses:").and_then(|value| value.parse().ok()).unwrap_or(0),
+        p50: quantile("p50="),
+        p99: quantile("p99="),
     }
 }
 
-/// The relay's `topic_relay_spool_commits` gauge; `None` for servers without one.
-async fn spool_commits(webhook_url: &str) -> Option<u64> {
-    let metrics_url = webhook_url.replace("/webhook", "/metrics");
-    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
-    text.lines().find_map(|line| line.strip_prefix("topic_relay_spool_commits ")?.parse().ok())
+/// The relay's spool commits and the changes they carried, from `/metrics`.
+fn spool_batches(webhook_url: &str) -> Option<(f64, f64)> {
+    let url = webhook_url.replace("/webhooks/chat", "/metrics");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let text = runtime.block_on(async { reqwest::get(url).await.ok()?.text().await.ok() })?;
+    let value = |name: &str| -> Option<f64> {
+        text.lines().find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+    };
+    Some((
+        value("topic_relay_spool_commit_batch_size_count")?,
+        value("topic_relay_spool_commit_batch_size_sum")?,
+    ))
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-#[tokio::main]
-async fn main() {
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--serve-baseline") {
+        return serve_baseline(&args[at + 1]);
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("this benchmark drives the relay with wrk: apt-get install wrk");
+        std::process::exit(2);
+    }
     let options = options();
-    let spool = tempfile::tempdir().unwrap();
-    let dir = |name: &str| spool.path().join(name);
-    let seed_steps = "[\"uppercase\", { publish = { topic = \"topic 2\" } }]";
-    let relays = [
-        ("relay, inline (default)", relay_config("", seed_steps, &dir("inline"))),
-        ("relay, write-ahead (mode = spool)", relay_config("mode = \"spool\"", seed_steps, &dir("ahead"))),
+    let work = tempfile::tempdir().unwrap();
+    let relay_log = work.path().join("relay.log");
+    let servers = [
+        ("bare axum: read the body, answer 204", start_baseline()),
+        ("relay, inline (default)", start_relay(work.path(), "", &relay_log)),
         (
-            "relay, every event spooled (outage)",
-            relay_config("", "[\"uppercase\", \"outage\"]", &dir("outage")),
+            "relay, write-ahead (mode = \"spool\")",
+            start_relay(work.path(), "mode = \"spool\"", &work.path().join("ahead.log")),
         ),
     ];
-    let mut scenarios = vec![("baseline: bare axum, 204", start_baseline().await)];
-    for (name, config) in relays {
-        if options.only.as_ref().is_none_or(|only| name.contains(only.as_str())) {
-            scenarios.push((name, start_relay(&config).await));
-        }
-    }
     println!(
-        "{} s per scenario, {} concurrent requests, {} interleaved rounds; the client runs in this process too",
-        options.seconds, options.concurrency, options.rounds
+        "{} s per run, wrk with 1 thread and {CONNECTIONS} connections, {} interleaved rounds, best round shown",
+        options.seconds, options.rounds
     );
-    let mut results: Vec<Vec<Measurement>> = scenarios.iter().map(|_| Vec::new()).collect();
+    let mut best: Vec<Option<Run>> = servers.iter().map(|_| None).collect();
     for round in 0..options.rounds {
-        for (index, (_, url)) in scenarios.iter().enumerate() {
-            let events = Arc::new(prepare(400_000, round * 10 + index));
-            let commits_before = spool_commits(url).await;
-            let mut measurement = measure(url, events, &options).await;
-            measurement.commits =
-                spool_commits(url).await.zip(commits_before).map(|(after, before)| after - before);
-            results[index].push(measurement);
+        for (index, (_, server)) in servers.iter().enumerate() {
+            let run = run_wrk(work.path(), &server.url, options.seconds, 0, round * 10 + index);
+            if best[index].as_ref().is_none_or(|known| run.per_second > known.per_second) {
+                best[index] = Some(run);
+            }
         }
     }
-    let mut baseline_rates: Vec<f64> = results[0].iter().map(|m| m.per_second).collect();
-    let baseline = median(&mut baseline_rates);
+    let bare = best[0].as_ref().map_or(1.0, |run| run.per_second);
     println!(
-        "{:<38} {:>10} {:>9} {:>9} {:>9} {:>9} {:>12}",
-        "scenario", "req/s", "ratio", "p50 ms", "p99 ms", "non-2xx", "events/fsync"
+        "{:<40} {:>10} {:>8} {:>9} {:>9} {:>8}",
+        "server", "req/s", "× bare", "p50 ms", "p99 ms", "non-2xx"
     );
-    for ((name, _), measurements) in scenarios.iter().zip(&results) {
-        let mut rates: Vec<f64> = measurements.iter().map(|m| m.per_second).collect();
-        let mut p50s: Vec<f64> = measurements.iter().map(|m| m.p50.as_secs_f64() * 1000.0).collect();
-        let mut p99s: Vec<f64> = measurements.iter().map(|m| m.p99.as_secs_f64() * 1000.0).collect();
-        let failures: usize = measurements.iter().map(|m| m.failures).sum();
-        let rate = median(&mut rates);
-        let requests: usize = measurements.iter().map(|m| m.requests).sum();
-        let commits: Option<u64> = measurements.iter().map(|m| m.commits).sum();
-        let per_fsync = match commits {
-            Some(commits) if commits > 0 => format!("{:.1}", requests as f64 / commits as f64),
-            _ => "-".to_owned(),
-        };
+    for ((name, _), run) in servers.iter().zip(&best) {
+        let run = run.as_ref().unwrap();
         println!(
-            "{name:<38} {rate:>10.0} {:>9.2} {:>9.2} {:>9.2} {failures:>9} {per_fsync:>12}",
-            rate / baseline,
-            median(&mut p50s),
-            median(&mut p99s)
+            "{name:<40} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>8}",
+            run.per_second,
+            run.per_second / bare,
+            run.p50,
+            run.p99,
+            run.failures
         );
     }
+    let inline = &servers[1].1;
+    let peak = best[1].as_ref().unwrap().per_second;
+    // Each connection pausing this long between requests sends about half the peak rate.
+    let pause = ((f64::from(CONNECTIONS) * 1000.0) / (peak / 2.0)).round().max(1.0) as u64;
+    let half = run_wrk(work.path(), &inline.url, options.seconds, pause, 99);
+    println!(
+        "relay, inline, at about half its peak: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+        half.per_second, half.p50, half.p99
+    );
+    if let Some((commits, changes)) = spool_batches(&servers[2].1.url).filter(|(commits, _)| *commits > 0.0) {
+        // Each event is two changes to the spool: written ahead, then removed once done.
+        println!("write-ahead: {:.1} events per spool commit (one fsync each)", changes / commits / 2.0);
+    }
+    let logged = std::fs::metadata(&relay_log).map_or(0, |meta| meta.len());
+    println!(
+        "relay, inline: peak RSS {:.1} MiB, {:.1} KiB of logs",
+        inline.peak_rss_mib(),
+        logged as f64 / 1024.0
+    );
 }
