@@ -1,9 +1,12 @@
 //! The relay's own middleware on webhook routes: refuse past the in-flight limit, cap each
 //! request's time, and count and time what was answered.
 
+use std::panic::AssertUnwindSafe;
+
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use tokio::time::Instant;
 
 use super::AppState;
@@ -16,8 +19,9 @@ use crate::verify::VerifyRejection;
 /// Everything in front of a webhook's verification, in one middleware (each one more costs
 /// a boxed service per request): refuse past `server.max_in_flight`, answer 503 `timeout` if
 /// the request outlives `server.request_timeout` (so Momento always gets an answer before
-/// its 5 s deadline), and count and time every answer by outcome or error code. Events are
-/// counted, not logged: a log line per event would cost more than the event.
+/// its 5 s deadline), answer a panic with 500, and count and time every answer by outcome or
+/// error code. Events are counted, not logged: a log line per event would cost more than the
+/// event.
 pub async fn guard_webhook(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let arrived = Instant::now();
     let request_id = request.headers().get(REQUEST_ID).cloned();
@@ -25,8 +29,10 @@ pub async fn guard_webhook(State(state): State<AppState>, mut request: Request, 
         Err(_) => HttpError::Overloaded.into_response(),
         Ok(_permit) => {
             request.extensions_mut().insert(Arrived(arrived));
-            match tokio::time::timeout_at(arrived + state.request_timeout, next.run(request)).await {
-                Ok(response) => response,
+            let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
+            match tokio::time::timeout_at(arrived + state.request_timeout, handled).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(panic)) => super::answer_panic(panic),
                 Err(_elapsed) => HttpError::Timeout.into_response(),
             }
         }

@@ -127,11 +127,7 @@ fn verified_post(webhook: &Arc<Webhook>, state: &AppState) -> MethodRouter<AppSt
 /// Each `Router::layer` call wraps every route in one more boxed service, cloned for each
 /// request, so the layers are composed with `ServiceBuilder` and applied in one call each.
 pub fn router(state: AppState) -> Router {
-    let webhooks = webhook_routes(&state).layer(
-        ServiceBuilder::new()
-            .layer(from_fn_with_state(state.clone(), middleware::guard_webhook))
-            .layer(CatchPanicLayer::custom(answer_panic)),
-    );
+    let webhooks = webhook_routes(&state).layer(from_fn_with_state(state.clone(), middleware::guard_webhook));
     let mut router = Router::new()
         .merge(webhooks)
         .route("/healthz", get(ops::healthz))
