@@ -107,7 +107,7 @@ pub async fn connect(settings: &crate::config::Settings) -> anyhow::Result<Conne
         BackendKind::Memory => {
             let backend = MemoryBackend::with_default_ttl(settings.momento.default_ttl);
             tracing::info!(
-                "using the embedded backend: publishes are logged and served on /v1/subscribe/{{cache}}/{{topic}}"
+                "using the embedded backend: publishes are served on /v1/subscribe/{{cache}}/{{topic}}"
             );
             Ok(Connected { bus: Some(backend.bus()), backend: std::sync::Arc::new(backend) })
         }

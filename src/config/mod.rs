@@ -114,7 +114,7 @@ fn default_max_future_skew() -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// The embedded in-process backend: no account needed, publishes are logged and can be
+    /// The embedded in-process backend: no account needed; publishes can be
     /// watched on `GET /v1/subscribe/{cache}/{topic}`.
     Memory,
     /// Momento itself, through the official `momento` crate.

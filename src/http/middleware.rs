@@ -14,6 +14,7 @@ use super::AppState;
 const REQUEST_ID: &str = "x-request-id";
 use super::error::{ErrorCode, HttpError};
 use super::ingest::OutcomeCode;
+use crate::metrics::REFUSED;
 use crate::verify::VerifyRejection;
 
 /// Everything in front of a webhook's verification, in one middleware (each one more costs
@@ -43,10 +44,10 @@ pub async fn guard_webhook(State(state): State<AppState>, mut request: Request, 
 
 fn count_answer(state: &AppState, response: &Response, arrived: Instant, request_id: Option<&str>) {
     let extensions = response.extensions();
-    let code = if let Some(OutcomeCode(code)) = extensions.get() {
+    let outcome = if let Some(OutcomeCode(code)) = extensions.get() {
         state.metrics.events.increment(code);
         tracing::debug!(outcome = code, status = response.status().as_u16(), request_id, "event answered");
-        Some(*code)
+        *code
     } else {
         let code = extensions
             .get::<ErrorCode>()
@@ -56,9 +57,9 @@ fn count_answer(state: &AppState, response: &Response, arrived: Instant, request
             state.metrics.refusals.increment(code);
             log_refusal(code, response.status().as_u16(), request_id.unwrap_or_default());
         }
-        code
+        REFUSED
     };
-    if let Some(histogram) = code.and_then(|code| state.metrics.request_duration.get(code)) {
+    if let Some(histogram) = state.metrics.request_duration.get(outcome) {
         histogram.observe_duration(arrived.elapsed());
     }
 }

@@ -21,6 +21,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Outcomes of answered events.
 pub const OUTCOMES: &[&str] = &["processed", "dropped", "unmatched", "spooled", "dead_lettered"];
 
+/// The `outcome` of the request-duration histogram for every answer that is not a 2xx.
+pub const REFUSED: &str = "refused";
+
 /// Outcomes of background redelivery attempts.
 pub const REDELIVERY_OUTCOMES: &[&str] = &["redelivered", "retry_scheduled", "dead_lettered", "refused"];
 
@@ -100,7 +103,8 @@ pub struct Metrics {
     pub routes: Series<Counter>,
     /// Background redelivery attempts by outcome.
     pub redelivery: Series<Counter>,
-    /// Webhook request duration, by outcome or error code.
+    /// Webhook request duration, by 2xx outcome, or [`REFUSED`] for any error answer (the
+    /// refusals are counted by code in `refusals`; a histogram per code would be noise).
     pub request_duration: Series<Histogram>,
     /// Events accepted without being remembered by the replay check, because it was full.
     pub replay_unremembered: Counter,
@@ -121,39 +125,38 @@ impl Metrics {
             Series::new(&family, label, values)
         };
         let events =
-            counters("topic_relay_events", "Events answered with 2xx, by outcome.", "outcome", OUTCOMES);
+            counters("topic_relay_events", "Events answered with 2xx, by outcome", "outcome", OUTCOMES);
         let refusals = counters(
             "topic_relay_refusals",
-            "Requests answered with an error, by error code.",
+            "Requests answered with an error, by error code",
             "error",
             error_codes,
         );
-        let routes =
-            counters("topic_relay_route_events", "Events taken by each route.", "route", route_names);
+        let routes = counters("topic_relay_route_events", "Events taken by each route", "route", route_names);
         let redelivery = counters(
             "topic_relay_redelivery_attempts",
-            "Background attempts on spooled events, by outcome.",
+            "Background attempts on spooled events, by outcome",
             "outcome",
             REDELIVERY_OUTCOMES,
         );
         let request_family = Durations::new_with_constructor(duration_histogram);
         registry.register(
             "topic_relay_webhook_request_duration_seconds",
-            "Time from a webhook request's arrival to its answer, by outcome or error code.",
+            "Time from a webhook request's arrival to its answer, by outcome or error code",
             request_family.clone(),
         );
-        let outcomes_and_errors: Vec<&str> = OUTCOMES.iter().chain(error_codes).copied().collect();
-        let request_duration = Series::new(&request_family, "outcome", &outcomes_and_errors);
+        let outcomes: Vec<&str> = OUTCOMES.iter().copied().chain([REFUSED]).collect();
+        let request_duration = Series::new(&request_family, "outcome", &outcomes);
         let step_duration = Durations::new_with_constructor(duration_histogram);
         registry.register(
             "topic_relay_step_duration_seconds",
-            "Time one pipeline step takes, by step kind.",
+            "Time one pipeline step takes, by step kind",
             step_duration.clone(),
         );
         let backend_duration = Durations::new_with_constructor(duration_histogram);
         registry.register(
             "topic_relay_backend_call_duration_seconds",
-            "Time one backend call takes, retries included, by operation.",
+            "Time one backend call takes, retries included, by operation",
             backend_duration.clone(),
         );
         let metrics = Metrics {
@@ -176,27 +179,27 @@ impl Metrics {
         let registry = &mut self.registry;
         registry.register(
             "topic_relay_replay_unremembered",
-            "Events accepted without being remembered, because the replay check held delivery.dedup_capacity signatures.",
+            "Events accepted without being remembered, because the replay check held delivery.dedup_capacity signatures",
             self.replay_unremembered.clone(),
         );
         registry.register(
             "topic_relay_replay_refused",
-            "Events refused because the replay check was full (dedup_when_full = \"refuse\").",
+            "Events refused because the replay check was full (dedup_when_full = \"refuse\")",
             self.replay_refused.clone(),
         );
         let [in_flight, replay, spooled, dead] = self.levels.clone();
-        registry.register("topic_relay_in_flight", "Webhook requests being handled.", in_flight);
+        registry.register("topic_relay_in_flight", "Webhook requests being handled", in_flight);
         registry.register(
             "topic_relay_replay_signatures",
-            "Signatures the replay check remembers (at most delivery.dedup_capacity).",
+            "Signatures the replay check remembers (at most delivery.dedup_capacity)",
             replay,
         );
         registry.register(
             "topic_relay_spooled_events",
-            "Events in the spool, waiting for redelivery.",
+            "Events in the spool, waiting for redelivery",
             spooled,
         );
-        registry.register("topic_relay_dead_letters", "Dead letters kept in the spool.", dead);
+        registry.register("topic_relay_dead_letters", "Dead letters kept in the spool", dead);
         self
     }
 

@@ -132,7 +132,7 @@ impl Backend for MomentoBackend {
     fn register_metrics(&self, metrics: &mut Metrics) {
         metrics.register(
             "topic_relay_momento_publishes",
-            "Publishes by each TopicClient of the pool.",
+            "Publishes by each TopicClient of the pool",
             self.publishes.clone(),
         );
     }

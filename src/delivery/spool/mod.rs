@@ -192,12 +192,12 @@ impl Spool {
     pub fn register_metrics(&self, metrics: &mut Metrics) {
         metrics.register(
             "topic_relay_spool_commit_duration_seconds",
-            "Time one spool commit takes (one transaction and one fsync).",
+            "Time one spool commit takes (one transaction and one fsync)",
             self.counts.commit_duration.clone(),
         );
         metrics.register(
             "topic_relay_spool_commit_batch_size",
-            "Changes carried by one spool commit (group commit); _count is the number of commits.",
+            "Changes carried by one spool commit (group commit); _count is the number of commits",
             self.counts.commit_batch.clone(),
         );
     }
