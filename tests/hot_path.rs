@@ -155,3 +155,46 @@ fn read_log(stderr: impl Read + Send + 'static) -> (Receiver<u16>, Receiver<Stri
     });
     (port, log)
 }
+
+#[tokio::test]
+async fn a_full_replay_memory_takes_new_events_unremembered_or_refuses_them_as_configured() {
+    for (when_full, expected) in [("accept", 200), ("refuse", 503)] {
+        let config =
+            format!("{SEED_CONFIG}\n[delivery]\ndedup_capacity = 1\ndedup_when_full = \"{when_full}\"\n");
+        let app = spawn_app_with(&config).await;
+        let first = event("chat", "topic 1", "remembered");
+        let signature = app.sign(&first);
+        assert_eq!(app.post("/webhook", first.clone(), Some(&signature)).await.status(), 200);
+        let second = app.post_event("chat", "topic 1", "past the capacity").await;
+        assert_eq!(second.status(), expected, "dedup_when_full = {when_full}");
+        if expected == 503 {
+            let answer: serde_json::Value = second.json().await.unwrap();
+            assert_eq!(answer["error"], "replay_memory_full");
+        }
+        let replay = app.post("/webhook", first, Some(&signature)).await;
+        assert_eq!(replay.status(), 409, "what was remembered is still refused as a replay");
+
+        let metrics = scrape(&app).await;
+        let count =
+            |family: &str| metrics.families[family].iter_samples().map(|s| counter(&s.value)).sum::<f64>();
+        let (unremembered, refused) = if when_full == "accept" { (1.0, 0.0) } else { (0.0, 1.0) };
+        assert_eq!(count("topic_relay_replay_unremembered"), unremembered);
+        assert_eq!(count("topic_relay_replay_refused"), refused);
+    }
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_a_callers_own_is_kept() {
+    let app = spawn_app().await;
+    let body = event("chat", "topic 1", "with an id");
+    let signature = app.sign(&body);
+    let request = app.client.post(app.url("/webhook")).header("momento-signature", &signature);
+    let answer = request.header("x-request-id", "from-the-load-balancer").body(body).send().await.unwrap();
+    assert_eq!(answer.headers()["x-request-id"], "from-the-load-balancer");
+    let refused = app.post("/webhook", event("chat", "topic 1", "unsigned"), None).await;
+    let made = refused.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let next = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let following = next.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(made, following, "each request gets an id of its own");
+    assert_eq!(made.split('-').next(), following.split('-').next(), "from the same process");
+}
