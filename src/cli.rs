@@ -31,6 +31,9 @@ pub enum Command {
     Sign(SignArgs),
     /// Send a signed, realistic event to a relay and print its answer.
     Send(SendArgs),
+    /// Publish a message on the embedded backend's bus, as a Momento client publishes on a
+    /// topic: what the relay's subscriptions listen to when it runs without an account.
+    Publish(PublishArgs),
     /// Exit 0 when the relay's /healthz answers 200, 1 otherwise (for Docker HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
     /// Inspect a running relay's spool and dead letters; replay or purge them.
@@ -44,6 +47,26 @@ pub struct ConfigArgs {
     /// demo configuration.
     #[arg(long, short, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// `publish`
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The relay's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Cache to publish in.
+    #[arg(long)]
+    pub cache: String,
+    /// Topic to publish on.
+    #[arg(long)]
+    pub topic: String,
+    /// The message.
+    #[arg(long)]
+    pub text: String,
+    /// The publisher's token id, as Momento stamps it from a disposable token.
+    #[arg(long, default_value = "")]
+    pub token_id: String,
 }
 
 /// `sign`

@@ -1,8 +1,8 @@
-//! topic-relay: a Momento Topics webhook endpoint that verifies, routes, processes and
-//! republishes events. The stages, in the order data moves through them:
-//! [`verify`], [`accept`], [`route`], [`delivery`] (which runs the [`pipeline`] of
-//! [`processors`] and keeps what cannot finish in its spool), [`backend`]. [`relay`] runs them
-//! in that order and [`http`] answers Momento.
+//! topic-relay: processes Momento Topics events outside Lambda. Events come in from
+//! [`sources`]: webhooks ([`verify`], then [`accept`]) and topic subscriptions. The core,
+//! [`relay`], then runs the stages in the order data moves through them: [`route`],
+//! [`delivery`] (which runs the [`pipeline`] of [`processors`] and keeps what cannot finish
+//! in its spool), [`backend`]. [`http`] answers Momento and operators.
 
 #![warn(missing_docs)]
 
@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod processors;
 pub mod relay;
 pub mod route;
+pub mod sources;
 pub mod startup;
 pub mod telemetry;
 pub mod verify;

@@ -24,6 +24,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::ProcessorRegistry;
 use crate::relay::Relay;
 use crate::route::RouteTable;
+use crate::sources::subscription::{self, SubscriptionMetrics};
+use crate::sources::webhook::Webhooks;
 
 /// A relay with its listener bound, ready to serve.
 pub struct App {
@@ -33,7 +35,15 @@ pub struct App {
     server: ServerSettings,
     stop: CancellationToken,
     redeliverer: Option<Redeliverer>,
+    subscriptions: Subscriptions,
     spool_writer: Option<JoinHandle<()>>,
+}
+
+/// What the subscription streams need to start.
+struct Subscriptions {
+    settings: std::collections::BTreeMap<String, crate::config::SubscriptionSettings>,
+    metrics: SubscriptionMetrics,
+    relay: Arc<Relay>,
 }
 
 impl App {
@@ -56,6 +66,7 @@ impl App {
         if let Some(spool) = &spool {
             spool.register_metrics(&mut metrics);
         }
+        let subscription_metrics = SubscriptionMetrics::register(&mut metrics);
         let metrics = Arc::new(metrics);
         let delivery = Arc::new(Delivery::new(
             &settings.delivery,
@@ -67,12 +78,19 @@ impl App {
             Redeliverer::new(&settings.delivery, delivery.clone(), spool, routes.clone(), metrics.clone())
         });
         let replays = replay_guard(&settings, &connected.backend);
-        let relay = Arc::new(Relay::new(&settings, routes, replays, delivery, metrics.clone()));
+        let webhooks = Arc::new(Webhooks::new(&settings.webhooks, replays, metrics.clone()));
+        let relay = Arc::new(Relay::new(&settings, routes, delivery, metrics.clone()));
+        let subscriptions = Subscriptions {
+            settings: settings.subscriptions.clone(),
+            metrics: subscription_metrics,
+            relay: relay.clone(),
+        };
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let state = AppState::new(Shared {
             relay,
+            webhooks,
             health: Arc::new(Health::new(connected.backend.clone())),
             metrics,
             backend: connected.backend,
@@ -93,6 +111,7 @@ impl App {
             server: settings.server,
             stop: CancellationToken::new(),
             redeliverer,
+            subscriptions,
             spool_writer,
         })
     }
@@ -125,6 +144,14 @@ impl App {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let stop_redelivery = CancellationToken::new();
         let redelivery = self.redeliverer.map(|worker| tokio::spawn(worker.run(stop_redelivery.clone())));
+        let stop_listening = CancellationToken::new();
+        let listening = match &self.state.bus {
+            Some(bus) => {
+                let Subscriptions { settings, metrics, relay } = &self.subscriptions;
+                subscription::listen_on_bus(settings, bus, relay.clone(), metrics, stop_listening.clone())
+            }
+            None => Vec::new(),
+        };
         let listener_closed = CancellationToken::new();
         let begin_shutdown = drain_on_signal(
             self.stop.clone(),
@@ -153,6 +180,13 @@ impl App {
             },
         };
         result.context("the HTTP server failed")?;
+        // Subscriptions stop taking items; the one each stream is handling finishes first.
+        stop_listening.cancel();
+        for stream in listening {
+            if tokio::time::timeout_at(deadline, stream).await.is_err() {
+                tracing::warn!("a subscription stream was cut off by the shutdown grace");
+            }
+        }
         stop_redelivery.cancel();
         if let Some(mut redelivery) = redelivery
             && tokio::time::timeout_at(deadline, &mut redelivery).await.is_err()

@@ -1,5 +1,6 @@
-//! The embedded backend: publishes go to an in-process bus (logged, and watchable through
-//! `GET /v1/subscribe/{cache}/{topic}`); cache items live in a map in memory.
+//! The embedded backend: publishes go to an in-process bus (watchable through
+//! `GET /v1/subscribe/{cache}/{topic}`, and what the relay's subscriptions listen to); cache
+//! items live in a map in memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,18 +24,47 @@ pub struct Published {
     pub topic: String,
     /// The payload.
     pub text: String,
+    /// Its position on its topic, from 1, as Momento numbers a topic's items.
+    pub sequence: u64,
+    /// The publisher's `token_id`; empty for the relay's own publishes.
+    pub publisher_id: String,
+    /// When it was published, in ms since the epoch.
+    pub published_ms: u64,
 }
 
 /// The embedded publish bus; clones share it.
 #[derive(Clone)]
 pub struct MemoryBus {
     sender: broadcast::Sender<Arc<Published>>,
+    /// The last sequence number of each (cache, topic).
+    sequences: Arc<Mutex<HashMap<(String, String), u64>>>,
 }
 
 impl MemoryBus {
     /// Receives everything published from now on; callers filter by cache and topic.
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
+    }
+
+    /// Publishes `text` as `publisher_id`; returns its sequence number on the topic, or 0 when
+    /// nobody listens (the message then goes nowhere, as on a real topic, and is not built).
+    pub fn publish(&self, cache: &str, topic: &str, text: &str, publisher_id: &str) -> u64 {
+        if self.sender.receiver_count() == 0 {
+            return 0;
+        }
+        let mut sequences = self.sequences.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sequence = sequences.entry((cache.to_owned(), topic.to_owned())).or_default();
+        *sequence += 1;
+        // Sent under the lock, so that the bus carries each topic's items in sequence order.
+        let _ = self.sender.send(Arc::new(Published {
+            cache: cache.to_owned(),
+            topic: topic.to_owned(),
+            text: text.to_owned(),
+            sequence: *sequence,
+            publisher_id: publisher_id.to_owned(),
+            published_ms: crate::accept::now_ms(),
+        }));
+        *sequence
     }
 }
 
@@ -66,7 +96,8 @@ impl MemoryBackend {
     /// An empty backend whose items live until replaced.
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(BUS_CAPACITY);
-        MemoryBackend { bus: MemoryBus { sender }, store: Arc::default(), default_ttl: None }
+        let bus = MemoryBus { sender, sequences: Arc::default() };
+        MemoryBackend { bus, store: Arc::default(), default_ttl: None }
     }
 
     /// An empty backend that gives items written without a TTL this one.
@@ -128,15 +159,8 @@ impl Backend for MemoryBackend {
     async fn publish(&self, cache: &str, topic: &str, text: &str) -> Result<(), BackendError> {
         // Per event, and the text can hold users' data: debug only.
         tracing::debug!(cache, topic, text, "published on the embedded bus");
-        // With nobody subscribed the message goes nowhere, as on a real topic; don't build it.
-        if self.bus.sender.receiver_count() == 0 {
-            return Ok(());
-        }
-        let _ = self.bus.sender.send(Arc::new(Published {
-            cache: cache.to_owned(),
-            topic: topic.to_owned(),
-            text: text.to_owned(),
-        }));
+        // The relay publishes with its own key, so its items carry no token_id.
+        self.bus.publish(cache, topic, text, "");
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 
 mod check_config;
 mod healthcheck;
+mod publish;
 mod send;
 mod serve;
 mod sign;
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig => check_config::run(cli.config),
         Command::Sign(args) => sign::run(args),
         Command::Send(args) => send::run(args).await,
+        Command::Publish(args) => publish::run(args).await,
         Command::Healthcheck(args) => healthcheck::run(args).await,
         Command::Spool(args) => spool::run(args).await,
     };

@@ -20,6 +20,7 @@ pub use secret::{REDACTED, Secret};
 
 pub use crate::accept::replay::WhenFull;
 use crate::processors::StepSettings;
+pub use crate::sources::subscription::SubscriptionSettings;
 
 /// The signing secret used when the embedded backend runs without one configured. It is
 /// public (it is in the README), so the relay refuses it with the Momento backend.
@@ -35,6 +36,9 @@ pub struct Settings {
     /// One entry per Momento webhook pointed at the relay, by name (`POST /webhooks/<name>`).
     #[serde(default)]
     pub webhooks: BTreeMap<String, WebhookSettings>,
+    /// Topics the relay listens to itself, by name.
+    #[serde(default)]
+    pub subscriptions: BTreeMap<String, SubscriptionSettings>,
     /// Which backend to publish through, and how to reach Momento.
     #[serde(default)]
     pub momento: MomentoSettings,
@@ -230,8 +234,12 @@ pub struct RouteSettings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSettings {
-    /// Name of the webhook the event came in on (exact or glob).
+    /// Name of the webhook the event came in on (exact or glob); the route then takes no
+    /// subscription items.
     pub webhook: Option<String>,
+    /// Name of the subscription the item came from (exact or glob); the route then takes no
+    /// webhook events.
+    pub subscription: Option<String>,
     /// Cache name (exact or glob such as `chat-*`).
     pub cache: Option<String>,
     /// Topic name (exact or glob such as `room-*`).

@@ -14,6 +14,7 @@ type Failure = (String, String);
 pub fn check(settings: &Settings) -> Result<(), Failure> {
     check_server(settings)?;
     check_webhooks(settings)?;
+    check_subscriptions(settings)?;
     check_momento(settings)?;
     check_delivery(settings)?;
     check_route_names(settings)
@@ -46,17 +47,54 @@ fn check_server(settings: &Settings) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Letters, digits, '-' and '_': a name that fits in a URL path and a metric label as it is.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn check_subscriptions(settings: &Settings) -> Result<(), Failure> {
+    for (name, subscription) in &settings.subscriptions {
+        let key = format!("subscriptions.{name}");
+        if !is_plain_name(name) {
+            return fail(key, "a subscription name may only hold letters, digits, '-' and '_'");
+        }
+        if subscription.cache.is_empty() {
+            return fail(format!("{key}.cache"), "name the cache whose topics to listen to");
+        }
+        if subscription.topics.is_empty() {
+            return fail(format!("{key}.topics"), "list at least one topic");
+        }
+        if let Some(index) = subscription.topics.iter().position(String::is_empty) {
+            return fail(format!("{key}.topics[{index}]"), "a topic name cannot be empty");
+        }
+        let mut topics = subscription.topics.clone();
+        topics.sort();
+        if topics.windows(2).any(|pair| pair[0] == pair[1]) {
+            return fail(format!("{key}.topics"), "a topic is listed twice");
+        }
+        if settings.momento.resolved_backend() == BackendKind::Momento {
+            return fail(
+                key,
+                "this version listens to topics on the embedded backend only; with Momento, \
+                 point a Momento webhook at the relay instead",
+            );
+        }
+    }
+    Ok(())
+}
+
 fn check_webhooks(settings: &Settings) -> Result<(), Failure> {
-    if settings.webhooks.is_empty() {
+    if settings.webhooks.is_empty() && settings.subscriptions.is_empty() {
         return fail(
             "webhooks",
-            "no webhook configured; add a [webhooks.<name>] table with its signing secrets",
+            "no webhook or subscription configured; add a [webhooks.<name>] table with its signing \
+             secrets, or a [subscriptions.<name>] table",
         );
     }
     let momento = settings.momento.resolved_backend() == BackendKind::Momento;
     for (name, webhook) in &settings.webhooks {
         let key = format!("webhooks.{name}");
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !is_plain_name(name) {
             return fail(key, "a webhook name may only hold letters, digits, '-' and '_'");
         }
         if webhook.max_age.is_zero() {

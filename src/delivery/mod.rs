@@ -21,6 +21,7 @@ use crate::config::{DeliveryMode, DeliverySettings, TopicAddress};
 use crate::event::Message;
 use crate::pipeline::{Finished, StepError, StepFailure};
 use crate::route::Route;
+use crate::sources::Source;
 use backoff::Backoff;
 use record::{DeadLetter, SpooledEvent};
 use spool::{EventKey, Spool, SpoolError};
@@ -64,7 +65,7 @@ pub enum DeliveryError {
 /// An event after its inline run: where it came from, how far it got, and its write-ahead
 /// record, if it has one.
 struct Ran<'a> {
-    webhook: &'a str,
+    source: &'a Source,
     route: &'a Route,
     message: Message,
     next_step: usize,
@@ -111,11 +112,11 @@ impl Delivery {
         }
     }
 
-    /// Delivers one event that `route` took from `webhook`. The time budget counts from
-    /// `arrived`, when the request came in, so that reading it and checking it count too.
+    /// Delivers one event that `route` took from `source`. The time budget counts from
+    /// `arrived`, when the event came in, so that reading it and checking it count too.
     pub async fn deliver(
         &self,
-        webhook: &str,
+        source: &Source,
         route: &Route,
         message: Message,
         arrived: Instant,
@@ -123,9 +124,9 @@ impl Delivery {
         let deadline = arrived + self.budget;
         match (&self.spool, self.mode) {
             (Some(spool), DeliveryMode::Spool) => {
-                self.write_ahead(spool, webhook, route, message, deadline).await
+                self.write_ahead(spool, source, route, message, deadline).await
             }
-            (Some(spool), _) => self.inline_then_spool(spool, webhook, route, message, deadline).await,
+            (Some(spool), _) => self.inline_then_spool(spool, source, route, message, deadline).await,
             (None, _) => self.inline_only(route, message, deadline).await,
         }
     }
@@ -171,33 +172,33 @@ impl Delivery {
     async fn inline_then_spool(
         &self,
         spool: &Spool,
-        webhook: &str,
+        source: &Source,
         route: &Route,
         mut message: Message,
         deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
         let mut next_step = 0;
         let outcome = self.run(route, &mut message, &mut next_step, deadline).await;
-        let ran = Ran { webhook, route, message, next_step, written: None };
+        let ran = Ran { source, route, message, next_step, written: None };
         self.settle(spool, ran, outcome).await
     }
 
     async fn write_ahead(
         &self,
         spool: &Spool,
-        webhook: &str,
+        source: &Source,
         route: &Route,
         mut message: Message,
         deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
-        let record = self.record(webhook, route, message.clone(), 0, None);
+        let record = self.record(source, route, message.clone(), 0, None);
         let key = spool.insert(record, now_ms() + self.lease.as_millis() as u64).await?;
         // Held until this request is done with the record, so the background worker leaves it
         // alone; the lease covers a crash, when the claim is gone but the record is not.
         let _claim = spool.claim(key.1);
         let mut next_step = 0;
         let outcome = self.run(route, &mut message, &mut next_step, deadline).await;
-        let ran = Ran { webhook, route, message, next_step, written: Some(key) };
+        let ran = Ran { source, route, message, next_step, written: Some(key) };
         self.settle(spool, ran, outcome).await
     }
 
@@ -205,7 +206,7 @@ impl Delivery {
     /// refused. The record written ahead, if any, is updated or removed to match.
     async fn settle(&self, spool: &Spool, ran: Ran<'_>, outcome: Run) -> Result<Delivered, DeliveryError> {
         let keep = |error: String| {
-            self.record(ran.webhook, ran.route, ran.message.clone(), ran.next_step, Some(error))
+            self.record(ran.source, ran.route, ran.message.clone(), ran.next_step, Some(error))
         };
         match outcome {
             Run::Finished(finished) => {
@@ -262,14 +263,14 @@ impl Delivery {
 
     fn record(
         &self,
-        webhook: &str,
+        source: &Source,
         route: &Route,
         message: Message,
         next_step: usize,
         error: Option<String>,
     ) -> SpooledEvent {
         SpooledEvent {
-            webhook: webhook.to_owned(),
+            source: source.to_string(),
             route: route.name.to_string(),
             message,
             next_step,

@@ -7,8 +7,10 @@ use crate::event::Message;
 /// An event waiting to be (re)delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpooledEvent {
-    /// The webhook it came in on.
-    pub webhook: String,
+    /// Where it came from, as `webhooks.<name>` or `subscriptions.<name>` (records written
+    /// before subscriptions existed hold a webhook's bare name under `webhook`).
+    #[serde(alias = "webhook")]
+    pub source: String,
     /// The route whose steps it runs.
     pub route: String,
     /// The message as it was before `next_step`.

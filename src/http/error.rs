@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::accept::AcceptError;
 use crate::relay::Refusal;
+use crate::sources::webhook::NotAccepted;
 
 /// Every error code the relay answers with; the README's status table lists them all.
 pub const ERROR_CODES: &[&str] = &[
@@ -38,6 +39,8 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid_id",
     "method_not_allowed",
     "invalid_query",
+    "message_too_large",
+    "not_text",
     "internal_error",
 ];
 
@@ -47,6 +50,9 @@ pub enum HttpError {
     /// The relay refused the event; see [`HttpError::status`] for the code of each reason.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The webhook's accept stage refused the verified body (malformed, stale, a replay).
+    #[error(transparent)]
+    NotAccepted(#[from] NotAccepted),
     /// 404 `unknown_webhook`: no webhook of that name is configured.
     #[error("no webhook named {0:?} is configured")]
     UnknownWebhook(String),
@@ -77,6 +83,12 @@ pub enum HttpError {
     /// 400 `invalid_query`: an admin request whose query string cannot be read.
     #[error("the query string is not valid; use ?limit=N")]
     InvalidQuery,
+    /// 413 `message_too_large`: a message for the embedded bus over Momento's 4 KB.
+    #[error("a message may hold at most {0} bytes, as on Momento")]
+    MessageTooLarge(usize),
+    /// 400 `not_text`: a message for the embedded bus that is not UTF-8 text.
+    #[error("the message must be UTF-8 text")]
+    NotText,
     /// 405 `method_not_allowed`: the path exists, the method does not.
     #[error("this path does not take that method")]
     MethodNotAllowed,
@@ -91,12 +103,7 @@ impl HttpError {
         use StatusCode as S;
         match self {
             HttpError::Refused(refusal) => match refusal {
-                Refusal::NotAccepted(AcceptError::Malformed(_)) => (S::BAD_REQUEST, "invalid_event"),
-                Refusal::NotAccepted(AcceptError::Stale { .. }) => (S::UNPROCESSABLE_ENTITY, "stale_event"),
-                Refusal::NotAccepted(AcceptError::Future { .. }) => (S::UNPROCESSABLE_ENTITY, "future_event"),
                 Refusal::NoRoute { .. } => (S::NOT_FOUND, "no_route"),
-                Refusal::Duplicate => (S::CONFLICT, "duplicate_event"),
-                Refusal::ReplayMemoryFull => (S::SERVICE_UNAVAILABLE, "replay_memory_full"),
                 Refusal::SpoolFull => (S::SERVICE_UNAVAILABLE, "spool_full"),
                 Refusal::Panicked { .. } => (S::INTERNAL_SERVER_ERROR, "internal_error"),
                 Refusal::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
@@ -104,6 +111,13 @@ impl HttpError {
                 Refusal::BackendRefused { .. } => (S::BAD_GATEWAY, "backend_error"),
                 Refusal::ProcessingFailed { .. } => (S::UNPROCESSABLE_ENTITY, "processing_failed"),
                 Refusal::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "backend_unavailable"),
+            },
+            HttpError::NotAccepted(refusal) => match refusal {
+                NotAccepted::Invalid(AcceptError::Malformed(_)) => (S::BAD_REQUEST, "invalid_event"),
+                NotAccepted::Invalid(AcceptError::Stale { .. }) => (S::UNPROCESSABLE_ENTITY, "stale_event"),
+                NotAccepted::Invalid(AcceptError::Future { .. }) => (S::UNPROCESSABLE_ENTITY, "future_event"),
+                NotAccepted::Duplicate => (S::CONFLICT, "duplicate_event"),
+                NotAccepted::ReplayMemoryFull => (S::SERVICE_UNAVAILABLE, "replay_memory_full"),
             },
             HttpError::UnknownWebhook(_) => (S::NOT_FOUND, "unknown_webhook"),
             HttpError::NoDefaultWebhook => (S::NOT_FOUND, "no_default_webhook"),
@@ -116,6 +130,8 @@ impl HttpError {
             HttpError::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
             HttpError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             HttpError::InvalidQuery => (S::BAD_REQUEST, "invalid_query"),
+            HttpError::MessageTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "message_too_large"),
+            HttpError::NotText => (S::BAD_REQUEST, "not_text"),
             HttpError::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -153,10 +169,10 @@ mod tests {
             HttpError::Overloaded,
             HttpError::Timeout,
             HttpError::NotFound,
-            HttpError::Refused(Refusal::ReplayMemoryFull),
+            HttpError::NotAccepted(NotAccepted::ReplayMemoryFull),
             HttpError::Refused(Refusal::SpoolFull),
             HttpError::Refused(Refusal::SpoolUnavailable),
-            HttpError::Refused(Refusal::Duplicate),
+            HttpError::NotAccepted(NotAccepted::Duplicate),
             HttpError::Unauthorized,
             HttpError::SpoolUnavailable,
         ];

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::HttpError;
 use super::middleware::Arrived;
-use crate::relay::{Outcome, Webhook};
+use crate::relay::Outcome;
+use crate::sources::webhook::Webhook;
 use crate::verify::Verified;
 
 /// The outcome code of a 2xx response, for the layer that counts outcomes.
@@ -31,7 +32,8 @@ pub async fn receive(
     verified: Verified,
 ) -> Result<Response, HttpError> {
     let arrived = arrived.map_or_else(Instant::now, |Extension(Arrived(at))| at);
-    let outcome = state.relay.receive(&webhook, &verified, arrived).await?;
+    let message = state.webhooks.accept(&webhook, &verified).await?;
+    let outcome = state.relay.dispatch(&webhook.source, message, arrived).await?;
     Ok(respond(outcome))
 }
 

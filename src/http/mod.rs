@@ -10,6 +10,7 @@ pub mod error;
 mod ingest;
 mod middleware;
 mod ops;
+mod publish;
 mod request_id;
 mod subscribe;
 
@@ -33,7 +34,8 @@ use crate::config::{DeliveryMode, Secret};
 use crate::delivery::spool::Spool;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::relay::{Relay, Webhook};
+use crate::relay::Relay;
+use crate::sources::webhook::{Webhook, Webhooks};
 use crate::verify::VerifyLayer;
 
 /// What handlers share: one allocation, so that every layer's clone is a reference count.
@@ -59,6 +61,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The relay core.
     pub relay: Arc<Relay>,
+    /// The configured webhooks and their accept stage.
+    pub webhooks: Arc<Webhooks>,
     /// Liveness and readiness.
     pub health: Arc<Health>,
     /// Counters.
@@ -106,10 +110,10 @@ fn admin_routes(state: AppState) -> Router<AppState> {
 /// secrets; `/webhook` serves the only one, when there is only one.
 fn webhook_routes(state: &AppState) -> Router<AppState> {
     let mut router = Router::new().route("/webhooks/{name}", post(ingest::unknown_webhook));
-    for webhook in state.relay.webhooks() {
+    for webhook in state.webhooks.all() {
         router = router.route(&format!("/webhooks/{}", webhook.name), verified_post(webhook, state));
     }
-    match state.relay.default_webhook() {
+    match state.webhooks.only() {
         Some(webhook) => router.route("/webhook", verified_post(webhook, state)),
         None => router.route("/webhook", post(ingest::no_default_webhook)),
     }
@@ -135,7 +139,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v1/status", get(ops::status));
     if state.bus.is_some() {
-        router = router.route("/v1/subscribe/{cache}/{topic}", get(subscribe::subscribe));
+        router = router
+            .route("/v1/subscribe/{cache}/{topic}", get(subscribe::subscribe))
+            .route("/v1/publish/{cache}/{topic}", post(publish::publish));
     }
     if state.admin_token.is_some() {
         router = router.merge(admin_routes(state.clone()));

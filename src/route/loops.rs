@@ -2,7 +2,8 @@
 //! the relay for every publish, that is an endless loop, each pass billed.
 //!
 //! Each route's `publish` targets are rendered for an example event the route takes, and
-//! the example target is run through the routes. The relay publishes with its own API key,
+//! the example target is run through the routes, once for each way it would come back: the
+//! webhooks, and the relay's own subscriptions to that topic. The relay publishes with its own API key,
 //! so a republished event carries an empty `token_id`; a route that requires a token id
 //! never takes the relay's own output back.
 
@@ -11,6 +12,7 @@ use crate::config::Settings;
 use crate::event::Message;
 use crate::pipeline::template::Template;
 use crate::processors::{BuiltinStep, StepSettings};
+use crate::sources::Source;
 
 /// Fails with the key of the first route on a loop that none of its routes allows, or of a
 /// dead-letter topic that a route would take back.
@@ -81,16 +83,30 @@ fn targets(table: &RouteTable, settings: &Settings, index: usize) -> Vec<(usize,
             continue;
         };
         let (cache, topic) = (cache.render(&example), topic.render(&example));
-        let taker = table.routes.iter().position(|other| {
-            other.matcher.cache.matches(&cache)
-                && other.matcher.topic.matches(&topic)
-                && other.matcher.token_id.matches("")
-        });
-        if let Some(taker) = taker {
-            found.push((taker, format!("{cache}/{topic}")));
+        for source in sources_of(settings, &cache, &topic) {
+            let taker =
+                table.routes.iter().position(|other| other.matcher.matches(&source, &cache, &topic, ""));
+            if let Some(taker) = taker.filter(|taker| !found.iter().any(|(known, _)| known == taker)) {
+                found.push((taker, format!("{cache}/{topic}")));
+            }
         }
     }
     found
+}
+
+/// How a publish on `cache`/`topic` comes back to the relay: through any of its webhooks (the
+/// relay cannot see which topics Momento calls them for, so it assumes all), and through each
+/// of its subscriptions to that topic.
+fn sources_of(settings: &Settings, cache: &str, topic: &str) -> Vec<Source> {
+    let webhooks = settings.webhooks.keys().map(|name| Source::Webhook(name.as_str().into()));
+    let subscriptions = settings
+        .subscriptions
+        .iter()
+        .filter(|(_, subscription)| {
+            subscription.cache == cache && subscription.topics.iter().any(|t| t == topic)
+        })
+        .map(|(name, _)| Source::Subscription(name.as_str().into()));
+    webhooks.chain(subscriptions).collect()
 }
 
 /// A cycle through `start`, as the routes on it in order, if there is one.

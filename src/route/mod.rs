@@ -9,11 +9,15 @@ pub use pattern::{NamePattern, TokenIdRule};
 
 use crate::config::{MatchSettings, Settings};
 use crate::pipeline::{Pipeline, ProcessorRegistry};
+use crate::sources::Source;
 
 /// Which events a route takes.
 #[derive(Debug, Clone)]
 pub struct Matcher {
-    webhook: NamePattern,
+    /// Set when the route names a webhook: it takes only events from webhooks of that name.
+    webhook: Option<NamePattern>,
+    /// Set when the route names a subscription: it takes only events from those.
+    subscription: Option<NamePattern>,
     cache: NamePattern,
     topic: NamePattern,
     token_id: TokenIdRule,
@@ -23,20 +27,40 @@ impl Matcher {
     /// Parses a route's `match`; the error names the offending key under `key`.
     pub fn parse(settings: &MatchSettings, key: &str) -> Result<Self, (String, String)> {
         let field = |name: &'static str| move |message: String| (format!("{key}.{name}"), message);
+        if settings.webhook.is_some() && settings.subscription.is_some() {
+            return Err((
+                key.to_owned(),
+                "name a webhook or a subscription, not both (a route that names neither takes both)".into(),
+            ));
+        }
+        let source = |pattern: Option<&str>, name: &'static str| {
+            pattern.map(|pattern| NamePattern::parse(Some(pattern)).map_err(field(name))).transpose()
+        };
         Ok(Matcher {
-            webhook: NamePattern::parse(settings.webhook.as_deref()).map_err(field("webhook"))?,
+            webhook: source(settings.webhook.as_deref(), "webhook")?,
+            subscription: source(settings.subscription.as_deref(), "subscription")?,
             cache: NamePattern::parse(settings.cache.as_deref()).map_err(field("cache"))?,
             topic: NamePattern::parse(settings.topic.as_deref()).map_err(field("topic"))?,
             token_id: TokenIdRule::parse(settings.token_id.as_deref()).map_err(field("token_id"))?,
         })
     }
 
-    /// Whether an event with these fields, arriving on `webhook`, is this route's.
-    pub fn matches(&self, webhook: &str, cache: &str, topic: &str, token_id: &str) -> bool {
-        self.webhook.matches(webhook)
+    /// Whether an event with these fields, from `source`, is this route's.
+    pub fn matches(&self, source: &Source, cache: &str, topic: &str, token_id: &str) -> bool {
+        self.takes_from(source)
             && self.cache.matches(cache)
             && self.topic.matches(topic)
             && self.token_id.matches(token_id)
+    }
+
+    /// Whether the route takes events from `source`, whatever their cache and topic.
+    fn takes_from(&self, source: &Source) -> bool {
+        match (source, &self.webhook, &self.subscription) {
+            (Source::Webhook(name), Some(webhook), _) => webhook.matches(name),
+            (Source::Subscription(name), _, Some(subscription)) => subscription.matches(name),
+            (_, None, None) => true,
+            _ => false,
+        }
     }
 }
 
@@ -82,8 +106,8 @@ impl RouteTable {
     }
 
     /// The first route that takes this event, with its position.
-    pub fn select(&self, webhook: &str, cache: &str, topic: &str, token_id: &str) -> Option<&Route> {
-        self.routes.iter().find(|route| route.matcher.matches(webhook, cache, topic, token_id))
+    pub fn select(&self, source: &Source, cache: &str, topic: &str, token_id: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| route.matcher.matches(source, cache, topic, token_id))
     }
 
     /// The route with this name, for resuming stored events.

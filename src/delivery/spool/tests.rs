@@ -6,7 +6,7 @@ use crate::event::Message;
 
 fn event(text: &str) -> SpooledEvent {
     SpooledEvent {
-        webhook: "chat".into(),
+        source: "webhooks.chat".into(),
         route: "shout".into(),
         message: Message::new("chat", "topic 1", text),
         next_step: 1,

@@ -1,0 +1,30 @@
+//! `topic-relay publish`: put a message on a running relay's embedded bus, as a Momento client
+//! publishes on a topic, to try subscriptions with no account.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::PublishArgs;
+
+/// Posts the message to `/v1/publish/{cache}/{topic}` and prints the answer.
+pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let mut url = reqwest::Url::parse(&args.url).context("--url is not a URL")?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("--url cannot take a path"))?
+        .pop_if_empty()
+        .extend(["v1", "publish", &args.cache, &args.topic]);
+    if !args.token_id.is_empty() {
+        url.query_pairs_mut().append_pair("token_id", &args.token_id);
+    }
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let response = client
+        .post(url)
+        .body(args.text)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", args.url))?;
+    let status = response.status();
+    println!("{status} {}", response.text().await.unwrap_or_default());
+    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

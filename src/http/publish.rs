@@ -1,0 +1,41 @@
+//! `POST /v1/publish/{cache}/{topic}`: publishes the request body on the embedded backend's
+//! bus, as a Momento client would publish on a topic, so that the relay's subscriptions (and
+//! `/v1/subscribe` streams) can be tried with no account. Only served on the embedded backend.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::HttpError;
+
+/// Momento's limit on one message, which the embedded bus keeps too.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `?token_id=`: the publisher's token id, as Momento would stamp it from a disposable token.
+#[derive(Debug, Default, Deserialize)]
+pub struct Publisher {
+    /// Empty when the publisher's token has none.
+    #[serde(default)]
+    pub token_id: String,
+}
+
+/// Publishes the body (UTF-8 text) and answers its sequence number on the topic:
+/// `{"topic_sequence_number": n}` (0 when nobody listens).
+pub async fn publish(
+    State(state): State<AppState>,
+    Path((cache, topic)): Path<(String, String)>,
+    Query(publisher): Query<Publisher>,
+    body: Bytes,
+) -> Result<impl IntoResponse, HttpError> {
+    let bus = state.bus.as_ref().ok_or(HttpError::NotFound)?;
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err(HttpError::MessageTooLarge(MAX_MESSAGE_BYTES));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| HttpError::NotText)?;
+    let sequence = bus.publish(&cache, &topic, text, &publisher.token_id);
+    Ok(Json(json!({ "topic_sequence_number": sequence })))
+}
