@@ -55,16 +55,25 @@ pub struct PublishArgs {
     /// The relay's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Cache to publish in.
+    /// What is published, and by whom.
+    #[command(flatten)]
+    pub message: MessageArgs,
+}
+
+/// A message on a topic, as `send` and `publish` take it.
+#[derive(Debug, Args)]
+pub struct MessageArgs {
+    /// The cache.
     #[arg(long)]
     pub cache: String,
-    /// Topic to publish on.
+    /// The topic.
     #[arg(long)]
     pub topic: String,
-    /// The message.
+    /// The message text.
     #[arg(long)]
     pub text: String,
-    /// The publisher's token id, as Momento stamps it from a disposable token.
+    /// The publisher's token id, as Momento stamps it from a disposable token (empty: an
+    /// anonymous publisher).
     #[arg(long, default_value = "")]
     pub token_id: String,
 }
@@ -90,18 +99,9 @@ pub struct SendArgs {
     /// The webhook's signing secret (default: the demo secret of the embedded backend).
     #[arg(long, env = "TOPIC_RELAY_SECRET", hide_env_values = true, default_value = DEMO_SECRET)]
     pub secret: String,
-    /// Cache the event claims to come from.
-    #[arg(long)]
-    pub cache: String,
-    /// Topic the event claims to come from.
-    #[arg(long)]
-    pub topic: String,
-    /// The message text.
-    #[arg(long)]
-    pub text: String,
-    /// The publisher's token id (empty: an anonymous publisher).
-    #[arg(long, default_value = "")]
-    pub token_id: String,
+    /// The event's message.
+    #[command(flatten)]
+    pub message: MessageArgs,
     /// How many events to send, with increasing sequence numbers.
     #[arg(long, default_value_t = 1)]
     pub count: u64,

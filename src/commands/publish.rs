@@ -13,14 +13,14 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
     url.path_segments_mut()
         .map_err(|()| anyhow::anyhow!("--url cannot take a path"))?
         .pop_if_empty()
-        .extend(["v1", "publish", &args.cache, &args.topic]);
-    if !args.token_id.is_empty() {
-        url.query_pairs_mut().append_pair("token_id", &args.token_id);
+        .extend(["v1", "publish", &args.message.cache, &args.message.topic]);
+    if !args.message.token_id.is_empty() {
+        url.query_pairs_mut().append_pair("token_id", &args.message.token_id);
     }
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
     let response = client
         .post(url)
-        .body(args.text)
+        .body(args.message.text)
         .send()
         .await
         .with_context(|| format!("cannot reach {}", args.url))?;

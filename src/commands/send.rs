@@ -22,13 +22,13 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     for sequence in 1..=args.count {
         let now = now_ms();
         let body = json!({
-            "cache": args.cache,
-            "topic": args.topic,
+            "cache": args.message.cache,
+            "topic": args.message.topic,
             "event_timestamp": now,
             "publish_timestamp": now,
             "topic_sequence_number": sequence,
-            "token_id": args.token_id,
-            "text": args.text,
+            "token_id": args.message.token_id,
+            "text": args.message.text,
         })
         .to_string();
         let signature = verify::sign(args.secret.as_bytes(), body.as_bytes());
