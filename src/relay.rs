@@ -16,7 +16,7 @@ use crate::pipeline::StepError;
 use crate::route::{Route, RouteTable};
 use crate::sources::Source;
 
-/// What became of an event that was answered with 2xx.
+/// What became of an event the relay took (a webhook's answer to it is a 2xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Every step of the route ran.
@@ -58,7 +58,8 @@ impl Outcome {
     }
 }
 
-/// Why an event was refused. `http::error` gives each its status code.
+/// Why the core refused an event. `http::error` gives each its status code; a subscription
+/// logs it.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// No route takes the event, and `[unmatched] action = "reject"`.
