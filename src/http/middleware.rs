@@ -10,12 +10,13 @@ use futures::FutureExt;
 use tokio::time::Instant;
 
 use super::AppState;
-/// The header carrying the request id (set, or kept, by the outermost layer).
-const REQUEST_ID: &str = "x-request-id";
 use super::error::{ErrorCode, HttpError};
 use super::ingest::OutcomeCode;
 use crate::metrics::REFUSED;
 use crate::verify::VerifyRejection;
+
+/// The header carrying the request id (set, or kept, by the outermost layer).
+const REQUEST_ID: &str = "x-request-id";
 
 /// Everything in front of a webhook's verification, in one middleware (each one more costs
 /// a boxed service per request): refuse past `server.max_in_flight`, answer 503 `timeout` if
