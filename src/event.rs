@@ -44,10 +44,15 @@ pub struct Message {
     pub text: String,
     /// When the message was published, in ms since the epoch.
     pub event_timestamp: u64,
-    /// When Momento called the webhook, in ms since the epoch.
+    /// When Momento called the webhook, or when the relay received a subscription's item,
+    /// in ms since the epoch.
     pub publish_timestamp: u64,
     /// Position of the message on its topic.
     pub topic_sequence_number: u64,
+    /// The topic's sequence page (0 for webhook events, which carry none); a new page means
+    /// Momento started numbering the topic afresh.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sequence_page: u64,
     /// Values attached by steps, by name (`user`, `json`, ...).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub attached: Map<String, Value>,
@@ -63,6 +68,7 @@ impl From<&WebhookEvent<'_>> for Message {
             event_timestamp: event.event_timestamp,
             publish_timestamp: event.publish_timestamp,
             topic_sequence_number: event.topic_sequence_number,
+            sequence_page: 0,
             attached: Map::new(),
         }
     }
@@ -79,7 +85,12 @@ impl Message {
             event_timestamp: 0,
             publish_timestamp: 0,
             topic_sequence_number: 0,
+            sequence_page: 0,
             attached: Map::new(),
         }
     }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }

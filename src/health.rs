@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::Backend;
+use crate::sources::subscription::ListenerReports;
 
 /// Why the relay is not ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +13,8 @@ pub enum NotReady {
     Draining,
     /// The backend has not answered yet, or keeps failing.
     BackendNotReady,
+    /// A topic this replica owns cannot be subscribed to.
+    SubscriptionFailing,
 }
 
 impl NotReady {
@@ -20,6 +23,7 @@ impl NotReady {
         match self {
             NotReady::Draining => "draining",
             NotReady::BackendNotReady => "backend_not_ready",
+            NotReady::SubscriptionFailing => "subscription_failing",
         }
     }
 }
@@ -28,12 +32,13 @@ impl NotReady {
 pub struct Health {
     draining: AtomicBool,
     backend: Arc<dyn Backend>,
+    listeners: ListenerReports,
 }
 
 impl Health {
     /// Healthy and not draining.
-    pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Health { draining: AtomicBool::new(false), backend }
+    pub fn new(backend: Arc<dyn Backend>, listeners: ListenerReports) -> Self {
+        Health { draining: AtomicBool::new(false), backend, listeners }
     }
 
     /// Marks the start of shutdown: `/readyz` answers 503 from now on.
@@ -47,6 +52,8 @@ impl Health {
             Err(NotReady::Draining)
         } else if !self.backend.is_ready() {
             Err(NotReady::BackendNotReady)
+        } else if self.listeners.any_failing() {
+            Err(NotReady::SubscriptionFailing)
         } else {
             Ok(())
         }

@@ -154,6 +154,23 @@ impl Relay {
         answer(route, delivered)
     }
 
+    /// Routes a message from `source` and puts it in the spool for the background worker,
+    /// without running it now. For sources with more messages in hand than they can run.
+    pub async fn hold(&self, source: &Source, message: Message) -> Result<Outcome, Refusal> {
+        let Some(route) = self.routes.select(source, &message.cache, &message.topic, &message.token_id)
+        else {
+            return self.unmatched(&message.cache, &message.topic);
+        };
+        self.metrics.routes.increment(&route.name);
+        let delivered = self.delivery.hold(source, route, message).await;
+        answer(route, delivered)
+    }
+
+    /// Whether [`Relay::hold`] can keep messages (the spool is on).
+    pub fn can_hold(&self) -> bool {
+        self.delivery.can_hold()
+    }
+
     fn unmatched(&self, cache: &str, topic: &str) -> Result<Outcome, Refusal> {
         tracing::debug!(cache, topic, "no route matches the event");
         match self.unmatched {

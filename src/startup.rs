@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::ProcessorRegistry;
 use crate::relay::Relay;
 use crate::route::RouteTable;
-use crate::sources::subscription::{self, SubscriptionMetrics};
+use crate::sources::subscription::{Listeners, SubscriptionMetrics};
 use crate::sources::webhook::Webhooks;
 
 /// A relay with its listener bound, ready to serve.
@@ -35,15 +35,8 @@ pub struct App {
     server: ServerSettings,
     stop: CancellationToken,
     redeliverer: Option<Redeliverer>,
-    subscriptions: Subscriptions,
+    listeners: Listeners,
     spool_writer: Option<JoinHandle<()>>,
-}
-
-/// What the subscription streams need to start.
-struct Subscriptions {
-    settings: std::collections::BTreeMap<String, crate::config::SubscriptionSettings>,
-    metrics: SubscriptionMetrics,
-    relay: Arc<Relay>,
 }
 
 impl App {
@@ -80,18 +73,24 @@ impl App {
         let replays = replay_guard(&settings, &connected.backend);
         let webhooks = Arc::new(Webhooks::new(&settings.webhooks, replays, metrics.clone()));
         let relay = Arc::new(Relay::new(&settings, routes, delivery, metrics.clone()));
-        let subscriptions = Subscriptions {
-            settings: settings.subscriptions.clone(),
-            metrics: subscription_metrics,
-            relay: relay.clone(),
-        };
+        let replica = replica_id();
+        let listeners = Listeners::new(
+            &settings.subscriptions,
+            connected.backend.clone(),
+            relay.clone(),
+            &settings.delivery.spool_dir,
+            &subscription_metrics,
+            &replica,
+        )?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let state = AppState::new(Shared {
             relay,
             webhooks,
-            health: Arc::new(Health::new(connected.backend.clone())),
+            health: Arc::new(Health::new(connected.backend.clone(), listeners.reports())),
+            listeners: listeners.reports(),
+            replica,
             metrics,
             backend: connected.backend,
             bus: connected.bus,
@@ -111,7 +110,7 @@ impl App {
             server: settings.server,
             stop: CancellationToken::new(),
             redeliverer,
-            subscriptions,
+            listeners,
             spool_writer,
         })
     }
@@ -144,14 +143,7 @@ impl App {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let stop_redelivery = CancellationToken::new();
         let redelivery = self.redeliverer.map(|worker| tokio::spawn(worker.run(stop_redelivery.clone())));
-        let stop_listening = CancellationToken::new();
-        let listening = match &self.state.bus {
-            Some(bus) => {
-                let Subscriptions { settings, metrics, relay } = &self.subscriptions;
-                subscription::listen_on_bus(settings, bus, relay.clone(), metrics, stop_listening.clone())
-            }
-            None => Vec::new(),
-        };
+        let listening = self.listeners.start();
         let listener_closed = CancellationToken::new();
         let begin_shutdown = drain_on_signal(
             self.stop.clone(),
@@ -180,13 +172,9 @@ impl App {
             },
         };
         result.context("the HTTP server failed")?;
-        // Subscriptions stop taking items; the one each stream is handling finishes first.
-        stop_listening.cancel();
-        for stream in listening {
-            if tokio::time::timeout_at(deadline, stream).await.is_err() {
-                tracing::warn!("a subscription stream was cut off by the shutdown grace");
-            }
-        }
+        // Subscriptions stop taking items, finish or spool what they hold, write their
+        // checkpoints and release their leases.
+        listening.stop(deadline).await;
         stop_redelivery.cancel();
         if let Some(mut redelivery) = redelivery
             && tokio::time::timeout_at(deadline, &mut redelivery).await.is_err()
@@ -240,6 +228,13 @@ fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<Join
         "spool open"
     );
     Ok((Some(spool), Some(writer)))
+}
+
+/// This process's id in the leases it holds: the host name (the pod's, in Kubernetes) and
+/// a random suffix, so that two relays on one host never mistake each other.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "relay".to_owned());
+    format!("{host}-{:08x}", rand::random::<u32>())
 }
 
 /// The replay check, sweeping what it may forget once a second.

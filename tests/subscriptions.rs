@@ -129,13 +129,3 @@ fn a_route_may_name_a_webhook_or_a_subscription_but_not_both() {
     let error = load(&both).unwrap_err();
     assert!(error.contains("routes[2].match") && error.contains("not both"), "{error}");
 }
-
-#[test]
-fn subscriptions_are_refused_on_the_momento_backend_for_now_with_the_key_named() {
-    let on_momento = format!(
-        "{CONFIG}\n[momento]\nbackend = \"momento\"\napi_key = \"{}\"\nendpoint_override = \"http://127.0.0.1:9\"\ntls = false\n",
-        support::emulator::test_api_key()
-    );
-    let error = load(&on_momento).unwrap_err();
-    assert!(error.contains("subscriptions.inbox") && error.contains("embedded backend"), "{error}");
-}

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{Backend, BackendError};
+use futures::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::{Backend, BackendError, ItemStream, ItemValue, Position, SetCondition, TopicItem};
 use crate::config::BackendKind;
 
 /// How many publishes a slow subscriber may fall behind before it misses some.
@@ -24,8 +27,8 @@ pub struct Published {
     pub topic: String,
     /// The payload.
     pub text: String,
-    /// Its position on its topic, from 1, as Momento numbers a topic's items.
-    pub sequence: u64,
+    /// Its place on its topic: numbered from 1, on the page this bus was started with.
+    pub position: Position,
     /// The publisher's `token_id`; empty for the relay's own publishes.
     pub publisher_id: String,
     /// When it was published, in ms since the epoch.
@@ -38,12 +41,37 @@ pub struct MemoryBus {
     sender: broadcast::Sender<Arc<Published>>,
     /// The last sequence number of each (cache, topic).
     sequences: Arc<Mutex<HashMap<(String, String), u64>>>,
+    /// The sequence page of every topic: the bus keeps nothing across restarts, so each
+    /// start numbers its topics afresh, on a new page.
+    page: u64,
 }
 
 impl MemoryBus {
     /// Receives everything published from now on; callers filter by cache and topic.
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
+    }
+
+    /// The items published on `topic` in `cache` from now on. The bus keeps no history, so
+    /// there is nothing to resume; a subscriber that falls more than the bus's capacity behind
+    /// misses items, which shows as a jump in their sequence numbers.
+    pub fn items(&self, cache: &str, topic: &str) -> ItemStream {
+        let (cache, topic) = (cache.to_owned(), topic.to_owned());
+        BroadcastStream::new(self.sender.subscribe())
+            .filter_map(move |published| {
+                let item = match published {
+                    Ok(published) if published.cache == cache && published.topic == topic => {
+                        Some(TopicItem {
+                            position: published.position,
+                            publisher_id: published.publisher_id.clone(),
+                            value: ItemValue::Text(published.text.clone()),
+                        })
+                    }
+                    _ => None,
+                };
+                std::future::ready(item)
+            })
+            .boxed()
     }
 
     /// Publishes `text` as `publisher_id`; returns its sequence number on the topic, or 0 when
@@ -60,7 +88,7 @@ impl MemoryBus {
             cache: cache.to_owned(),
             topic: topic.to_owned(),
             text: text.to_owned(),
-            sequence: *sequence,
+            position: Position { page: self.page, sequence: *sequence },
             publisher_id: publisher_id.to_owned(),
             published_ms: crate::accept::now_ms(),
         }));
@@ -96,7 +124,7 @@ impl MemoryBackend {
     /// An empty backend whose items live until replaced.
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(BUS_CAPACITY);
-        let bus = MemoryBus { sender, sequences: Arc::default() };
+        let bus = MemoryBus { sender, sequences: Arc::default(), page: crate::accept::now_ms() };
         MemoryBackend { bus, store: Arc::default(), default_ttl: None }
     }
 
@@ -197,6 +225,37 @@ impl Backend for MemoryBackend {
             }
             absent
         }))
+    }
+
+    async fn set_if(
+        &self,
+        cache: &str,
+        key: &str,
+        value: &[u8],
+        condition: &SetCondition,
+        ttl: Option<Duration>,
+    ) -> Result<bool, BackendError> {
+        self.with_entry(cache, key, |entry| {
+            let holds = match entry.get() {
+                Some(Item::Value(current)) => condition.holds_for(Some(current)),
+                Some(Item::List(_)) => return Err(BackendError::Invalid(format!("{key} holds a list"))),
+                None => condition.holds_for(None),
+            };
+            if holds {
+                entry.put(Item::Value(value.to_vec()), ttl);
+            }
+            Ok(holds)
+        })
+    }
+
+    /// The embedded bus keeps no history: `resume` is ignored.
+    async fn subscribe(
+        &self,
+        cache: &str,
+        topic: &str,
+        _resume: Option<Position>,
+    ) -> Result<ItemStream, BackendError> {
+        Ok(self.bus.items(cache, topic))
     }
 
     async fn list_push_back(

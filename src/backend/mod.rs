@@ -4,6 +4,7 @@
 mod memory;
 pub mod momento;
 mod timed;
+mod topics;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 
 pub use memory::{MemoryBackend, MemoryBus, Published};
 pub use timed::Timed;
+pub use topics::{ItemStream, ItemValue, Position, SetCondition, TopicItem};
 
 use crate::config::BackendKind;
 
@@ -80,6 +82,25 @@ pub trait Backend: Send + Sync + 'static {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, BackendError>;
+
+    /// Writes `key` when `condition` holds; true when it was written.
+    async fn set_if(
+        &self,
+        cache: &str,
+        key: &str,
+        value: &[u8],
+        condition: &SetCondition,
+        ttl: Option<Duration>,
+    ) -> Result<bool, BackendError>;
+
+    /// Listens to `topic` in `cache`, from `resume` when given (and the topic still holds
+    /// it), otherwise from the next item published.
+    async fn subscribe(
+        &self,
+        cache: &str,
+        topic: &str,
+        resume: Option<Position>,
+    ) -> Result<ItemStream, BackendError>;
 
     /// Appends `value` to the list `list`, keeping only the newest `keep` items when given,
     /// and sets the list's TTL.

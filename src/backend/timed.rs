@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, ItemStream, Position, SetCondition};
 use crate::config::BackendKind;
 use crate::metrics::{Histogram, Metrics};
 
@@ -17,6 +17,8 @@ pub struct Timed {
     get: Histogram,
     set: Histogram,
     set_if_absent: Histogram,
+    set_if: Histogram,
+    subscribe: Histogram,
     list_push_back: Histogram,
 }
 
@@ -29,6 +31,8 @@ impl Timed {
             get: metrics.backend_duration("get"),
             set: metrics.backend_duration("set"),
             set_if_absent: metrics.backend_duration("set_if_absent"),
+            set_if: metrics.backend_duration("set_if"),
+            subscribe: metrics.backend_duration("subscribe"),
             list_push_back: metrics.backend_duration("list_push_back"),
         }
     }
@@ -82,6 +86,27 @@ impl Backend for Timed {
         ttl: Option<Duration>,
     ) -> Result<bool, BackendError> {
         timed(&self.set_if_absent, self.inner.set_if_absent(cache, key, value, ttl)).await
+    }
+
+    async fn set_if(
+        &self,
+        cache: &str,
+        key: &str,
+        value: &[u8],
+        condition: &SetCondition,
+        ttl: Option<Duration>,
+    ) -> Result<bool, BackendError> {
+        timed(&self.set_if, self.inner.set_if(cache, key, value, condition, ttl)).await
+    }
+
+    /// Times establishing the subscription, not the items that follow.
+    async fn subscribe(
+        &self,
+        cache: &str,
+        topic: &str,
+        resume: Option<Position>,
+    ) -> Result<ItemStream, BackendError> {
+        timed(&self.subscribe, self.inner.subscribe(cache, topic, resume)).await
     }
 
     async fn list_push_back(

@@ -72,11 +72,21 @@ fn check_subscriptions(settings: &Settings) -> Result<(), Failure> {
         if topics.windows(2).any(|pair| pair[0] == pair[1]) {
             return fail(format!("{key}.topics"), "a topic is listed twice");
         }
-        if settings.momento.resolved_backend() == BackendKind::Momento {
+        if subscription.lease_ttl < Duration::from_secs(1) {
+            return fail(format!("{key}.lease_ttl"), "must be at least 1s");
+        }
+        if subscription.queue == 0 {
+            return fail(format!("{key}.queue"), "must be at least 1");
+        }
+        if subscription.checkpoint_interval < Duration::from_millis(10) {
+            return fail(format!("{key}.checkpoint_interval"), "must be at least 10ms");
+        }
+        if subscription.reconnect_initial.is_zero()
+            || subscription.reconnect_initial > subscription.reconnect_max
+        {
             return fail(
-                key,
-                "this version listens to topics on the embedded backend only; with Momento, \
-                 point a Momento webhook at the relay instead",
+                format!("{key}.reconnect_initial"),
+                "must be more than zero and no longer than reconnect_max",
             );
         }
     }

@@ -2,7 +2,7 @@
 //! whatever cannot finish in the durable spool until it can. An event answered 2xx is either
 //! done or safely on disk.
 
-mod backoff;
+pub mod backoff;
 pub mod record;
 pub mod redeliver;
 pub mod spool;
@@ -129,6 +129,26 @@ impl Delivery {
             (Some(spool), _) => self.inline_then_spool(spool, source, route, message, deadline).await,
             (None, _) => self.inline_only(route, message, deadline).await,
         }
+    }
+
+    /// Whether events can be held in a spool for later (`mode` is not `off`).
+    pub fn can_hold(&self) -> bool {
+        self.spool.is_some()
+    }
+
+    /// Puts an event in the spool without running it; the background worker runs it soon.
+    /// For a source that has more events in hand than it can run now.
+    pub async fn hold(
+        &self,
+        source: &Source,
+        route: &Route,
+        message: Message,
+    ) -> Result<Delivered, DeliveryError> {
+        let Some(spool) = &self.spool else {
+            return Err(DeliveryError::Spool(SpoolError::Storage("delivery.mode is off".into())));
+        };
+        spool.insert(self.record(source, route, message, 0, None), now_ms()).await?;
+        Ok(Delivered::Spooled)
     }
 
     async fn run(

@@ -35,6 +35,7 @@ use crate::delivery::spool::Spool;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
+use crate::sources::subscription::ListenerReports;
 use crate::sources::webhook::{Webhook, Webhooks};
 use crate::verify::VerifyLayer;
 
@@ -71,6 +72,10 @@ pub struct Shared {
     pub backend: Arc<dyn Backend>,
     /// The embedded backend's bus, when that backend is in use.
     pub bus: Option<MemoryBus>,
+    /// What the subscription streams report, for `/v1/status`.
+    pub listeners: ListenerReports,
+    /// This process's id in the leases it holds.
+    pub replica: String,
     /// The spool, unless `delivery.mode = "off"`.
     pub spool: Option<Spool>,
     /// The admin API's bearer token; without one the admin API is not served.

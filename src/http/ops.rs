@@ -34,6 +34,8 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
             "spooled": spool.map(|spool| spool.event_count()),
             "dead_letters": spool.map(|spool| spool.dead_letter_count()),
         },
+        "replica": state.replica,
+        "subscriptions": state.listeners.snapshot(),
     }))
 }
 

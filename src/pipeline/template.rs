@@ -2,7 +2,7 @@
 //! placeholders filled from a message. Parsed once when the config is loaded.
 //!
 //! Fields: `cache`, `topic`, `token_id`, `text`, `event_timestamp`, `publish_timestamp`,
-//! `topic_sequence_number`, and any name a step attached (`user`, `json`), with a dotted
+//! `topic_sequence_number`, `sequence_page` (subscription items), and any name a step attached (`user`, `json`), with a dotted
 //! path into its JSON (`{user.name}`, `{json.course.id}`). `{{` and `}}` are literal braces.
 //! A field that is absent renders as the empty string.
 
@@ -13,8 +13,16 @@ use serde_json::Value;
 use crate::event::Message;
 
 /// The message fields every template can use.
-pub const EVENT_FIELDS: [&str; 7] =
-    ["cache", "topic", "token_id", "text", "event_timestamp", "publish_timestamp", "topic_sequence_number"];
+pub const EVENT_FIELDS: [&str; 8] = [
+    "cache",
+    "topic",
+    "token_id",
+    "text",
+    "event_timestamp",
+    "publish_timestamp",
+    "topic_sequence_number",
+    "sequence_page",
+];
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +145,7 @@ fn write_field(out: &mut String, message: &Message, root: &str, path: &[String])
         "event_timestamp" => write!(out, "{}", message.event_timestamp),
         "publish_timestamp" => write!(out, "{}", message.publish_timestamp),
         "topic_sequence_number" => write!(out, "{}", message.topic_sequence_number),
+        "sequence_page" => write!(out, "{}", message.sequence_page),
         _ => {
             let value = path.iter().try_fold(message.attached.get(root), |value, key| Some(value?.get(key)));
             match value.flatten() {

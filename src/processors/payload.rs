@@ -16,7 +16,7 @@ pub enum PayloadFormat {
     #[default]
     Text,
     /// `{text, token_id, cache, topic, event_timestamp, publish_timestamp,
-    /// topic_sequence_number, ...attached}`.
+    /// topic_sequence_number, sequence_page (subscription items only), ...attached}`.
     Json,
 }
 
@@ -41,6 +41,9 @@ pub fn envelope(message: &Message) -> String {
     object.insert("event_timestamp".into(), message.event_timestamp.into());
     object.insert("publish_timestamp".into(), message.publish_timestamp.into());
     object.insert("topic_sequence_number".into(), message.topic_sequence_number.into());
+    if message.sequence_page != 0 {
+        object.insert("sequence_page".into(), message.sequence_page.into());
+    }
     Value::Object(object).to_string()
 }
 

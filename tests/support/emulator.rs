@@ -4,8 +4,14 @@
 //! on `127.0.0.1` over plaintext HTTP/2 for the official `momento` SDK. Supported: `Publish`,
 //! `Subscribe`, `Get`, `Set`, `SetIf` (all conditions), `ListPushBack`, `ListConcatenateBack`,
 //! `ListFetch`; every other `Scs` call answers `UNIMPLEMENTED` (the SDK's `BadRequestError`).
-//! TTLs are recorded, never enforced. Scs calls name their cache in the `cache` metadata
-//! header (as the SDK sends it); pubsub messages carry `cache_name` themselves.
+//! Values expire at their TTL; lists keep theirs recorded only. Scs calls name their cache in
+//! the `cache` metadata header (as the SDK sends it); pubsub messages carry `cache_name`
+//! themselves.
+//!
+//! Topics keep their history (up to [`HISTORY`] items), so that a subscription resuming at a
+//! sequence number gets what was published since. Tests can publish as a given publisher
+//! (`token_id`), cut every stream, start a new sequence page, skip sequence numbers (items
+//! missed), forget a topic's history, and refuse subscriptions.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -24,8 +30,8 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 
-/// Sequence page the emulator reports for every topic (it never resets a topic).
-const SEQUENCE_PAGE: u64 = 1;
+/// Items each topic keeps for subscriptions that resume.
+pub const HISTORY: usize = 10_000;
 
 /// A fake v2 API key that `momento::CredentialProvider::from_api_key_v2` accepts.
 ///
@@ -73,14 +79,67 @@ type Key = (String, Vec<u8>);
 type Reply<T> = Result<Response<T>, Status>;
 type Subscriber = mpsc::UnboundedSender<Result<ps::SubscriptionItem, Status>>;
 
-#[derive(Default)]
 struct Topic {
+    page: u64,
     last_sequence_number: u64,
+    history: VecDeque<ps::TopicItem>,
     subscribers: Vec<Subscriber>,
+}
+
+impl Default for Topic {
+    fn default() -> Self {
+        Topic { page: 1, last_sequence_number: 0, history: VecDeque::new(), subscribers: Vec::new() }
+    }
+}
+
+impl Topic {
+    /// Numbers `kind` as the topic's next item, keeps it, and sends it to every live
+    /// subscription (forgetting those whose client went away).
+    fn append(&mut self, kind: ps::topic_value::Kind, publisher_id: &str) -> u64 {
+        self.last_sequence_number += 1;
+        let topic_item = ps::TopicItem {
+            topic_sequence_number: self.last_sequence_number,
+            value: Some(ps::TopicValue { kind: Some(kind) }),
+            publisher_id: publisher_id.to_owned(),
+            sequence_page: self.page,
+        };
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(topic_item.clone());
+        let message = item(ItemKind::Item(topic_item));
+        self.subscribers.retain(|subscriber| subscriber.send(Ok(message.clone())).is_ok());
+        self.last_sequence_number
+    }
+
+    /// What a subscription resuming at `sequence` on `page` is sent first: the items it asks
+    /// for that the topic still holds, after a discontinuity when it cannot have all of them.
+    fn replay(&self, sequence: u64, page: u64) -> Vec<ps::SubscriptionItem> {
+        if sequence == 0 {
+            return Vec::new();
+        }
+        let from = if page == self.page { sequence } else { 1 };
+        let oldest =
+            self.history.front().map_or(self.last_sequence_number + 1, |item| item.topic_sequence_number);
+        let mut items = Vec::new();
+        if page != self.page || from < oldest {
+            items.push(item(ItemKind::Discontinuity(ps::Discontinuity {
+                last_topic_sequence: sequence.saturating_sub(1),
+                new_topic_sequence: oldest.max(from).saturating_sub(1),
+                new_sequence_page: self.page,
+            })));
+        }
+        let held = self.history.iter().filter(|item| item.topic_sequence_number >= from);
+        items.extend(held.map(|topic_item| item(ItemKind::Item(topic_item.clone()))));
+        items
+    }
 }
 
 #[derive(Default)]
 struct State {
+    fail_subscribes: Option<(usize, Code)>,
+    subscribe_calls: usize,
+    expiries: HashMap<Key, std::time::Instant>,
     fail_next: Option<(usize, Code)>,
     fail_topic: Option<(String, usize, Code)>,
     fail_all: Option<Code>,
@@ -95,6 +154,26 @@ struct State {
 }
 
 impl State {
+    /// Stores a value that expires after `ttl_ms`.
+    fn keep(&mut self, key: Key, value: Vec<u8>, ttl_ms: u64) {
+        self.ttls.insert(key.clone(), ttl_ms);
+        let expires = std::time::Instant::now() + Duration::from_millis(ttl_ms);
+        self.expiries.insert(key.clone(), expires);
+        self.values.insert(key, value);
+    }
+
+    /// Forgets the value under `key` if its TTL ran out.
+    fn expire(&mut self, key: &Key) {
+        if self.expiries.get(key).is_some_and(|at| *at <= std::time::Instant::now()) {
+            self.values.remove(key);
+            self.expiries.remove(key);
+        }
+    }
+
+    fn topic(&mut self, cache: &str, topic: &str) -> &mut Topic {
+        self.topics.entry((cache.to_owned(), topic.to_owned())).or_default()
+    }
+
     fn record(&mut self, method: &'static str, cache: &str, peer: Option<SocketAddr>, failed: bool) {
         let cache = cache.to_string();
         self.calls.push(Call { method, cache, peer, failed });
@@ -221,17 +300,8 @@ impl Pubsub for Service {
         let mut state = self.lock();
         let topic_key = (cache.clone(), topic.clone());
         state.published.push(Published { cache, topic, text, bytes, peer });
-        let topic = state.topics.entry(topic_key).or_default();
-        topic.last_sequence_number += 1;
-        let message = item(ItemKind::Item(ps::TopicItem {
-            topic_sequence_number: topic.last_sequence_number,
-            value: Some(ps::TopicValue { kind: Some(kind) }),
-            publisher_id: String::new(),
-            sequence_page: SEQUENCE_PAGE,
-        }));
-        // Deliver to every live subscription, forgetting those whose client went away.
-        let subscribers = &mut topic.subscribers;
-        subscribers.retain(|subscriber| subscriber.send(Ok(message.clone())).is_ok());
+        // The relay publishes with an API key, which carries no token_id.
+        state.topics.entry(topic_key).or_default().append(kind, "");
         Ok(Response::new(Empty {}))
     }
 
@@ -239,13 +309,23 @@ impl Pubsub for Service {
 
     async fn subscribe(&self, request: Request<ps::SubscriptionRequest>) -> Reply<Self::SubscribeStream> {
         let peer = request.remote_addr();
-        let ps::SubscriptionRequest { cache_name, topic, .. } = request.into_inner();
+        let ps::SubscriptionRequest { cache_name, topic, resume_at_topic_sequence_number, sequence_page } =
+            request.into_inner();
+        let mut state = self.lock();
+        state.subscribe_calls += 1;
+        if let Some(code) = take_one(&mut state.fail_subscribes) {
+            state.record("subscribe", &cache_name, peer, true);
+            return Err(Status::new(code, "injected subscribe failure"));
+        }
+        state.record("subscribe", &cache_name, peer, false);
         let (sender, receiver) = mpsc::unbounded_channel();
         // Like the real service, open with a heartbeat; the SDK skips heartbeats.
         let _ = sender.send(Ok(item(ItemKind::Heartbeat(ps::Heartbeat {}))));
-        let mut state = self.lock();
-        state.record("subscribe", &cache_name, peer, false);
         let topic = state.topics.entry((cache_name, topic)).or_default();
+        // Under the same lock as publishes: nothing is sent twice or falls between the two.
+        for held in topic.replay(resume_at_topic_sequence_number, sequence_page) {
+            let _ = sender.send(Ok(held));
+        }
         topic.subscribers.push(sender);
         Ok(Response::new(UnboundedReceiverStream::new(receiver)))
     }
@@ -338,7 +418,10 @@ scs_service! {
 /// Handlers of the supported `Scs` calls, after the call was admitted.
 impl Service {
     fn scs_get(&self, cache: String, request: pb::GetRequest) -> pb::GetResponse {
-        match self.lock().values.get(&(cache, request.cache_key)) {
+        let mut state = self.lock();
+        let key = (cache, request.cache_key);
+        state.expire(&key);
+        match state.values.get(&key) {
             Some(body) => pb::GetResponse {
                 result: pb::ECacheResult::Hit.into(),
                 cache_body: body.clone(),
@@ -351,8 +434,7 @@ impl Service {
     fn scs_set(&self, cache: String, request: pb::SetRequest) -> pb::SetResponse {
         let mut state = self.lock();
         let key = (cache, request.cache_key);
-        state.ttls.insert(key.clone(), request.ttl_milliseconds);
-        state.values.insert(key, request.cache_body);
+        state.keep(key, request.cache_body, request.ttl_milliseconds);
         pb::SetResponse { result: pb::ECacheResult::Ok.into(), message: String::new() }
     }
 
@@ -360,6 +442,7 @@ impl Service {
         use pb::set_if_response::{NotStored, Result as Outcome, Stored};
         let mut state = self.lock();
         let key = (cache, request.cache_key);
+        state.expire(&key);
         let current = state.values.get(&key);
         let store = match request.condition {
             Some(Condition::Present(_)) => current.is_some(),
@@ -371,8 +454,7 @@ impl Service {
             None => true,
         };
         let result = Some(if store {
-            state.ttls.insert(key.clone(), request.ttl_milliseconds);
-            state.values.insert(key, request.cache_body);
+            state.keep(key, request.cache_body, request.ttl_milliseconds);
             Outcome::Stored(Stored {})
         } else {
             Outcome::NotStored(NotStored {})
@@ -489,6 +571,68 @@ impl Emulator {
         self.service.lock().delay_next = (n > 0).then_some((n, delay));
     }
 
+    /// Makes the next `n` subscribe calls fail with `code`.
+    pub fn fail_subscribes(&self, n: usize, code: Code) {
+        self.service.lock().fail_subscribes = (n > 0).then_some((n, code));
+    }
+
+    /// Subscribe calls received so far, refused ones included.
+    pub fn subscribe_calls(&self) -> usize {
+        self.service.lock().subscribe_calls
+    }
+
+    /// Publishes `text` on `topic` as a publisher whose token carries `token_id`, as a
+    /// user's app would; returns its sequence number. Not recorded in [`Emulator::published`].
+    pub fn publish_as(&self, cache: &str, topic: &str, text: &str, token_id: &str) -> u64 {
+        let kind = ps::topic_value::Kind::Text(text.to_owned());
+        self.service.lock().topic(cache, topic).append(kind, token_id)
+    }
+
+    /// Publishes raw bytes on `topic` as `token_id`; returns the sequence number.
+    pub fn publish_bytes_as(&self, cache: &str, topic: &str, bytes: &[u8], token_id: &str) -> u64 {
+        let kind = ps::topic_value::Kind::Binary(bytes.to_vec());
+        self.service.lock().topic(cache, topic).append(kind, token_id)
+    }
+
+    /// Ends every open subscription stream with an error, as a lost connection would.
+    pub fn cut_streams(&self) -> usize {
+        let mut state = self.service.lock();
+        let mut cut = 0;
+        for topic in state.topics.values_mut() {
+            for subscriber in topic.subscribers.drain(..) {
+                cut += usize::from(subscriber.send(Err(Status::unavailable("stream cut"))).is_ok());
+            }
+        }
+        cut
+    }
+
+    /// Open subscription streams on `topic`.
+    pub fn subscribers(&self, cache: &str, topic: &str) -> usize {
+        let mut state = self.service.lock();
+        let topic = state.topic(cache, topic);
+        topic.subscribers.retain(|subscriber| !subscriber.is_closed());
+        topic.subscribers.len()
+    }
+
+    /// Numbers `topic` afresh: the next item is 1, on the next sequence page.
+    pub fn start_new_page(&self, cache: &str, topic: &str) {
+        let mut state = self.service.lock();
+        let topic = state.topic(cache, topic);
+        topic.page += 1;
+        topic.last_sequence_number = 0;
+        topic.history.clear();
+    }
+
+    /// Skips `n` sequence numbers on `topic`, as items no subscriber received would.
+    pub fn skip_sequence_numbers(&self, cache: &str, topic: &str, n: u64) {
+        self.service.lock().topic(cache, topic).last_sequence_number += n;
+    }
+
+    /// Forgets what `topic` holds, as Momento does after a while.
+    pub fn forget_history(&self, cache: &str, topic: &str) {
+        self.service.lock().topic(cache, topic).history.clear();
+    }
+
     /// Clears every injected failure and delay.
     pub fn heal(&self) {
         let mut state = self.service.lock();
@@ -496,6 +640,7 @@ impl Emulator {
         state.fail_topic = None;
         state.fail_all = None;
         state.delay_next = None;
+        state.fail_subscribes = None;
     }
 
     /// Publishes accepted so far, in arrival order (injected failures excluded).

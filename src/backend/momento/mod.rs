@@ -3,6 +3,7 @@
 
 mod calls;
 mod credentials;
+mod subscriber;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -11,8 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use momento::cache::{
-    CollectionTtl, GetResponse, ListConcatenateBackRequest, SetIfAbsentRequest, SetIfAbsentResponse,
-    SetRequest,
+    CollectionTtl, GetResponse, ListConcatenateBackRequest, SetIfAbsentOrEqualRequest,
+    SetIfAbsentOrEqualResponse, SetIfAbsentRequest, SetIfAbsentResponse, SetIfEqualRequest,
+    SetIfEqualResponse, SetRequest,
 };
 use momento::config::grpc_configuration::GrpcConfiguration;
 use momento::config::transport_strategy::TransportStrategy;
@@ -24,7 +26,9 @@ pub use calls::classify;
 use calls::{CallPolicy, Readiness, call};
 pub use credentials::{CredentialError, credential_provider};
 
-use super::{Backend, BackendError};
+use subscriber::Subscriber;
+
+use super::{Backend, BackendError, ItemStream, Position, SetCondition};
 use crate::config::{BackendKind, MomentoSettings};
 use crate::metrics::Metrics;
 
@@ -43,6 +47,7 @@ pub struct MomentoBackend {
     publishes: PublishesByClient,
     publishes_per_client: Vec<Counter>,
     cache: CacheClient,
+    subscriber: Subscriber,
     policy: CallPolicy,
     readiness: Readiness,
 }
@@ -62,15 +67,21 @@ impl MomentoBackend {
                     .keep_alive_timeout(Duration::from_secs(1)),
             )
         };
-        let topic_clients = (0..settings.topic_clients)
-            .map(|_| {
+        let topic_client = {
+            let credentials = credentials.clone();
+            let configuration = momento::topics::Configuration::builder().transport_strategy(grpc()).build();
+            move || {
                 TopicClient::builder()
-                    .configuration(momento::topics::Configuration::builder().transport_strategy(grpc()))
+                    .configuration(configuration.clone())
                     .credential_provider(credentials.clone())
                     .build()
-            })
+            }
+        };
+        let topic_clients = (0..settings.topic_clients)
+            .map(|_| topic_client())
             .collect::<Result<Vec<_>, _>>()
             .context("cannot build the Momento topic clients")?;
+        let subscriber = Subscriber::new(Box::new(move || Ok(topic_client()?)));
         let cache = CacheClient::builder()
             .default_ttl(settings.default_ttl)
             .configuration(momento::cache::Configuration::builder().transport_strategy(grpc()))
@@ -88,6 +99,7 @@ impl MomentoBackend {
             topic_clients,
             next_topic_client: AtomicUsize::new(0),
             cache,
+            subscriber,
             policy: CallPolicy { timeout: settings.call_timeout, max_retries: settings.max_retries },
             readiness: Readiness::default(),
         });
@@ -183,6 +195,50 @@ impl Backend for MomentoBackend {
         })
         .await?;
         Ok(matches!(response, SetIfAbsentResponse::Stored))
+    }
+
+    async fn set_if(
+        &self,
+        cache: &str,
+        key: &str,
+        value: &[u8],
+        condition: &SetCondition,
+        ttl: Option<Duration>,
+    ) -> Result<bool, BackendError> {
+        // Retried only where a retry cannot mistake the relay's own write for another's.
+        let (policy, value) = (self.policy, value.to_vec());
+        match condition {
+            SetCondition::Absent => self.set_if_absent(cache, key, &value, ttl).await,
+            SetCondition::Equal(equal) => {
+                let response = call(policy, &self.readiness, "set_if_equal", || {
+                    let request = SetIfEqualRequest::new(cache, key, value.clone(), equal.clone());
+                    self.cache.send_request(request.ttl(ttl))
+                })
+                .await?;
+                Ok(matches!(response, SetIfEqualResponse::Stored))
+            }
+            SetCondition::AbsentOrEqual(equal) => {
+                let response = call(policy, &self.readiness, "set_if_absent_or_equal", || {
+                    let request = SetIfAbsentOrEqualRequest::new(cache, key, value.clone(), equal.clone());
+                    self.cache.send_request(request.ttl(ttl))
+                })
+                .await?;
+                Ok(matches!(response, SetIfAbsentOrEqualResponse::Stored))
+            }
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        cache: &str,
+        topic: &str,
+        resume: Option<Position>,
+    ) -> Result<ItemStream, BackendError> {
+        let subscribing = self.subscriber.subscribe(cache, topic, resume);
+        match tokio::time::timeout(self.policy.timeout, subscribing).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(BackendError::Timeout),
+        }
     }
 
     async fn list_push_back(

@@ -1,0 +1,145 @@
+//! Checkpoints: for each (subscription, topic), the first item not yet done. Kept in two
+//! places: a file beside the spool, so a restarted relay resumes where it stopped, and the
+//! subscription's cache, so a replica taking over a topic resumes where the last owner
+//! stopped. Each stream writes its own on a timer and when it stops, never per item.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::backend::{Backend, BackendError, Position};
+
+/// How long a checkpoint stays in the cache without being rewritten: far longer than
+/// Momento keeps a topic's items, so it outlives any item it can point at.
+const CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The file's name, in the spool directory.
+const FILE_NAME: &str = "subscription-checkpoints.json";
+
+/// The checkpoints of every stream in this relay.
+#[derive(Clone)]
+pub struct Checkpoints {
+    backend: Arc<dyn Backend>,
+    file: PathBuf,
+    local: Arc<Mutex<BTreeMap<String, Position>>>,
+}
+
+/// Where one stream's checkpoint lives.
+#[derive(Clone, Debug)]
+pub struct CheckpointKey {
+    /// The subscription's cache, which holds the shared copy.
+    pub cache: String,
+    /// The subscription's name.
+    pub subscription: String,
+    /// The topic.
+    pub topic: String,
+}
+
+impl CheckpointKey {
+    fn cache_key(&self) -> String {
+        format!("topic-relay:checkpoint:{}:{}", self.subscription, self.topic)
+    }
+
+    fn file_key(&self) -> String {
+        format!("{}/{}", self.subscription, self.topic)
+    }
+}
+
+impl Checkpoints {
+    /// Reads the file in `dir`, if there is one.
+    pub fn open(dir: &Path, backend: Arc<dyn Backend>) -> anyhow::Result<Self> {
+        let file = dir.join(FILE_NAME);
+        let local = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("cannot read the checkpoints in {}", file.display()))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(error) => return Err(error).with_context(|| format!("cannot read {}", file.display())),
+        };
+        Ok(Checkpoints { backend, file, local: Arc::new(Mutex::new(local)) })
+    }
+
+    /// The furthest of the local and the shared checkpoint. The shared one is ahead when
+    /// another replica owned the topic since; the local one when the last shared write failed.
+    pub async fn load(&self, key: &CheckpointKey) -> Option<Position> {
+        let local = self.lock().get(&key.file_key()).copied();
+        let shared = match self.backend.get(&key.cache, &key.cache_key()).await {
+            Ok(value) => value.and_then(|bytes| parse(&bytes)),
+            Err(error) => {
+                tracing::warn!(subscription = key.subscription, topic = key.topic, %error,
+                    "cannot read the shared checkpoint; resuming from the local one");
+                None
+            }
+        };
+        local.max(shared)
+    }
+
+    /// Writes `position` to both places.
+    pub async fn store(&self, key: &CheckpointKey, position: Position) -> Result<(), BackendError> {
+        if let Err(error) = self.store_locally(key, position) {
+            tracing::warn!(
+                subscription = key.subscription,
+                topic = key.topic,
+                error = format!("{error:#}"),
+                "cannot write the local checkpoint"
+            );
+        }
+        let value = format!("{}:{}", position.page, position.sequence);
+        self.backend.set(&key.cache, &key.cache_key(), value.as_bytes(), Some(CACHE_TTL)).await
+    }
+
+    fn store_locally(&self, key: &CheckpointKey, position: Position) -> anyhow::Result<()> {
+        let snapshot = {
+            let mut local = self.lock();
+            local.insert(key.file_key(), position);
+            serde_json::to_vec_pretty(&*local)?
+        };
+        // Written aside and renamed, so a crash leaves the old file or the new, never half.
+        let partial = self.file.with_extension("json.partial");
+        std::fs::create_dir_all(self.file.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(&partial, snapshot)?;
+        std::fs::rename(&partial, &self.file)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Position>> {
+        self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn parse(bytes: &[u8]) -> Option<Position> {
+    let (page, sequence) = std::str::from_utf8(bytes).ok()?.split_once(':')?;
+    Some(Position { page: page.parse().ok()?, sequence: sequence.parse().ok()? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+
+    fn key() -> CheckpointKey {
+        CheckpointKey { cache: "chat".into(), subscription: "inbox".into(), topic: "topic 1".into() }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_read_back_from_the_file_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path(), Arc::new(MemoryBackend::new())).unwrap();
+        checkpoints.store(&key(), Position { page: 1, sequence: 7 }).await.unwrap();
+        // A new process: the file survives, the embedded cache does not.
+        let reopened = Checkpoints::open(dir.path(), Arc::new(MemoryBackend::new())).unwrap();
+        assert_eq!(reopened.load(&key()).await, Some(Position { page: 1, sequence: 7 }));
+    }
+
+    #[tokio::test]
+    async fn the_shared_checkpoint_wins_when_another_replica_got_further() {
+        let backend = Arc::new(MemoryBackend::new());
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path(), backend.clone()).unwrap();
+        checkpoints.store(&key(), Position { page: 1, sequence: 7 }).await.unwrap();
+        backend.set("chat", &key().cache_key(), b"1:42", None).await.unwrap();
+        assert_eq!(checkpoints.load(&key()).await, Some(Position { page: 1, sequence: 42 }));
+    }
+}

@@ -1,0 +1,131 @@
+//! One owner per topic across replicas: a lease key in the subscription's cache, holding
+//! the owner's replica id, with a TTL.
+//!
+//! - Taken when absent (or already this replica's: a retry after a lost answer is safe).
+//! - Renewed only while it still holds this replica's id, three times per TTL.
+//! - Released on shutdown by letting it expire at once, only if it is still this replica's.
+//!
+//! A replica that cannot renew within the TTL stops listening: by then another may own it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::{Backend, BackendError, SetCondition};
+
+/// What a released lease holds for the instant before it expires.
+const RELEASED: &[u8] = b"released";
+
+/// One (subscription, topic) lease, as seen by this replica.
+pub struct Lease {
+    backend: Arc<dyn Backend>,
+    cache: String,
+    key: String,
+    holder: Vec<u8>,
+    ttl: Duration,
+    /// Until when this replica surely holds it: the TTL from the start of the last
+    /// successful take or renewal.
+    held_until: Option<Instant>,
+}
+
+impl Lease {
+    /// The lease on `topic` of `subscription`, kept in `cache`, for replica `holder`.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        cache: &str,
+        subscription: &str,
+        topic: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Self {
+        Lease {
+            backend,
+            cache: cache.to_owned(),
+            key: format!("topic-relay:lease:{subscription}:{topic}"),
+            holder: holder.as_bytes().to_vec(),
+            ttl,
+            held_until: None,
+        }
+    }
+
+    /// How often to renew: three times per TTL, so that two lost renewals in a row still
+    /// leave time for a third.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// How often a replica without the lease tries to take it.
+    pub fn standby_every(&self) -> Duration {
+        (self.ttl / 4).max(Duration::from_millis(50))
+    }
+
+    /// Tries to take the lease; true when this replica holds it.
+    pub async fn take(&mut self) -> Result<bool, BackendError> {
+        let started = Instant::now();
+        let condition = SetCondition::AbsentOrEqual(self.holder.clone());
+        let taken =
+            self.backend.set_if(&self.cache, &self.key, &self.holder, &condition, Some(self.ttl)).await?;
+        self.held_until = taken.then_some(started + self.ttl);
+        Ok(taken)
+    }
+
+    /// Renews the lease. `Ok(false)` when another replica holds it now; an error when
+    /// Momento did not answer, which is only fatal once [`Lease::expired`].
+    pub async fn renew(&mut self) -> Result<bool, BackendError> {
+        let started = Instant::now();
+        let condition = SetCondition::Equal(self.holder.clone());
+        let renewed =
+            self.backend.set_if(&self.cache, &self.key, &self.holder, &condition, Some(self.ttl)).await?;
+        if renewed {
+            self.held_until = Some(started + self.ttl);
+        } else {
+            self.held_until = None;
+        }
+        Ok(renewed)
+    }
+
+    /// Whether the TTL ran out since the last successful renewal.
+    pub fn expired(&self) -> bool {
+        self.held_until.is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Gives the lease up, so that another replica can take it at once.
+    pub async fn release(&mut self) {
+        if self.held_until.take().is_none() {
+            return;
+        }
+        let condition = SetCondition::Equal(self.holder.clone());
+        let released =
+            self.backend.set_if(&self.cache, &self.key, RELEASED, &condition, Some(Duration::from_millis(1)));
+        if let Err(error) = released.await {
+            tracing::warn!(key = self.key, %error, "cannot release the lease; it expires by itself");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+
+    fn lease(backend: &Arc<MemoryBackend>, holder: &str) -> Lease {
+        Lease::new(backend.clone(), "chat", "inbox", "topic 1", holder, Duration::from_secs(10))
+    }
+
+    #[tokio::test]
+    async fn one_replica_holds_the_lease_until_it_releases_it() {
+        let backend = Arc::new(MemoryBackend::new());
+        let (mut first, mut second) = (lease(&backend, "a"), lease(&backend, "b"));
+        assert!(first.take().await.unwrap());
+        assert!(first.take().await.unwrap(), "taking it again is harmless");
+        assert!(!second.take().await.unwrap());
+        assert!(first.renew().await.unwrap());
+        assert!(!second.renew().await.unwrap(), "only the holder renews");
+        first.release().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(second.take().await.unwrap());
+        assert!(!first.renew().await.unwrap());
+        assert!(first.expired());
+    }
+}

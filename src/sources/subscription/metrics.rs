@@ -1,0 +1,126 @@
+//! The subscription families, labelled by subscription and topic; each stream makes its
+//! series when it starts.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::metrics::Metrics;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every subscription family.
+#[derive(Clone, Default)]
+pub struct SubscriptionMetrics {
+    received: Family<Labels, Counter>,
+    missed: Family<Labels, Counter>,
+    repeats: Family<Labels, Counter>,
+    new_pages: Family<Labels, Counter>,
+    spilled: Family<Labels, Counter>,
+    lost: Family<Labels, Counter>,
+    binary: Family<Labels, Counter>,
+    subscribe_failures: Family<Labels, Counter>,
+    owned: Family<Labels, Gauge>,
+    listening: Family<Labels, Gauge>,
+}
+
+/// One stream's series.
+#[derive(Clone, Default)]
+pub struct StreamMetrics {
+    /// Items received (repeats excluded).
+    pub received: Counter,
+    /// Items never received, seen from jumps in sequence numbers.
+    pub missed: Counter,
+    /// Items received again and skipped.
+    pub repeats: Counter,
+    /// New sequence pages.
+    pub new_pages: Counter,
+    /// Items spooled at once because the stream's queue was full.
+    pub spilled: Counter,
+    /// Items lost because the spool could not take them.
+    pub lost: Counter,
+    /// Binary items, taken as described in the README.
+    pub binary: Counter,
+    /// Attempts to subscribe that failed.
+    pub subscribe_failures: Counter,
+    /// 1 while this replica owns the topic.
+    pub owned: Gauge,
+    /// 1 while the stream is subscribed.
+    pub listening: Gauge,
+}
+
+impl SubscriptionMetrics {
+    /// Registers the families.
+    pub fn register(metrics: &mut Metrics) -> Self {
+        let this = SubscriptionMetrics::default();
+        let counters = [
+            ("topic_relay_subscription_items", "Items received on each subscribed topic", &this.received),
+            (
+                "topic_relay_subscription_missed",
+                "Items a subscription never received, seen from jumps in their sequence numbers",
+                &this.missed,
+            ),
+            (
+                "topic_relay_subscription_repeats",
+                "Items received a second time (after a reconnect) and skipped",
+                &this.repeats,
+            ),
+            (
+                "topic_relay_subscription_new_pages",
+                "Times Momento started numbering a topic afresh (not a gap)",
+                &this.new_pages,
+            ),
+            (
+                "topic_relay_subscription_spilled",
+                "Items spooled at once because the topic's queue was full",
+                &this.spilled,
+            ),
+            (
+                "topic_relay_subscription_lost",
+                "Items received but lost because the spool could not take them",
+                &this.lost,
+            ),
+            (
+                "topic_relay_subscription_binary_items",
+                "Items published as bytes rather than text",
+                &this.binary,
+            ),
+            (
+                "topic_relay_subscription_subscribe_failures",
+                "Attempts to subscribe to a topic that failed",
+                &this.subscribe_failures,
+            ),
+        ];
+        for (name, help, family) in counters {
+            metrics.register(name, help, family.clone());
+        }
+        metrics.register(
+            "topic_relay_subscription_owned",
+            "1 while this replica owns the topic (holds its lease, or needs none)",
+            this.owned.clone(),
+        );
+        metrics.register(
+            "topic_relay_subscription_listening",
+            "1 while the topic's stream is subscribed",
+            this.listening.clone(),
+        );
+        this
+    }
+
+    /// The series of one stream, made now so they show from the start.
+    pub fn stream(&self, subscription: &str, topic: &str) -> StreamMetrics {
+        let labels = vec![("subscription", subscription.to_owned()), ("topic", topic.to_owned())];
+        StreamMetrics {
+            received: self.received.get_or_create(&labels).clone(),
+            missed: self.missed.get_or_create(&labels).clone(),
+            repeats: self.repeats.get_or_create(&labels).clone(),
+            new_pages: self.new_pages.get_or_create(&labels).clone(),
+            spilled: self.spilled.get_or_create(&labels).clone(),
+            lost: self.lost.get_or_create(&labels).clone(),
+            binary: self.binary.get_or_create(&labels).clone(),
+            subscribe_failures: self.subscribe_failures.get_or_create(&labels).clone(),
+            owned: self.owned.get_or_create(&labels).clone(),
+            listening: self.listening.get_or_create(&labels).clone(),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! What `/v1/status` and `/readyz` see of each stream.
+
+use serde::Serialize;
+
+use crate::backend::Position;
+
+/// Where a stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    /// Not started yet.
+    Starting,
+    /// Another replica owns the topic; this one tries to take the lease now and then.
+    Standby,
+    /// Owns the topic and is subscribing.
+    Subscribing,
+    /// Subscribed, taking items.
+    Listening,
+    /// Owns the topic, and the last attempt to subscribe failed (see `last_error`).
+    Failing,
+    /// The relay is shutting down.
+    Stopped,
+}
+
+/// One stream, as an operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    /// The subscription's name.
+    pub subscription: String,
+    /// The topic.
+    pub topic: String,
+    /// Where it stands.
+    pub state: StreamState,
+    /// Whether this replica owns the topic.
+    pub owned: bool,
+    /// The first item it would ask for if it subscribed now: its checkpoint.
+    pub resume_at: Option<Position>,
+    /// Why the last attempt to subscribe failed, while it keeps failing.
+    pub last_error: Option<String>,
+}

@@ -1,0 +1,404 @@
+//! One topic of one subscription: own it (lease), resume at its checkpoint, read its items
+//! into a bounded queue, run them one after another, and keep the checkpoint.
+//!
+//! - The reader skips repeats and counts gaps and new pages by sequence number.
+//! - A full queue does not stop the reader: the item goes to the spool at once.
+//! - The checkpoint is the first item not yet done (run, or in the spool), written on a timer
+//!   and when the stream stops.
+//! - Subscribing again after a failure waits a jittered, doubling delay.
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::{CheckpointKey, Checkpoints};
+use super::lease::Lease;
+use super::metrics::StreamMetrics;
+use super::progress::{Arrival, Progress};
+use super::report::{StreamReport, StreamState};
+use super::{Ownership, SubscriptionSettings, item_message};
+use crate::backend::{Backend, BackendError, ItemStream, Position, TopicItem};
+use crate::delivery::backoff::Backoff;
+use crate::event::Message;
+use crate::relay::{Refusal, Relay};
+use crate::sources::Source;
+
+/// Everything one topic's stream needs.
+pub struct TopicStream {
+    /// Where its items come from, for routes.
+    pub source: Source,
+    /// The subscription's settings.
+    pub settings: Arc<SubscriptionSettings>,
+    /// Where its checkpoint lives.
+    pub key: CheckpointKey,
+    /// The backend it subscribes through, and keeps its lease and checkpoint in.
+    pub backend: Arc<dyn Backend>,
+    /// The core its items go to.
+    pub relay: Arc<Relay>,
+    /// Every stream's checkpoints.
+    pub checkpoints: Checkpoints,
+    /// Its series.
+    pub metrics: StreamMetrics,
+    /// What `/v1/status` shows of it.
+    pub report: Arc<Mutex<StreamReport>>,
+    /// This replica's id, held in the leases it owns.
+    pub replica: String,
+}
+
+/// Why a stream stopped listening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The relay is shutting down.
+    Stopped,
+    /// Another replica may own the topic now.
+    LeaseLost,
+}
+
+type Queued = (Position, Message);
+
+impl TopicStream {
+    /// Runs until `stop`: waits for ownership, listens while it lasts, and on shutdown leaves
+    /// every item received done, the checkpoint written and the lease released.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut lease = (self.settings.owner == Ownership::Lease).then(|| {
+            let SubscriptionSettings { cache, lease_ttl, .. } = self.settings.as_ref();
+            Lease::new(
+                self.backend.clone(),
+                cache,
+                &self.key.subscription,
+                &self.key.topic,
+                &self.replica,
+                *lease_ttl,
+            )
+        });
+        loop {
+            if let Some(lease) = &mut lease
+                && !self.wait_for(lease, &stop).await
+            {
+                break;
+            }
+            let lost = CancellationToken::new();
+            let keeper = lease.take().map(|lease| tokio::spawn(keep(lease, lost.clone(), stop.clone())));
+            self.set_owned(true);
+            let ended = self.listen(&stop, &lost).await;
+            self.set_owned(false);
+            if let Some(keeper) = keeper {
+                lease = keeper.await.ok();
+            }
+            if ended == Ended::Stopped {
+                break;
+            }
+            tracing::warn!(source = %self.source, topic = self.key.topic, "lost the topic's lease; standing by");
+        }
+        if let Some(lease) = &mut lease {
+            lease.release().await;
+        }
+        self.update(|report| report.state = StreamState::Stopped);
+    }
+
+    /// Tries to take the lease until it is taken (true) or the relay stops (false).
+    async fn wait_for(&self, lease: &mut Lease, stop: &CancellationToken) -> bool {
+        self.update(|report| report.state = StreamState::Standby);
+        loop {
+            match lease.take().await {
+                Ok(true) => {
+                    tracing::info!(source = %self.source, topic = self.key.topic, "this replica owns the topic");
+                    return true;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::debug!(topic = self.key.topic, %error, "cannot reach the lease")
+                }
+            }
+            let pause = jittered(lease.standby_every().as_millis() as u64);
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Listens while this replica owns the topic; then finishes or spools what it holds and
+    /// writes the checkpoint.
+    async fn listen(&self, stop: &CancellationToken, lost: &CancellationToken) -> Ended {
+        let resume = self.checkpoints.load(&self.key).await;
+        let progress = Arc::new(Mutex::new(Progress::starting_at(resume)));
+        let (queue, queued) = mpsc::channel(self.settings.queue);
+        let worker = tokio::spawn(work(
+            queued,
+            self.relay.clone(),
+            self.source.clone(),
+            progress.clone(),
+            self.metrics.clone(),
+            stop.clone(),
+        ));
+        let stop_writing = CancellationToken::new();
+        let writer = tokio::spawn(write_checkpoints(
+            self.checkpoints.clone(),
+            self.key.clone(),
+            progress.clone(),
+            self.settings.checkpoint_interval,
+            self.report.clone(),
+            stop_writing.clone(),
+        ));
+        let ended = self.subscribe_and_read(&progress, &queue, stop, lost).await;
+        drop(queue);
+        let _ = worker.await;
+        stop_writing.cancel();
+        let _ = writer.await;
+        let resume_at = lock(&progress).resume_at();
+        // After losing the lease, the new owner's checkpoint may be ahead: leave it alone.
+        if ended == Ended::Stopped
+            && let Some(position) = resume_at
+            && let Err(error) = self.checkpoints.store(&self.key, position).await
+        {
+            tracing::warn!(topic = self.key.topic, %error, "cannot write the shared checkpoint at shutdown");
+        }
+        ended
+    }
+
+    async fn subscribe_and_read(
+        &self,
+        progress: &Arc<Mutex<Progress>>,
+        queue: &mpsc::Sender<Queued>,
+        stop: &CancellationToken,
+        lost: &CancellationToken,
+    ) -> Ended {
+        let backoff = Backoff::new(self.settings.reconnect_initial, self.settings.reconnect_max);
+        let mut failures = 0u32;
+        loop {
+            let resume = lock(progress).resume_at();
+            // A topic that keeps failing stays `failing` while it is tried again, so that
+            // readiness does not flap with each attempt.
+            self.update(|report| {
+                report.resume_at = resume;
+                if failures == 0 {
+                    report.state = StreamState::Subscribing;
+                }
+            });
+            let subscribed = tokio::select! {
+                () = stop.cancelled() => return Ended::Stopped,
+                () = lost.cancelled() => return Ended::LeaseLost,
+                subscribed = self.backend.subscribe(&self.key.cache, &self.key.topic, resume) => subscribed,
+            };
+            let items = match subscribed {
+                Ok(items) => items,
+                Err(error) => {
+                    failures += 1;
+                    self.failed_to_subscribe(&error, failures);
+                    let pause = std::time::Duration::from_millis(backoff.delay_ms(failures));
+                    tokio::select! {
+                        () = stop.cancelled() => return Ended::Stopped,
+                        () = lost.cancelled() => return Ended::LeaseLost,
+                        () = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            };
+            if failures > 0 || resume.is_none() {
+                tracing::info!(source = %self.source, topic = self.key.topic, ?resume, "listening to the topic");
+            }
+            failures = 0;
+            self.update(|report| (report.state, report.last_error) = (StreamState::Listening, None));
+            self.metrics.listening.set(1);
+            let ended = self.read(items, progress, queue, stop, lost).await;
+            self.metrics.listening.set(0);
+            if let Some(ended) = ended {
+                return ended;
+            }
+            tracing::debug!(topic = self.key.topic, "the subscription ended; subscribing again");
+        }
+    }
+
+    fn failed_to_subscribe(&self, error: &BackendError, failures: u32) {
+        self.metrics.subscribe_failures.inc();
+        self.update(|report| {
+            report.state = StreamState::Failing;
+            report.last_error = Some(error.to_string());
+        });
+        // The first failure, then ever more rarely: a topic that stays unreachable for a day
+        // logs a few dozen lines, not thousands.
+        if failures.is_power_of_two() {
+            if error.is_retryable() {
+                tracing::warn!(source = %self.source, topic = self.key.topic, %error, failures, "cannot subscribe to the topic; retrying");
+            } else {
+                tracing::error!(source = %self.source, topic = self.key.topic, %error, failures, "cannot subscribe to the topic; retrying");
+            }
+        }
+    }
+
+    /// Reads items until the relay stops, the lease is lost (`Some`), or the stream ends
+    /// (`None`).
+    async fn read(
+        &self,
+        mut items: ItemStream,
+        progress: &Arc<Mutex<Progress>>,
+        queue: &mpsc::Sender<Queued>,
+        stop: &CancellationToken,
+        lost: &CancellationToken,
+    ) -> Option<Ended> {
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = stop.cancelled() => return Some(Ended::Stopped),
+                () = lost.cancelled() => return Some(Ended::LeaseLost),
+                item = items.next() => item?,
+            };
+            let position = item.position;
+            if !self.take(&item, progress) {
+                continue;
+            }
+            let message = item_message(&self.key, item, &self.metrics);
+            match queue.try_send((position, message)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full((position, message))) if self.relay.can_hold() => {
+                    self.metrics.spilled.inc();
+                    settle(self.relay.hold(&self.source, message).await, &self.source, &self.metrics);
+                    lock(progress).done(position);
+                }
+                // Without a spool, the topic waits for the queue.
+                Err(mpsc::error::TrySendError::Full(queued)) => {
+                    if queue.send(queued).await.is_err() {
+                        return Some(Ended::Stopped);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Some(Ended::Stopped),
+            }
+        }
+    }
+
+    /// Whether to take `item`: not a repeat. Counts gaps and new pages.
+    fn take(&self, item: &TopicItem, progress: &Mutex<Progress>) -> bool {
+        let arrival = lock(progress).receive(item.position);
+        let (source, topic) = (&self.source, &self.key.topic);
+        match arrival {
+            Arrival::Repeat => {
+                self.metrics.repeats.inc();
+                tracing::debug!(topic, sequence = item.position.sequence, "a repeated item is skipped");
+                return false;
+            }
+            Arrival::Gap { from, to } => {
+                self.metrics.missed.inc_by(to - from + 1);
+                tracing::warn!(%source, topic, from, to, page = item.position.page, "items were missed on the topic");
+            }
+            Arrival::NewPage => {
+                self.metrics.new_pages.inc();
+                tracing::info!(%source, topic, page = item.position.page, "the topic's numbering started afresh on a new page");
+            }
+            Arrival::Next => {}
+        }
+        self.metrics.received.inc();
+        true
+    }
+
+    fn set_owned(&self, owned: bool) {
+        self.metrics.owned.set(i64::from(owned));
+        self.update(|report| report.owned = owned);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut StreamReport)) {
+        change(&mut self.report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    }
+}
+
+/// Runs queued items in order. Once the relay stops, what is still queued goes to the spool
+/// without running, so that shutdown does not wait on the backend for each.
+async fn work(
+    mut queued: mpsc::Receiver<Queued>,
+    relay: Arc<Relay>,
+    source: Source,
+    progress: Arc<Mutex<Progress>>,
+    metrics: StreamMetrics,
+    stop: CancellationToken,
+) {
+    while let Some((position, message)) = queued.recv().await {
+        let outcome = if stop.is_cancelled() && relay.can_hold() {
+            relay.hold(&source, message).await
+        } else {
+            relay.dispatch(&source, message, Instant::now()).await
+        };
+        settle(outcome, &source, &metrics);
+        lock(&progress).done(position);
+    }
+}
+
+/// Logs and counts what became of an item; it is done either way.
+fn settle(outcome: Result<crate::relay::Outcome, Refusal>, source: &Source, metrics: &StreamMetrics) {
+    match outcome {
+        Ok(outcome) => tracing::debug!(%source, outcome = outcome.code(), "item handled"),
+        Err(refusal @ (Refusal::SpoolFull | Refusal::SpoolUnavailable)) => {
+            metrics.lost.inc();
+            tracing::error!(%source, %refusal, "an item is lost: the spool cannot take it");
+        }
+        Err(refusal) => tracing::warn!(%source, %refusal, "an item was refused"),
+    }
+}
+
+/// Keeps the lease while the stream listens; cancels `lost` when another replica may hold
+/// it. Hands the lease back when the stream is done with it.
+async fn keep(mut lease: Lease, lost: CancellationToken, stop: CancellationToken) -> Lease {
+    let mut renewals = tokio::time::interval(lease.renew_every());
+    renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renewals.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return lease,
+            () = lost.cancelled() => return lease,
+            _ = renewals.tick() => {}
+        }
+        match lease.renew().await {
+            Ok(true) => {}
+            Ok(false) => lost.cancel(),
+            Err(error) if lease.expired() => {
+                tracing::warn!(%error, "cannot renew the lease before it ran out");
+                lost.cancel();
+            }
+            Err(error) => tracing::debug!(%error, "cannot renew the lease; trying again"),
+        }
+    }
+}
+
+/// Writes the checkpoint every `interval` when it moved.
+async fn write_checkpoints(
+    checkpoints: Checkpoints,
+    key: CheckpointKey,
+    progress: Arc<Mutex<Progress>>,
+    interval: std::time::Duration,
+    report: Arc<Mutex<StreamReport>>,
+    stop: CancellationToken,
+) {
+    let mut written = None;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let resume_at = lock(&progress).resume_at();
+        report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).resume_at = resume_at;
+        if resume_at == written {
+            continue;
+        }
+        if let Some(position) = resume_at {
+            match checkpoints.store(&key, position).await {
+                Ok(()) => written = resume_at,
+                Err(error) => {
+                    tracing::debug!(topic = key.topic, %error, "cannot write the shared checkpoint; retrying")
+                }
+            }
+        }
+    }
+}
+
+fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
+    progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Up to `ms`, at least half of it: replicas standing by do not all try at once.
+fn jittered(ms: u64) -> std::time::Duration {
+    use rand::Rng;
+    std::time::Duration::from_millis(ms / 2 + rand::rng().random_range(0..=ms / 2))
+}

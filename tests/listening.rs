@@ -1,0 +1,271 @@
+//! Listening to topics on the Momento backend, through the real SDK against the emulator:
+//! items are processed once however streams break, relays restart or replicas share topics.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use support::emulator::Emulator;
+use support::on_emulator::{momento_section, wait_for_readiness};
+use support::{TestApp, spawn_app_with};
+use tokio::time::Instant;
+use tonic::Code;
+
+/// A relay that listens to `chat`/`topic 1` and republishes each item uppercased, with its
+/// publisher's token_id, on `topic 2`.
+fn listener(emulator: &Emulator, spool_dir: &Path, subscription_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "5s"
+drain_delay = "0s"
+
+[delivery]
+spool_dir = "{spool}"
+retry_initial = "100ms"
+retry_max = "200ms"
+
+[subscriptions.inbox]
+cache = "chat"
+topics = ["topic 1"]
+lease_ttl = "2s"
+checkpoint_interval = "50ms"
+reconnect_initial = "1ms"
+reconnect_max = "4ms"
+{subscription_extra}
+
+[[routes]]
+name = "shout"
+match = {{ subscription = "inbox" }}
+steps = [{{ template = {{ text = "{{token_id}}: {{text}}" }} }}, "uppercase", {{ publish = {{ topic = "topic 2" }} }}]
+{momento}"#,
+        spool = spool_dir.display(),
+        momento = momento_section(emulator),
+    )
+}
+
+/// How many times each text was republished on `topic 2`.
+fn republished(emulator: &Emulator) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for published in emulator.published().into_iter().filter(|published| published.topic == "topic 2") {
+        *counts.entry(published.text.unwrap_or_default()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Waits up to `wait` for `done`; true when it came.
+async fn eventually(wait: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done()
+}
+
+/// Waits until the relay's stream on `topic 1` is open on the emulator.
+async fn wait_for_subscriber(emulator: &Emulator) {
+    let subscribed =
+        eventually(Duration::from_secs(20), || emulator.subscribers("chat", "topic 1") > 0).await;
+    assert!(subscribed, "the relay subscribes to the topic");
+}
+
+/// The value of the series `name{subscription="inbox",topic="topic 1"}` on `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = format!("{name}{{subscription=\"inbox\",topic=\"topic 1\"}} ");
+    let line = text.lines().find(|line| line.starts_with(&series));
+    line.and_then(|line| line[series.len()..].parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+async fn status(app: &TestApp) -> serde_json::Value {
+    app.client.get(app.url("/v1/status")).send().await.unwrap().json().await.unwrap()
+}
+
+/// Every one of `texts`, uppercased with its publisher, republished exactly once.
+fn assert_each_once(emulator: &Emulator, texts: impl IntoIterator<Item = String>) {
+    let counts = republished(emulator);
+    let texts: Vec<String> = texts.into_iter().collect();
+    let missing: Vec<&String> = texts.iter().filter(|text| !counts.contains_key(*text)).collect();
+    let twice: Vec<(&String, &usize)> = counts.iter().filter(|(_, times)| **times > 1).collect();
+    assert!(missing.is_empty(), "never processed: {missing:?}");
+    assert!(twice.is_empty(), "processed more than once: {twice:?}");
+    assert_eq!(counts.len(), texts.len(), "nothing else was published");
+}
+
+fn expected(from: usize, to: usize) -> impl Iterator<Item = String> {
+    (from..to).map(|n| format!("USER-{n}: ITEM {n}"))
+}
+
+fn publish_items(emulator: &Emulator, from: usize, to: usize) {
+    for n in from..to {
+        emulator.publish_as("chat", "topic 1", &format!("item {n}"), &format!("user-{n}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_published_on_a_subscribed_topic_is_uppercased_and_republished() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "")).await;
+    wait_for_subscriber(&emulator).await;
+    emulator.publish_as("chat", "topic 1", "hello", "user-42");
+    emulator.publish_bytes_as("chat", "topic 1", &[0xff, 0xfe], "user-7");
+    let arrived = eventually(Duration::from_secs(10), || republished(&emulator).len() == 2).await;
+    assert!(arrived, "{:?}", republished(&emulator));
+    assert!(republished(&emulator).contains_key("USER-42: HELLO"));
+    assert!(republished(&emulator).contains_key("USER-7: //4="), "bytes that are not UTF-8 come as base64");
+    assert_eq!(metric(&app, "topic_relay_subscription_binary_items_total").await, 1.0);
+    let status = status(&app).await;
+    let stream = &status["subscriptions"][0];
+    assert_eq!(
+        (stream["state"].as_str(), stream["owned"].as_bool()),
+        (Some("listening"), Some(true)),
+        "{status}"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_cut_while_items_flow_still_process_every_item_exactly_once() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "")).await;
+    wait_for_subscriber(&emulator).await;
+    let mut cuts = 0;
+    for batch in 0..30 {
+        publish_items(&emulator, batch * 10, batch * 10 + 10);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        cuts += emulator.cut_streams();
+        // The SDK subscribes again by itself; cut the new stream, not the one already gone.
+        wait_for_subscriber(&emulator).await;
+    }
+    let all = eventually(Duration::from_secs(20), || republished(&emulator).len() >= 300).await;
+    assert!(all, "{} of 300 processed", republished(&emulator).len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_each_once(&emulator, expected(0, 300));
+    assert_eq!(cuts, 30, "every cut broke a live stream");
+    // The SDK resubscribes at the last item it received, which then comes again.
+    assert!(metric(&app, "topic_relay_subscription_repeats_total").await >= 1.0);
+    assert_eq!(metric(&app, "topic_relay_subscription_missed_total").await, 0.0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_stopped_while_items_are_published_resumes_at_its_checkpoint_after_a_restart() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = listener(&emulator, dir.path(), "");
+    let first = spawn_app_with(&config).await;
+    wait_for_subscriber(&emulator).await;
+    publish_items(&emulator, 0, 100);
+    let publisher = {
+        let emulator_items = (100..200).map(|n| (format!("item {n}"), format!("user-{n}")));
+        let items: Vec<_> = emulator_items.collect();
+        let emulator = &emulator;
+        async move {
+            for (text, token_id) in items {
+                emulator.publish_as("chat", "topic 1", &text, &token_id);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    // SIGTERM's path, halfway through the publishing; then a new process on the same disk.
+    let stop_and_restart = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        first.stop().await.unwrap();
+        spawn_app_with(&config).await
+    };
+    let ((), second) = tokio::join!(publisher, stop_and_restart);
+    let all = eventually(Duration::from_secs(20), || republished(&emulator).len() >= 200).await;
+    assert!(all, "{} of 200 processed", republished(&emulator).len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_each_once(&emulator, expected(0, 200));
+    second.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_relays_sharing_a_topic_under_a_lease_process_each_item_once() {
+    let emulator = Emulator::start().await;
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = spawn_app_with(&listener(&emulator, one.path(), "")).await;
+    let second = spawn_app_with(&listener(&emulator, two.path(), "")).await;
+    wait_for_subscriber(&emulator).await;
+    publish_items(&emulator, 0, 100);
+    let all = eventually(Duration::from_secs(10), || republished(&emulator).len() >= 100).await;
+    assert!(all, "{} of 100 processed", republished(&emulator).len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_each_once(&emulator, expected(0, 100));
+    let owners = [status(&first).await, status(&second).await]
+        .iter()
+        .filter(|status| status["subscriptions"][0]["owned"] == true)
+        .count();
+    assert_eq!(owners, 1, "exactly one replica owns the topic");
+    assert_eq!(emulator.subscribers("chat", "topic 1"), 1, "the other stands by without a stream");
+    first.stop().await.unwrap();
+    second.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jump_in_sequence_numbers_is_counted_as_missed_and_a_new_page_is_not() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "")).await;
+    wait_for_subscriber(&emulator).await;
+    publish_items(&emulator, 0, 3);
+    emulator.skip_sequence_numbers("chat", "topic 1", 5);
+    publish_items(&emulator, 3, 6);
+    emulator.start_new_page("chat", "topic 1");
+    publish_items(&emulator, 6, 9);
+    let all = eventually(Duration::from_secs(10), || republished(&emulator).len() >= 9).await;
+    assert!(all, "{:?}", republished(&emulator));
+    assert_each_once(&emulator, expected(0, 9));
+    assert_eq!(metric(&app, "topic_relay_subscription_missed_total").await, 5.0);
+    assert_eq!(metric(&app, "topic_relay_subscription_new_pages_total").await, 1.0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_many_hundreds_of_failed_subscribes_the_relay_still_subscribes_and_receives() {
+    let emulator = Emulator::start().await;
+    // Past the 400 streams after which one SDK client refuses to open another.
+    emulator.fail_subscribes(600, Code::Unavailable);
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "")).await;
+    let subscribed =
+        eventually(Duration::from_secs(60), || emulator.subscribers("chat", "topic 1") > 0).await;
+    assert!(subscribed, "{} subscribe calls, still not subscribed", emulator.subscribe_calls());
+    assert!(emulator.subscribe_calls() > 600);
+    emulator.publish_as("chat", "topic 1", "still here", "user-1");
+    let arrived =
+        eventually(Duration::from_secs(10), || republished(&emulator).contains_key("USER-1: STILL HERE"))
+            .await;
+    assert!(arrived);
+    assert!(metric(&app, "topic_relay_subscription_subscribe_failures_total").await >= 600.0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_that_cannot_be_subscribed_to_shows_in_readiness_status_and_metrics() {
+    let emulator = Emulator::start().await;
+    emulator.fail_subscribes(usize::MAX, Code::NotFound);
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "")).await;
+    assert!(wait_for_readiness(&app, 503, Duration::from_secs(10)).await);
+    let readyz = app.client.get(app.url("/readyz")).send().await.unwrap().text().await.unwrap();
+    assert!(readyz.contains("subscription_failing"), "{readyz}");
+    let status = status(&app).await;
+    let stream = &status["subscriptions"][0];
+    assert_eq!(stream["state"], "failing", "{status}");
+    assert!(stream["last_error"].as_str().unwrap().contains("not found"), "{status}");
+    assert!(metric(&app, "topic_relay_subscription_subscribe_failures_total").await >= 1.0);
+    emulator.heal();
+    assert!(wait_for_readiness(&app, 200, Duration::from_secs(10)).await, "ready once it subscribes");
+    app.stop().await.unwrap();
+}
