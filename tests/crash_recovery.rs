@@ -4,71 +4,28 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::binary::Relay;
 use support::emulator::Emulator;
 use support::on_emulator::momento_section;
 use support::{SECRET, event};
 use tonic::Code;
 use topic_relay::verify::sign;
 
-/// The relay binary, running on `config`; reports the port it listens on. Killed when
-/// dropped, so that a failing test leaves no process behind.
-struct Relay {
-    child: Child,
-    port: u16,
+/// Posts a signed webhook event; the status code.
+async fn post(relay: &Relay, client: &reqwest::Client, body: String) -> u16 {
+    let signature = sign(SECRET.as_bytes(), body.as_bytes());
+    let url = relay.url("/webhook");
+    let response = client.post(url).header("momento-signature", signature).body(body).send().await.unwrap();
+    response.status().as_u16()
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Relay {
-    fn start(config: &std::path::Path) -> Relay {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_topic-relay"));
-        command.args(["--config", config.to_str().unwrap()]).env("TOPIC_RELAY_LOG_FORMAT", "json");
-        // The port is read from the startup log line, whatever the environment asks for.
-        command.env("RUST_LOG", "info").env_remove("TOPIC_RELAY_CONFIG");
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TOPIC_RELAY__")) {
-            command.env_remove(name);
-        }
-        let mut child = command.stderr(Stdio::piped()).spawn().expect("the relay starts");
-        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (found, port) = std::sync::mpsc::channel();
-        // Reads the log until the port shows up, then keeps draining it so that the relay never
-        // blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if line.contains("topic-relay is listening")
-                    && let Ok(log) = serde_json::from_str::<serde_json::Value>(&line)
-                {
-                    let _ = found.send(log["fields"]["port"].as_u64().unwrap_or_default() as u16);
-                }
-            }
-        });
-        let mut relay = Relay { child, port: 0 };
-        relay.port = port.recv_timeout(Duration::from_secs(60)).expect("the relay reports its port");
-        relay
-    }
-
-    async fn post(&self, client: &reqwest::Client, body: String) -> u16 {
-        let signature = sign(SECRET.as_bytes(), body.as_bytes());
-        let url = format!("http://127.0.0.1:{}/webhook", self.port);
-        let response =
-            client.post(url).header("momento-signature", signature).body(body).send().await.unwrap();
-        response.status().as_u16()
-    }
-
-    async fn spooled(&self, client: &reqwest::Client) -> u64 {
-        let url = format!("http://127.0.0.1:{}/v1/status", self.port);
-        let status: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
-        status["delivery"]["spooled"].as_u64().unwrap()
-    }
+/// Events in the relay's spool.
+async fn spooled(relay: &Relay, client: &reqwest::Client) -> u64 {
+    let url = relay.url("/v1/status");
+    let status: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
+    status["delivery"]["spooled"].as_u64().unwrap()
 }
 
 fn published_counts(emulator: &Emulator) -> BTreeMap<String, usize> {
@@ -99,9 +56,9 @@ async fn spooled_events_survive_sigkill_and_are_delivered_once_after_a_restart()
 
     let first = Relay::start(&config);
     for n in 0..10 {
-        assert_eq!(first.post(&client, event("chat", "topic 1", &format!("survivor {n}"))).await, 202);
+        assert_eq!(post(&first, &client, event("chat", "topic 1", &format!("survivor {n}"))).await, 202);
     }
-    assert_eq!(first.spooled(&client).await, 10);
+    assert_eq!(spooled(&first, &client).await, 10);
     drop(first); // SIGKILL: no shutdown, no flush
     assert!(emulator.published().is_empty());
 
@@ -116,5 +73,5 @@ async fn spooled_events_survive_sigkill_and_are_delivered_once_after_a_restart()
     assert_eq!(counts.len(), 10, "{counts:?}");
     assert!(counts.values().all(|&times| times == 1), "{counts:?}");
     assert!(counts.contains_key("SURVIVOR 9"));
-    assert_eq!(second.spooled(&client).await, 0);
+    assert_eq!(spooled(&second, &client).await, 0);
 }

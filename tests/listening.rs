@@ -3,70 +3,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use support::emulator::Emulator;
-use support::on_emulator::{momento_section, wait_for_readiness};
+use support::on_emulator::{eventually, listener, republished, wait_for_readiness};
 use support::{TestApp, spawn_app_with};
-use tokio::time::Instant;
 use tonic::Code;
-
-/// A relay that listens to `chat`/`topic 1` and republishes each item uppercased, with its
-/// publisher's token_id, on `topic 2`.
-fn listener(emulator: &Emulator, spool_dir: &Path, subscription_extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_grace = "5s"
-drain_delay = "0s"
-
-[delivery]
-spool_dir = "{spool}"
-retry_initial = "100ms"
-retry_max = "200ms"
-
-[subscriptions.inbox]
-cache = "chat"
-topics = ["topic 1"]
-lease_ttl = "2s"
-checkpoint_interval = "50ms"
-reconnect_initial = "1ms"
-reconnect_max = "4ms"
-{subscription_extra}
-
-[[routes]]
-name = "shout"
-match = {{ subscription = "inbox" }}
-steps = [{{ template = {{ text = "{{token_id}}: {{text}}" }} }}, "uppercase", {{ publish = {{ topic = "topic 2" }} }}]
-{momento}"#,
-        spool = spool_dir.display(),
-        momento = momento_section(emulator),
-    )
-}
-
-/// How many times each text was republished on `topic 2`.
-fn republished(emulator: &Emulator) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for published in emulator.published().into_iter().filter(|published| published.topic == "topic 2") {
-        *counts.entry(published.text.unwrap_or_default()).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// Waits up to `wait` for `done`; true when it came.
-async fn eventually(wait: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    done()
-}
 
 /// Waits until the relay's stream on `topic 1` is open on the emulator.
 async fn wait_for_subscriber(emulator: &Emulator) {

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: start the relay on port 0 and talk to it like Momento.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod emulator;
 pub mod on_emulator;
 pub mod steps;
