@@ -197,9 +197,11 @@ impl TopicStream {
                     }
                 }
             };
-            if failures > 0 || resume.is_none() {
-                tracing::info!(source = %self.source, topic = self.key.topic, ?resume, "listening to the topic");
-            }
+            let from = match resume {
+                Some(at) => format!("item {} of page {}", at.sequence, at.page),
+                None => "the next item published".to_owned(),
+            };
+            tracing::info!(source = %self.source, topic = self.key.topic, from, "listening to the topic");
             failures = 0;
             self.update(|report| (report.state, report.last_error) = (StreamState::Listening, None));
             self.metrics.listening.set(1);
