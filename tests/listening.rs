@@ -211,3 +211,21 @@ async fn a_topic_that_cannot_be_subscribed_to_shows_in_readiness_status_and_metr
     assert!(wait_for_readiness(&app, 200, Duration::from_secs(10)).await, "ready once it subscribes");
     app.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn items_past_a_full_queue_go_to_the_spool_and_are_still_processed_once() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "queue = 1")).await;
+    wait_for_subscriber(&emulator).await;
+    // Slow publishes hold up the topic's worker while items keep coming.
+    emulator.delay_next(5, Duration::from_millis(200));
+    publish_items(&emulator, 0, 30);
+    let all = eventually(Duration::from_secs(20), || republished(&emulator).len() >= 30).await;
+    assert!(all, "{} of 30 processed", republished(&emulator).len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_each_once(&emulator, expected(0, 30));
+    assert!(metric(&app, "topic_relay_subscription_spilled_total").await >= 1.0);
+    assert_eq!(metric(&app, "topic_relay_subscription_lost_total").await, 0.0);
+    app.stop().await.unwrap();
+}
