@@ -88,6 +88,34 @@ async fn after_a_sigkill_while_items_flow_nothing_is_lost_and_repeats_are_only_t
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_relay_sent_sigterm_while_items_are_published_processes_each_exactly_once_after_a_restart() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &emulator, "1s");
+    let first = Relay::start(&config);
+    let subscribed =
+        eventually(Duration::from_secs(20), || emulator.subscribers("chat", "topic 1") > 0).await;
+    assert!(subscribed);
+    let stop_and_restart = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let exited = tokio::task::spawn_blocking(move || first.terminate()).await.unwrap();
+        assert!(exited, "the relay exits cleanly on SIGTERM");
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Relay::start(&config)).await.unwrap()
+    };
+    let ((), second) =
+        tokio::join!(publish_paced(&emulator, 0..300, Duration::from_millis(2)), stop_and_restart);
+    let all = eventually(Duration::from_secs(20), || republished(&emulator).len() >= 300).await;
+    assert!(all, "{} of 300 processed", republished(&emulator).len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = republished(&emulator);
+    let missing: Vec<usize> = (0..300).filter(|n| !counts.contains_key(&expected(*n))).collect();
+    let twice: Vec<(&String, &usize)> = counts.iter().filter(|(_, times)| **times > 1).collect();
+    assert!(missing.is_empty() && twice.is_empty(), "lost {missing:?}, twice {twice:?}");
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn when_the_owner_is_killed_another_replica_takes_over_within_the_lease_and_loses_nothing() {
     let emulator = Emulator::start().await;
     let dir = tempfile::tempdir().unwrap();

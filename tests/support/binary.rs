@@ -56,6 +56,13 @@ impl Relay {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Sends SIGTERM and waits for the process to exit; true when it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().is_ok_and(|status| status.success());
+        sent && self.child.wait().is_ok_and(|status| status.success())
+    }
+
     /// Kills the process with SIGKILL: no shutdown, no flush.
     pub fn kill(mut self) {
         let _ = self.child.kill();
