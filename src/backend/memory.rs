@@ -218,13 +218,7 @@ impl Backend for MemoryBackend {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, BackendError> {
-        Ok(self.with_entry(cache, key, |entry| {
-            let absent = entry.get().is_none();
-            if absent {
-                entry.put(Item::Value(value.to_vec()), ttl);
-            }
-            absent
-        }))
+        self.set_if(cache, key, value, &SetCondition::Absent, ttl).await
     }
 
     async fn set_if(

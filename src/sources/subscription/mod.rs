@@ -98,7 +98,6 @@ pub enum Ownership {
 /// The relay's subscription streams: built with the app, started with the server.
 pub struct Listeners {
     streams: Vec<TopicStream>,
-    reports: Vec<Arc<Mutex<StreamReport>>>,
 }
 
 /// What the streams report, for `/v1/status` and `/readyz`.
@@ -152,13 +151,12 @@ impl Listeners {
                 });
             }
         }
-        let reports = streams.iter().map(|stream| stream.report.clone()).collect();
-        Ok(Listeners { streams, reports })
+        Ok(Listeners { streams })
     }
 
     /// What the streams report, live.
     pub fn reports(&self) -> ListenerReports {
-        ListenerReports(Arc::new(self.reports.clone()))
+        ListenerReports(Arc::new(self.streams.iter().map(|stream| stream.report.clone()).collect()))
     }
 
     /// Starts every stream.

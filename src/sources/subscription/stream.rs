@@ -102,6 +102,8 @@ impl TopicStream {
     /// Tries to take the lease until it is taken (true) or the relay stops (false).
     async fn wait_for(&self, lease: &mut Lease, stop: &CancellationToken) -> bool {
         self.update(|report| report.state = StreamState::Standby);
+        // Replicas standing by do not all try at once.
+        let standby = Backoff::new(lease.standby_every(), lease.standby_every());
         loop {
             match lease.take().await {
                 Ok(true) => {
@@ -113,7 +115,7 @@ impl TopicStream {
                     tracing::debug!(topic = self.key.topic, %error, "cannot reach the lease")
                 }
             }
-            let pause = jittered(lease.standby_every().as_millis() as u64);
+            let pause = std::time::Duration::from_millis(standby.delay_ms(1));
             tokio::select! {
                 () = stop.cancelled() => return false,
                 () = tokio::time::sleep(pause) => {}
@@ -397,10 +399,4 @@ async fn write_checkpoints(
 
 fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
     progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Up to `ms`, at least half of it: replicas standing by do not all try at once.
-fn jittered(ms: u64) -> std::time::Duration {
-    use rand::Rng;
-    std::time::Duration::from_millis(ms / 2 + rand::rng().random_range(0..=ms / 2))
 }
