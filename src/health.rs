@@ -13,7 +13,7 @@ pub enum NotReady {
     Draining,
     /// The backend has not answered yet, or keeps failing.
     BackendNotReady,
-    /// A topic this replica owns cannot be subscribed to.
+    /// A topic cannot be subscribed to, or its lease cannot be taken.
     SubscriptionFailing,
 }
 

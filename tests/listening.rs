@@ -199,8 +199,15 @@ async fn a_topic_that_cannot_be_subscribed_to_shows_in_readiness_status_and_metr
     emulator.fail_subscribes(usize::MAX, Code::NotFound);
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(&listener(&emulator, dir.path(), "")).await;
-    assert!(wait_for_readiness(&app, 503, Duration::from_secs(10)).await);
-    let readyz = app.client.get(app.url("/readyz")).send().await.unwrap().text().await.unwrap();
+    // Until the backend's first probe answers, /readyz gives that reason instead.
+    let mut readyz = String::new();
+    for _ in 0..500 {
+        readyz = app.client.get(app.url("/readyz")).send().await.unwrap().text().await.unwrap();
+        if readyz.contains("subscription_failing") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(readyz.contains("subscription_failing"), "{readyz}");
     let status = status(&app).await;
     let stream = &status["subscriptions"][0];
@@ -227,5 +234,31 @@ async fn items_past_a_full_queue_go_to_the_spool_and_are_still_processed_once() 
     assert_each_once(&emulator, expected(0, 30));
     assert!(metric(&app, "topic_relay_subscription_spilled_total").await >= 1.0);
     assert_eq!(metric(&app, "topic_relay_subscription_lost_total").await, 0.0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_that_cannot_be_taken_shows_in_status_and_readiness() {
+    let emulator = Emulator::start().await;
+    emulator.fail_all(Code::PermissionDenied);
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "")).await;
+    let failing = async {
+        loop {
+            let status = status(&app).await;
+            if status["subscriptions"][0]["state"] == "failing" {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), failing).await.expect("the stream shows failing");
+    let error = status["subscriptions"][0]["last_error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("not authorized"), "{status}");
+    assert!(wait_for_readiness(&app, 503, Duration::from_secs(5)).await);
+    emulator.heal();
+    wait_for_subscriber(&emulator).await;
+    assert!(wait_for_readiness(&app, 200, Duration::from_secs(10)).await, "ready once it owns and listens");
     app.stop().await.unwrap();
 }

@@ -189,7 +189,7 @@ impl ListenerReports {
             .collect()
     }
 
-    /// Whether some topic this replica owns cannot be subscribed to.
+    /// Whether some topic cannot be subscribed to, or its lease cannot be taken.
     pub fn any_failing(&self) -> bool {
         self.0.iter().any(|report| {
             report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).state == StreamState::Failing

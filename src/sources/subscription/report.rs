@@ -16,7 +16,8 @@ pub enum StreamState {
     Subscribing,
     /// Subscribed, taking items.
     Listening,
-    /// Owns the topic, and the last attempt to subscribe failed (see `last_error`).
+    /// The last attempt to subscribe, or to take the topic's lease, failed (see
+    /// `last_error`).
     Failing,
     /// The relay is shutting down.
     Stopped,

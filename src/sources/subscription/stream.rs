@@ -104,15 +104,28 @@ impl TopicStream {
         self.update(|report| report.state = StreamState::Standby);
         // Replicas standing by do not all try at once.
         let standby = Backoff::new(lease.standby_every(), lease.standby_every());
+        let mut failures = 0u32;
         loop {
             match lease.take().await {
                 Ok(true) => {
                     tracing::info!(source = %self.source, topic = self.key.topic, "this replica owns the topic");
                     return true;
                 }
-                Ok(false) => {}
+                Ok(false) => {
+                    failures = 0;
+                    self.update(|report| (report.state, report.last_error) = (StreamState::Standby, None));
+                }
+                // A lease that cannot be taken (a missing cache, a key without write access)
+                // is as visible as a topic that cannot be subscribed to.
                 Err(error) => {
-                    tracing::debug!(topic = self.key.topic, %error, "cannot reach the lease")
+                    failures += 1;
+                    self.update(|report| {
+                        (report.state, report.last_error) = (StreamState::Failing, Some(error.to_string()))
+                    });
+                    if failures.is_power_of_two() {
+                        tracing::error!(source = %self.source, topic = self.key.topic, %error, failures,
+                            "cannot take the topic's lease; retrying");
+                    }
                 }
             }
             let pause = std::time::Duration::from_millis(standby.delay_ms(1));
