@@ -34,6 +34,14 @@ pub enum Command {
     /// Publish a message on the embedded backend's bus, as a Momento client publishes on a
     /// topic: what the relay's subscriptions listen to when it runs without an account.
     Publish(PublishArgs),
+    /// Get a token for publishers from a relay's POST /v1/tokens, as your application's
+    /// users would, and print it.
+    Token(TokenArgs),
+    /// Mint an HS256 JWT such as your application would give its users, to try `[tokens]`.
+    Jwt(JwtArgs),
+    /// Read or write a cache item through a running relay (admin API), such as the user
+    /// records that `lookup` steps read.
+    Cache(CacheArgs),
     /// Exit 0 when the relay's /healthz answers 200, 1 otherwise (for Docker HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
     /// Inspect a running relay's spool and dead letters; replay or purge them.
@@ -55,9 +63,91 @@ pub struct PublishArgs {
     /// The relay's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// A token from `topic-relay token` (needed when the relay has `[tokens]`; it then sets
+    /// the token_id).
+    #[arg(long, env = "TOPIC_RELAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// What is published, and by whom.
     #[command(flatten)]
     pub message: MessageArgs,
+}
+
+/// `token`
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The relay's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Your application's JWT for the user (see `topic-relay jwt`).
+    #[arg(long, env = "TOPIC_RELAY_JWT", hide_env_values = true)]
+    pub jwt: String,
+    /// Ask for a shorter life than the relay's `tokens.expires_in`, such as 5m.
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    /// Print only the token, for `TOKEN=$(topic-relay token ...)`.
+    #[arg(long)]
+    pub only_token: bool,
+}
+
+/// `jwt`
+#[derive(Debug, Args)]
+pub struct JwtArgs {
+    /// The HS256 secret: `tokens.jwt.hs256_secret` of the relay.
+    #[arg(long, env = "APP_JWT_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// The user: the `sub` claim.
+    #[arg(long)]
+    pub sub: String,
+    /// The `iss` claim.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// The `aud` claim.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// More claims, as NAME=VALUE (repeatable).
+    #[arg(long = "claim", value_name = "NAME=VALUE")]
+    pub claims: Vec<String>,
+    /// How long the JWT is valid.
+    #[arg(long, default_value = "1h")]
+    pub expires_in: String,
+}
+
+/// `cache`
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CacheCommand,
+    /// The relay's base URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The admin token (`[admin] token` in the relay's config).
+    #[arg(long, global = true, env = "TOPIC_RELAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// The `cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Store VALUE under KEY in CACHE.
+    Set {
+        /// The cache.
+        cache: String,
+        /// The key, such as user:user-42.
+        key: String,
+        /// The value, such as '{"name":"Ada"}'.
+        value: String,
+        /// How long the item lives (default: the relay's momento.default_ttl).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Print the value under KEY in CACHE.
+    Get {
+        /// The cache.
+        cache: String,
+        /// The key.
+        key: String,
+    },
 }
 
 /// A message on a topic, as `send` and `publish` take it.

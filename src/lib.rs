@@ -2,7 +2,8 @@
 //! [`sources`]: webhooks ([`verify`], then [`accept`]) and topic subscriptions. The core,
 //! [`relay`], then runs the stages in the order data moves through them: [`route`],
 //! [`delivery`] (which runs the [`pipeline`] of [`processors`] and keeps what cannot finish
-//! in its spool), [`backend`]. [`http`] answers Momento and operators.
+//! in its spool), [`backend`]. [`http`] answers Momento and operators; [`tokens`] vends
+//! publishers' tokens, off the path of events.
 
 #![warn(missing_docs)]
 
@@ -23,4 +24,5 @@ pub mod route;
 pub mod sources;
 pub mod startup;
 pub mod telemetry;
+pub mod tokens;
 pub mod verify;

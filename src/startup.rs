@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accept::replay::{ReplayGuard, SharedSeenSet};
 use crate::backend::{self, Backend, Timed};
-use crate::config::{DedupMode, DeliveryMode, ServerSettings, Settings};
+use crate::config::{BackendKind, DedupMode, DeliveryMode, ServerSettings, Settings};
 use crate::delivery::Delivery;
 use crate::delivery::redeliver::Redeliverer;
 use crate::delivery::spool::Spool;
@@ -26,6 +26,7 @@ use crate::relay::Relay;
 use crate::route::RouteTable;
 use crate::sources::subscription::{Listeners, SubscriptionMetrics};
 use crate::sources::webhook::Webhooks;
+use crate::tokens::{Issuer, LocalTokens, TokenMetrics, TokenVendor};
 
 /// A relay with its listener bound, ready to serve.
 pub struct App {
@@ -60,6 +61,7 @@ impl App {
             spool.register_metrics(&mut metrics);
         }
         let subscription_metrics = SubscriptionMetrics::register(&mut metrics);
+        let (tokens, local_tokens) = token_vendor(&settings, &mut metrics).await?;
         let metrics = Arc::new(metrics);
         let delivery = Arc::new(Delivery::new(
             &settings.delivery,
@@ -102,6 +104,13 @@ impl App {
             request_timeout: settings.server.request_timeout,
             max_body_bytes: settings.server.max_body_bytes,
             streams_closed: CancellationToken::new(),
+            tokens,
+            local_tokens,
+            token_cors_origins: settings
+                .tokens
+                .as_ref()
+                .map(|tokens| tokens.cors_origins.clone())
+                .unwrap_or_default(),
         });
         Ok(App {
             listener,
@@ -212,6 +221,33 @@ async fn drain_on_signal(
     tracing::info!("closing the listener; waiting for requests in flight");
     state.streams_closed.cancel();
     closed.cancel();
+}
+
+/// Token vending, when `[tokens]` is configured: through Momento's `AuthClient` with the
+/// relay's credentials, or with a key made now on the embedded backend.
+async fn token_vendor(
+    settings: &Settings,
+    metrics: &mut Metrics,
+) -> anyhow::Result<(Option<Arc<TokenVendor>>, Option<Arc<LocalTokens>>)> {
+    let Some(token_settings) = &settings.tokens else { return Ok((None, None)) };
+    let (issuer, local) = match settings.momento.resolved_backend() {
+        BackendKind::Memory => {
+            let local = Arc::new(LocalTokens::generate());
+            (Issuer::Local(local.clone()), Some(local))
+        }
+        BackendKind::Momento => {
+            let credentials = backend::momento::credential_provider(&settings.momento)?;
+            (Issuer::momento(credentials).context("cannot create Momento's auth client")?, None)
+        }
+    };
+    let vendor = Arc::new(TokenVendor::new(token_settings, issuer, TokenMetrics::register(metrics)).await?);
+    vendor.sweep_in_background();
+    tracing::info!(
+        local = local.is_some(),
+        "vending tokens on POST /v1/tokens{}",
+        if local.is_some() { " (local tokens of the embedded backend; /v1/publish needs one)" } else { "" }
+    );
+    Ok((Some(vendor), local))
 }
 
 fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<JoinHandle<()>>)> {

@@ -1,12 +1,15 @@
 //! What each subcommand does.
 
+mod cache;
 mod check_config;
 mod healthcheck;
+mod jwt;
 mod publish;
 mod send;
 mod serve;
 mod sign;
 mod spool;
+mod token;
 
 use std::process::ExitCode;
 
@@ -20,6 +23,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Sign(args) => sign::run(args),
         Command::Send(args) => send::run(args).await,
         Command::Publish(args) => publish::run(args).await,
+        Command::Token(args) => token::run(args).await,
+        Command::Jwt(args) => jwt::run(args),
+        Command::Cache(args) => cache::run(args).await,
         Command::Healthcheck(args) => healthcheck::run(args).await,
         Command::Spool(args) => spool::run(args).await,
     };

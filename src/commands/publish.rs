@@ -18,12 +18,11 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         url.query_pairs_mut().append_pair("token_id", &args.message.token_id);
     }
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
-    let response = client
-        .post(url)
-        .body(args.message.text)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {}", args.url))?;
+    let mut request = client.post(url).body(args.message.text);
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("cannot reach {}", args.url))?;
     let status = response.status();
     println!("{status} {}", response.text().await.unwrap_or_default());
     Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })

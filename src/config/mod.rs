@@ -21,6 +21,7 @@ pub use secret::{REDACTED, Secret};
 pub use crate::accept::replay::WhenFull;
 use crate::processors::StepSettings;
 pub use crate::sources::subscription::SubscriptionSettings;
+pub use crate::tokens::TokenSettings;
 
 /// The signing secret used when the embedded backend runs without one configured. It is
 /// public (it is in the README), so the relay refuses it with the Momento backend.
@@ -54,6 +55,9 @@ pub struct Settings {
     /// The admin API (off unless a token is set).
     #[serde(default)]
     pub admin: AdminSettings,
+    /// Token vending on `POST /v1/tokens` (off unless configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenSettings>,
 }
 
 /// `[server]`

@@ -17,6 +17,9 @@ pub fn check(settings: &Settings) -> Result<(), Failure> {
     check_subscriptions(settings)?;
     check_momento(settings)?;
     check_delivery(settings)?;
+    if let Some(tokens) = &settings.tokens {
+        tokens.check()?;
+    }
     check_route_names(settings)
 }
 

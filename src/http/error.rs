@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::accept::AcceptError;
 use crate::relay::Refusal;
 use crate::sources::webhook::NotAccepted;
+use crate::tokens::{CallerRefusal, IssueError, PublishRefusal, VendRefusal};
 
 /// Every error code the relay answers with; the README's status table lists them all.
 pub const ERROR_CODES: &[&str] = &[
@@ -41,6 +42,13 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid_query",
     "message_too_large",
     "not_text",
+    "missing_token",
+    "invalid_token",
+    "forbidden",
+    "rate_limited",
+    "token_service_unavailable",
+    "token_vending_failed",
+    "invalid_request",
     "internal_error",
 ];
 
@@ -92,6 +100,32 @@ pub enum HttpError {
     /// 405 `method_not_allowed`: the path exists, the method does not.
     #[error("this path does not take that method")]
     MethodNotAllowed,
+    /// `/v1/tokens` refused: 401 `missing_token` or `invalid_token` (malformed, expired,
+    /// badly signed, or signed by a key unknown even after fetching the JWKS again), 403
+    /// `forbidden` (another issuer or audience, or claims that make no valid token), 429
+    /// `rate_limited` with Retry-After, 503 `token_service_unavailable` (JWKS or Momento
+    /// unreachable), 502 `token_vending_failed` (Momento refused).
+    #[error(transparent)]
+    Vend(#[from] VendRefusal),
+    /// `/v1/publish` refused the token: 401 `missing_token`, 401 `invalid_token`, or 403
+    /// `forbidden` (the token may not publish on that topic).
+    #[error(transparent)]
+    Publish(#[from] PublishRefusal),
+    /// 400 `invalid_query`: `?token_id=` while `[tokens]` is configured.
+    #[error("with [tokens] configured, the publisher's token sets its token_id; drop ?token_id=")]
+    TokenIdInQuery,
+    /// 400 `invalid_query`: a `?ttl=` that is not a duration.
+    #[error("?ttl= takes a duration such as 30s, 15m or 4h")]
+    InvalidTtl,
+    /// 400 `invalid_request`: a `/v1/tokens` body that is not `{"expires_in": "5m"}`.
+    #[error("the body is empty, or {{\"expires_in\": \"5m\"}} to ask for a shorter-lived token")]
+    InvalidTokenRequest,
+    /// 503 `backend_unavailable`: an admin cache call the backend could not serve now.
+    #[error("the backend is unavailable; retry shortly")]
+    CacheUnavailable,
+    /// 502 `backend_error`: an admin cache call the backend refused (such as a missing cache).
+    #[error("the backend refused the call; the relay's log has the reason")]
+    CacheRefused,
     /// 500 `internal_error`: the relay failed in a way it did not expect (a panic).
     #[error("the relay failed unexpectedly; its log has the details")]
     Internal,
@@ -132,12 +166,56 @@ impl HttpError {
             HttpError::InvalidQuery => (S::BAD_REQUEST, "invalid_query"),
             HttpError::MessageTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "message_too_large"),
             HttpError::NotText => (S::BAD_REQUEST, "not_text"),
+            HttpError::Vend(refusal) => match refusal {
+                VendRefusal::Caller(CallerRefusal::Missing) => (S::UNAUTHORIZED, "missing_token"),
+                VendRefusal::Caller(
+                    CallerRefusal::Invalid | CallerRefusal::Expired | CallerRefusal::UnknownKey,
+                ) => (S::UNAUTHORIZED, "invalid_token"),
+                VendRefusal::Caller(CallerRefusal::WrongIssuer | CallerRefusal::WrongAudience)
+                | VendRefusal::Grant(_) => (S::FORBIDDEN, "forbidden"),
+                VendRefusal::Caller(CallerRefusal::KeysUnavailable)
+                | VendRefusal::Issue(IssueError::Unavailable(_)) => {
+                    (S::SERVICE_UNAVAILABLE, "token_service_unavailable")
+                }
+                VendRefusal::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited"),
+                VendRefusal::Issue(IssueError::Refused(_)) => (S::BAD_GATEWAY, "token_vending_failed"),
+            },
+            HttpError::Publish(PublishRefusal::Missing) => (S::UNAUTHORIZED, "missing_token"),
+            HttpError::Publish(PublishRefusal::Invalid) => (S::UNAUTHORIZED, "invalid_token"),
+            HttpError::Publish(PublishRefusal::NotAllowed) => (S::FORBIDDEN, "forbidden"),
+            HttpError::TokenIdInQuery | HttpError::InvalidTtl => (S::BAD_REQUEST, "invalid_query"),
+            HttpError::InvalidTokenRequest => (S::BAD_REQUEST, "invalid_request"),
+            HttpError::CacheUnavailable => (S::SERVICE_UNAVAILABLE, "backend_unavailable"),
+            HttpError::CacheRefused => (S::BAD_GATEWAY, "backend_error"),
             HttpError::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 
+    /// What the client is told: never the token, never why a signature failed, never what
+    /// Momento said.
     fn detail(&self) -> String {
-        self.to_string()
+        match self {
+            HttpError::Vend(VendRefusal::Caller(refusal)) => refusal_detail(refusal),
+            HttpError::Vend(VendRefusal::Issue(IssueError::Unavailable(_))) => {
+                "Momento's token service cannot be reached; retry shortly".to_owned()
+            }
+            HttpError::Vend(VendRefusal::Issue(IssueError::Refused(_))) => {
+                "Momento refused to vend the token; the relay's log has the reason".to_owned()
+            }
+            HttpError::Vend(VendRefusal::RateLimited(_)) => {
+                "too many tokens for this identity; retry after the Retry-After seconds".to_owned()
+            }
+            HttpError::Publish(PublishRefusal::Missing) => {
+                "publishing needs Authorization: Bearer <token from POST /v1/tokens>".to_owned()
+            }
+            HttpError::Publish(PublishRefusal::Invalid) => {
+                "the token is not one this relay vended, or it has expired; get a new one".to_owned()
+            }
+            HttpError::Publish(PublishRefusal::NotAllowed) => {
+                "this token may not publish on that topic".to_owned()
+            }
+            _ => self.to_string(),
+        }
     }
 }
 
@@ -148,9 +226,32 @@ impl IntoResponse for HttpError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let HttpError::Vend(VendRefusal::RateLimited(wait)) = &self {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response.extensions_mut().insert(ErrorCode(code));
         response
     }
+}
+
+fn refusal_detail(refusal: &CallerRefusal) -> String {
+    match refusal {
+        CallerRefusal::Missing => "send Authorization: Bearer <your application's JWT>",
+        CallerRefusal::Invalid | CallerRefusal::Expired | CallerRefusal::UnknownKey => {
+            "the bearer token is not valid here: malformed, expired, or not signed by a trusted key"
+        }
+        CallerRefusal::WrongIssuer | CallerRefusal::WrongAudience => {
+            "the bearer token was not issued for this service"
+        }
+        CallerRefusal::KeysUnavailable => {
+            "the keys that verify bearer tokens cannot be fetched; retry shortly"
+        }
+    }
+    .to_owned()
 }
 
 /// The error code of a refused response, for the layer that counts refusals.

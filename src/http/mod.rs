@@ -6,6 +6,7 @@
 //! the body), then the handler.
 
 mod admin;
+mod cache;
 pub mod error;
 mod ingest;
 mod middleware;
@@ -13,6 +14,7 @@ mod ops;
 mod publish;
 mod request_id;
 mod subscribe;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::sources::subscription::ListenerReports;
 use crate::sources::webhook::{Webhook, Webhooks};
+use crate::tokens::{LocalTokens, TokenVendor};
 use crate::verify::VerifyLayer;
 
 /// What handlers share: one allocation, so that every layer's clone is a reference count.
@@ -92,6 +95,13 @@ pub struct Shared {
     pub max_body_bytes: usize,
     /// Cancelled when shutdown closes the listener, to end open subscribe streams.
     pub streams_closed: CancellationToken,
+    /// Token vending, when `[tokens]` is configured.
+    pub tokens: Option<Arc<TokenVendor>>,
+    /// The embedded backend's tokens, when `[tokens]` is configured on it: `/v1/publish`
+    /// then needs one.
+    pub local_tokens: Option<Arc<LocalTokens>>,
+    /// `tokens.cors_origins`.
+    pub token_cors_origins: Vec<String>,
 }
 
 /// A panic in a handler is answered 500 `internal_error`, and the relay keeps serving.
@@ -108,6 +118,7 @@ fn admin_routes(state: AppState) -> Router<AppState> {
         .route("/v1/admin/dead-letters/replay", post(admin::replay_all))
         .route("/v1/admin/dead-letters/{id}", get(admin::dead_letter).delete(admin::purge))
         .route("/v1/admin/dead-letters/{id}/replay", post(admin::replay))
+        .route("/v1/cache/{cache}/{key}", get(cache::get).put(cache::put))
         .layer(from_fn_with_state(state, admin::require_token))
 }
 
@@ -150,6 +161,10 @@ pub fn router(state: AppState) -> Router {
     }
     if state.admin_token.is_some() {
         router = router.merge(admin_routes(state.clone()));
+    }
+    if state.tokens.is_some() {
+        router =
+            router.route("/v1/tokens", post(tokens::vend).layer(tokens::cors(&state.token_cors_origins)));
     }
     router
         .fallback(|| async { error::HttpError::NotFound })

@@ -1,0 +1,272 @@
+//! Who is asking for a token: the caller's bearer JWT, verified with `jsonwebtoken` against
+//! a shared HS256 secret, or against RS256/ES256 public keys from a JWKS URL or a file.
+//!
+//! The algorithm is fixed by the key source, never taken from the token: a JWT whose header
+//! names another one (`none`, or HS256 signed with a published RSA key) is refused before
+//! any key is used.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde_json::{Map, Value};
+
+use super::settings::JwtSettings;
+
+/// Verified claims.
+pub type Claims = Map<String, Value>;
+
+/// Why a caller's JWT was not taken. The HTTP layer answers 401 for the first four and 403
+/// for the rest, and never says more than the variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallerRefusal {
+    /// No `Authorization: Bearer` header.
+    #[error("missing bearer token")]
+    Missing,
+    /// Malformed, badly signed, or of an algorithm this relay does not take.
+    #[error("invalid bearer token")]
+    Invalid,
+    /// Past its `exp`, or before its `nbf`.
+    #[error("expired bearer token")]
+    Expired,
+    /// Signed with a key the relay does not hold, even after fetching the JWKS again.
+    #[error("bearer token signed with an unknown key")]
+    UnknownKey,
+    /// Genuine, but issued by someone else.
+    #[error("bearer token from another issuer")]
+    WrongIssuer,
+    /// Genuine, but meant for another audience.
+    #[error("bearer token for another audience")]
+    WrongAudience,
+    /// The JWKS could not be fetched, so no key could be checked.
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
+}
+
+impl CallerRefusal {
+    /// The label of the refusal in metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            CallerRefusal::Missing => "missing_token",
+            CallerRefusal::Invalid => "invalid_token",
+            CallerRefusal::Expired => "expired_token",
+            CallerRefusal::UnknownKey => "unknown_key",
+            CallerRefusal::WrongIssuer => "wrong_issuer",
+            CallerRefusal::WrongAudience => "wrong_audience",
+            CallerRefusal::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+/// A verification key and the one algorithm it verifies.
+#[derive(Clone)]
+struct Key {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies callers' JWTs.
+pub struct CallerCheck {
+    validation: Validation,
+    keys: RwLock<Arc<Vec<Key>>>,
+    jwks: Option<JwksSource>,
+}
+
+/// Where fetched keys come from, and when they were last fetched.
+struct JwksSource {
+    url: String,
+    client: reqwest::Client,
+    refresh_after: Duration,
+    fetched_at: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Keys with an unknown `kid` are fetched again at most this often, so that forged tokens
+/// cannot make the relay hammer the identity provider.
+const MIN_REFETCH: Duration = Duration::from_secs(1);
+
+impl CallerCheck {
+    /// Loads the keys the settings name; a JWKS URL is fetched now, and a failure there is
+    /// logged and retried when the first caller arrives.
+    pub async fn new(settings: &JwtSettings) -> anyhow::Result<CallerCheck> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = settings.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_aud = settings.audience.is_some();
+        let mut required = vec!["exp"];
+        if let Some(issuer) = &settings.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = &settings.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        let keys = match (&settings.hs256_secret, &settings.jwks_file, &settings.public_key_file) {
+            (Some(secret), _, _) => vec![Key {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret.expose().as_bytes()),
+            }],
+            (_, Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("`tokens.jwt.jwks_file`: cannot read {}", path.display()))?;
+                let set: JwkSet = serde_json::from_str(&text)
+                    .with_context(|| format!("`tokens.jwt.jwks_file`: {} is not a JWKS", path.display()))?;
+                public_keys(&set)
+            }
+            (_, _, Some(path)) => {
+                let pem = std::fs::read(path).with_context(|| {
+                    format!("`tokens.jwt.public_key_file`: cannot read {}", path.display())
+                })?;
+                vec![pem_key(&pem).with_context(|| {
+                    format!(
+                        "`tokens.jwt.public_key_file`: {} is not an RSA or EC public key (PEM)",
+                        path.display()
+                    )
+                })?]
+            }
+            _ => Vec::new(),
+        };
+        let jwks = settings.jwks_url.as_ref().map(|url| JwksSource {
+            url: url.clone(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+            refresh_after: settings.jwks_refresh,
+            fetched_at: tokio::sync::Mutex::new(None),
+        });
+        let check = CallerCheck { validation, keys: RwLock::new(Arc::new(keys)), jwks };
+        if check.jwks.is_some() && check.refetch(true).await.is_err() {
+            tracing::error!("cannot fetch the JWKS of tokens.jwt.jwks_url; retrying when a caller arrives");
+        }
+        Ok(check)
+    }
+
+    /// Verifies `bearer` (the header's value after `Bearer `) and returns its claims.
+    pub async fn verify(&self, bearer: Option<&str>) -> Result<Claims, CallerRefusal> {
+        let token = bearer.map(str::trim).filter(|token| !token.is_empty()).ok_or(CallerRefusal::Missing)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| CallerRefusal::Invalid)?;
+        if !matches!(header.alg, Algorithm::HS256 | Algorithm::RS256 | Algorithm::ES256) {
+            return Err(CallerRefusal::Invalid);
+        }
+        if self.jwks.is_some() {
+            self.refetch(false).await.ok();
+        }
+        let key = match self.find(header.alg, header.kid.as_deref()) {
+            Some(key) => key,
+            None if self.holds_algorithm(header.alg) && self.jwks.is_some() => {
+                let refreshed = self.refetch(true).await;
+                match self.find(header.alg, header.kid.as_deref()) {
+                    Some(key) => key,
+                    None if refreshed.is_err() && self.current().is_empty() => {
+                        return Err(CallerRefusal::KeysUnavailable);
+                    }
+                    None => return Err(CallerRefusal::UnknownKey),
+                }
+            }
+            None if self.holds_algorithm(header.alg) => return Err(CallerRefusal::UnknownKey),
+            None if self.jwks.is_some() && self.current().is_empty() => {
+                return Err(CallerRefusal::KeysUnavailable);
+            }
+            // The token names an algorithm none of the relay's keys is for.
+            None => return Err(CallerRefusal::Invalid),
+        };
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![key.algorithm];
+        jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map(|data| data.claims).map_err(
+            |error| match error.kind() {
+                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => CallerRefusal::Expired,
+                ErrorKind::InvalidIssuer => CallerRefusal::WrongIssuer,
+                ErrorKind::InvalidAudience => CallerRefusal::WrongAudience,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => CallerRefusal::WrongIssuer,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => CallerRefusal::WrongAudience,
+                _ => CallerRefusal::Invalid,
+            },
+        )
+    }
+
+    fn current(&self) -> Arc<Vec<Key>> {
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn holds_algorithm(&self, algorithm: Algorithm) -> bool {
+        match self.jwks {
+            // A JWKS may gain keys of either kind at its next rotation.
+            Some(_) => matches!(algorithm, Algorithm::RS256 | Algorithm::ES256),
+            None => self.current().iter().any(|key| key.algorithm == algorithm),
+        }
+    }
+
+    /// The key for `algorithm` named `kid`; without a `kid`, the only key for `algorithm`.
+    fn find(&self, algorithm: Algorithm, kid: Option<&str>) -> Option<Key> {
+        let keys = self.current();
+        let mut candidates = keys.iter().filter(|key| key.algorithm == algorithm);
+        match kid {
+            Some(kid) => candidates.find(|key| key.kid.as_deref().is_none_or(|own| own == kid)).cloned(),
+            None => {
+                let first = candidates.next()?;
+                candidates.next().is_none().then(|| first.clone())
+            }
+        }
+    }
+
+    /// Fetches the JWKS when `urgent` (an unknown key; at most once per [`MIN_REFETCH`]) or
+    /// when the keys are older than `jwks_refresh`. A failed fetch keeps the keys held.
+    async fn refetch(&self, urgent: bool) -> anyhow::Result<()> {
+        let Some(source) = &self.jwks else { return Ok(()) };
+        let mut fetched_at = source.fetched_at.lock().await;
+        let age = fetched_at.map(|at| at.elapsed());
+        let due = match age {
+            None => true,
+            Some(age) if urgent => age >= MIN_REFETCH,
+            Some(age) => age >= source.refresh_after,
+        };
+        if !due {
+            return Ok(());
+        }
+        *fetched_at = Some(Instant::now());
+        let result = async {
+            let set: JwkSet = source.client.get(&source.url).send().await?.error_for_status()?.json().await?;
+            anyhow::Ok(set)
+        }
+        .await;
+        match result {
+            Ok(set) => {
+                let keys = public_keys(&set);
+                tracing::debug!(keys = keys.len(), "JWKS fetched");
+                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot fetch the JWKS; keeping the keys held");
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The RSA and EC keys of a JWKS; symmetric (`oct`) and other keys are never taken from one.
+fn public_keys(set: &JwkSet) -> Vec<Key> {
+    set.keys
+        .iter()
+        .filter_map(|jwk| {
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            let algorithm = match key.family() {
+                jsonwebtoken::AlgorithmFamily::Rsa => Algorithm::RS256,
+                jsonwebtoken::AlgorithmFamily::Ec => Algorithm::ES256,
+                _ => return None,
+            };
+            Some(Key { kid: jwk.common.key_id.clone(), algorithm, key })
+        })
+        .collect()
+}
+
+fn pem_key(pem: &[u8]) -> anyhow::Result<Key> {
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+        return Ok(Key { kid: None, algorithm: Algorithm::RS256, key });
+    }
+    let key = DecodingKey::from_ec_pem(pem)?;
+    Ok(Key { kid: None, algorithm: Algorithm::ES256, key })
+}
