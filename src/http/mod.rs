@@ -163,8 +163,10 @@ pub fn router(state: AppState) -> Router {
         router = router.merge(admin_routes(state.clone()));
     }
     if state.tokens.is_some() {
-        router =
-            router.route("/v1/tokens", post(tokens::vend).layer(tokens::cors(&state.token_cors_origins)));
+        // OPTIONS is routed explicitly: the router's method-not-allowed fallback would
+        // otherwise answer preflights before the CORS layer sees them.
+        let vending = post(tokens::vend).options(|| async { axum::http::StatusCode::NO_CONTENT });
+        router = router.route("/v1/tokens", vending.layer(tokens::cors(&state.token_cors_origins)));
     }
     router
         .fallback(|| async { error::HttpError::NotFound })

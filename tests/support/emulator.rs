@@ -1,7 +1,8 @@
 //! An in-process Momento wire emulator for integration tests.
 //!
 //! [`Emulator::start`] serves Momento's real gRPC services (`Pubsub` and the `Scs` data plane)
-//! on `127.0.0.1` over plaintext HTTP/2 for the official `momento` SDK. Supported: `Publish`,
+//! on `127.0.0.1` over plaintext HTTP/2 for the official `momento` SDK, and Momento's
+//! `Token` service (`GenerateDisposableToken`). Supported: `Publish`,
 //! `Subscribe`, `Get`, `Set`, `SetIf` (all conditions), `ListPushBack`, `ListConcatenateBack`,
 //! `ListFetch`; every other `Scs` call answers `UNIMPLEMENTED` (the SDK's `BadRequestError`).
 //! Values expire at their TTL; lists keep theirs recorded only. Scs calls name their cache in
@@ -12,6 +13,9 @@
 //! sequence number gets what was published since. Tests can publish as a given publisher
 //! (`token_id`), cut every stream, start a new sequence page, skip sequence numbers (items
 //! missed), forget a topic's history, and refuse subscriptions.
+//!
+//! Disposable tokens are recorded as asked for ([`Emulator::vended`]); a publish made with
+//! one carries its `token_id`, as on Momento.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -22,6 +26,9 @@ use momento_protos::cache_client as pb;
 use momento_protos::cache_client::pubsub::{self as ps, pubsub_server::Pubsub, pubsub_server::PubsubServer};
 use momento_protos::cache_client::scs_server::{Scs, ScsServer};
 use momento_protos::common::Empty;
+use momento_protos::permission_messages::Permissions;
+use momento_protos::token::token_server::{Token, TokenServer};
+use momento_protos::token::{GenerateDisposableTokenRequest, GenerateDisposableTokenResponse};
 use pb::set_if_request::Condition;
 use ps::subscription_item::Kind as ItemKind;
 use tokio::sync::{mpsc, oneshot};
@@ -60,6 +67,19 @@ pub struct Published {
     pub bytes: Option<Vec<u8>>,
     /// The client's address: which TCP connection the publish came on.
     pub peer: Option<SocketAddr>,
+}
+
+/// A disposable token the emulator vended, as it was asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VendedToken {
+    /// The `token_id` Momento stamps on what the token publishes.
+    pub token_id: String,
+    /// The permissions, as sent on the wire.
+    pub permissions: Option<Permissions>,
+    /// The lifetime asked for.
+    pub valid_for_seconds: u32,
+    /// The API key inside the token the SDK hands out.
+    pub api_key: String,
 }
 
 /// One call the emulator received, in arrival order.
@@ -151,6 +171,7 @@ struct State {
     lists: HashMap<Key, VecDeque<Vec<u8>>>,
     ttls: HashMap<Key, u64>,
     topics: HashMap<(String, String), Topic>,
+    vended: Vec<VendedToken>,
 }
 
 impl State {
@@ -288,6 +309,8 @@ fn cache_header<T>(request: &Request<T>) -> Result<String, Status> {
 impl Pubsub for Service {
     async fn publish(&self, request: Request<ps::PublishRequest>) -> Reply<Empty> {
         let peer = request.remote_addr();
+        let authorization =
+            request.metadata().get("authorization").and_then(|value| value.to_str().ok()).map(str::to_owned);
         let cache = request.get_ref().cache_name.clone();
         self.admit("publish", &cache, Some(&request.get_ref().topic), peer).await?;
         let ps::PublishRequest { topic, value, .. } = request.into_inner();
@@ -300,8 +323,14 @@ impl Pubsub for Service {
         let mut state = self.lock();
         let topic_key = (cache.clone(), topic.clone());
         state.published.push(Published { cache, topic, text, bytes, peer });
-        // The relay publishes with an API key, which carries no token_id.
-        state.topics.entry(topic_key).or_default().append(kind, "");
+        // An API key carries no token_id; a disposable token carries the one it was vended with.
+        let token_id = state
+            .vended
+            .iter()
+            .find(|vended| Some(vended.api_key.as_str()) == authorization.as_deref())
+            .map(|vended| vended.token_id.clone())
+            .unwrap_or_default();
+        state.topics.entry(topic_key).or_default().append(kind, &token_id);
         Ok(Response::new(Empty {}))
     }
 
@@ -328,6 +357,31 @@ impl Pubsub for Service {
         }
         topic.subscribers.push(sender);
         Ok(Response::new(UnboundedReceiverStream::new(receiver)))
+    }
+}
+
+#[tonic::async_trait]
+impl Token for Service {
+    async fn generate_disposable_token(
+        &self,
+        request: Request<GenerateDisposableTokenRequest>,
+    ) -> Reply<GenerateDisposableTokenResponse> {
+        let request = request.into_inner();
+        let mut state = self.lock();
+        let api_key = format!("emulator-disposable-{}", state.vended.len() + 1);
+        let valid_for_seconds = request.expires.map_or(0, |expires| expires.valid_for_seconds);
+        state.vended.push(VendedToken {
+            token_id: request.token_id,
+            permissions: request.permissions,
+            valid_for_seconds,
+            api_key: api_key.clone(),
+        });
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Ok(Response::new(GenerateDisposableTokenResponse {
+            api_key,
+            endpoint: "emulator.invalid".to_owned(),
+            valid_until: now.as_secs() + u64::from(valid_for_seconds),
+        }))
     }
 }
 
@@ -521,6 +575,7 @@ impl Emulator {
         let serving = tonic::transport::Server::builder()
             .add_service(PubsubServer::new(service.clone()))
             .add_service(ScsServer::new(service.clone()))
+            .add_service(TokenServer::new(service.clone()))
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
                 let _ = stopped.await;
             });
@@ -592,6 +647,11 @@ impl Emulator {
     pub fn publish_bytes_as(&self, cache: &str, topic: &str, bytes: &[u8], token_id: &str) -> u64 {
         let kind = ps::topic_value::Kind::Binary(bytes.to_vec());
         self.service.lock().topic(cache, topic).append(kind, token_id)
+    }
+
+    /// The disposable tokens vended so far, oldest first.
+    pub fn vended(&self) -> Vec<VendedToken> {
+        self.service.lock().vended.clone()
     }
 
     /// Ends every open subscription stream with an error, as a lost connection would.
