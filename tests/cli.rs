@@ -145,6 +145,19 @@ fn check_config_accepts_both_example_configs_on_the_momento_backend() {
 }
 
 #[test]
+fn check_config_shows_the_local_identity_example_with_its_secrets_redacted() {
+    let output = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .args(["check-config", "--config", "config/examples/identity-local.toml"])
+        .env("APP_JWT_SECRET", "app-jwt-secret-that-must-not-be-printed")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("[tokens.jwt]") && stdout.contains("hs256_secret = \"<redacted>\""), "{stdout}");
+    assert!(!stdout.contains("app-jwt-secret-that-must-not-be-printed"), "{stdout}");
+}
+
+#[test]
 fn check_config_refuses_a_malformed_api_key_without_printing_it() {
     let output = check_example("config/examples/identity.toml", "my-leaked-key-123");
     let stderr = String::from_utf8_lossy(&output.stderr);

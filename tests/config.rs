@@ -15,6 +15,22 @@ match = { cache = "chat", topic = "topic 1" }
 steps = ["uppercase", { publish = { topic = "topic 2" } }]
 "#;
 
+/// A valid `[tokens]` section.
+const TOKENS: &str = r#"
+[tokens]
+jwt = { hs256_secret = "0123456789abcdef0123456789abcdef0123456789abcdef" }
+token_id = "{sub}"
+expires_in = "30m"
+permissions = [{ role = "publish_only", cache = "chat", topic = "room-1" }]"#;
+
+#[test]
+fn a_valid_tokens_section_loads_and_its_secret_is_redacted() {
+    let loaded = load_from_str(&format!("{BASE}\n{TOKENS}"), source(), &env, Vec::new()).expect("valid");
+    let shown = toml::to_string(&loaded.settings).unwrap();
+    assert!(shown.contains("hs256_secret = \"<redacted>\""), "{shown}");
+    assert!(!shown.contains("0123456789abcdef"), "{shown}");
+}
+
 fn source() -> ConfigSource {
     ConfigSource::File("relay.toml".into())
 }
@@ -54,6 +70,17 @@ fn each_invalid_config_gets_an_error_naming_its_key() {
         (BASE.replace("topic = \"topic 2\"", "topic = \"{topci}\""), "routes[0].steps[1].publish"),
         (BASE.replace("topic = \"topic 1\"", "topic = \"room-[\""), "routes[0].match.topic"),
         (format!("{BASE}\n[[routes]]\nname = \"shout\""), "routes[1].name"),
+        (format!("{BASE}\n{TOKENS}").replace("{sub}\"", "{sub\""), "tokens.token_id"),
+        (
+            format!("{BASE}\n{TOKENS}").replace("hs256_secret", "jwks_url = \"https://x\", hs256_secret"),
+            "tokens.jwt",
+        ),
+        (format!("{BASE}\n{TOKENS}").replace("0123456789abcdef", ""), "tokens.jwt.hs256_secret"),
+        (format!("{BASE}\n{TOKENS}").replace(", topic = \"room-1\"", ""), "tokens.permissions[0].topic"),
+        (format!("{BASE}\n{TOKENS}").replace("publish_only", "publish"), "tokens.permissions[0].role"),
+        (format!("{BASE}\n{TOKENS}").replace("30m", "2d"), "tokens.expires_in"),
+        (format!("{BASE}\n{TOKENS}\nrate_limit = \"10/day\""), "tokens.rate_limit"),
+        (format!("{BASE}\n{TOKENS}\ncors_origins = [\"chat.example.com\"]"), "tokens.cors_origins[0]"),
     ];
     for (config, key) in cases {
         let error = error_for(&config);
