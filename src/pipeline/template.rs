@@ -50,49 +50,13 @@ impl Template {
     }
 
     fn parse_with(source: &str, known: Option<&[String]>) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut chars = source.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '{' if chars.peek() == Some(&'{') => {
-                    chars.next();
-                    literal.push('{');
-                }
-                '}' if chars.peek() == Some(&'}') => {
-                    chars.next();
-                    literal.push('}');
-                }
-                '{' => {
-                    let mut name = String::new();
-                    let mut closed = false;
-                    for c in chars.by_ref() {
-                        if c == '}' {
-                            closed = true;
-                            break;
-                        }
-                        name.push(c);
-                    }
-                    if !closed {
-                        return Err(format!("unclosed placeholder in template {source:?}"));
-                    }
-                    let field = parse_field(&name, source, known)?;
-                    if !literal.is_empty() {
-                        parts.push(Part::Literal(std::mem::take(&mut literal)));
-                    }
-                    parts.push(field);
-                }
-                '}' => {
-                    return Err(format!(
-                        "unmatched '}}' in template {source:?} (write '}}}}' for a literal brace)"
-                    ));
-                }
-                c => literal.push(c),
-            }
-        }
-        if !literal.is_empty() {
-            parts.push(Part::Literal(literal));
-        }
+        let parts = split_placeholders(source)?
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Literal(text) => Ok(Part::Literal(text)),
+                Piece::Placeholder(name) => parse_field(&name, source, known),
+            })
+            .collect::<Result<_, String>>()?;
         Ok(Template { source: source.to_owned(), parts })
     }
 
@@ -107,6 +71,63 @@ impl Template {
         }
         out
     }
+}
+
+/// A piece of template text: literal, or the name inside a `{placeholder}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text as it is, with `{{` and `}}` already turned into single braces.
+    Literal(String),
+    /// The text between `{` and `}`.
+    Placeholder(String),
+}
+
+/// Splits `source` into literal text and placeholders; the error says what is unbalanced.
+/// Shared by every kind of template, whatever fills its placeholders.
+pub fn split_placeholders(source: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                literal.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed {
+                    return Err(format!("unclosed placeholder in template {source:?}"));
+                }
+                if !literal.is_empty() {
+                    pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                }
+                pieces.push(Piece::Placeholder(name));
+            }
+            '}' => {
+                return Err(format!(
+                    "unmatched '}}' in template {source:?} (write '}}}}' for a literal brace)"
+                ));
+            }
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        pieces.push(Piece::Literal(literal));
+    }
+    Ok(pieces)
 }
 
 fn parse_field(name: &str, source: &str, known: Option<&[String]>) -> Result<Part, String> {

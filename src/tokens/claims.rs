@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::pipeline::template::{Piece, split_placeholders};
+
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimTemplate {
@@ -20,50 +22,19 @@ enum Part {
 impl ClaimTemplate {
     /// Parses `source`; the error says what is wrong with it.
     pub fn parse(source: &str) -> Result<ClaimTemplate, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut chars = source.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '{' if chars.peek() == Some(&'{') => {
-                    chars.next();
-                    literal.push('{');
-                }
-                '}' if chars.peek() == Some(&'}') => {
-                    chars.next();
-                    literal.push('}');
-                }
-                '{' => {
-                    let mut name = String::new();
-                    let mut closed = false;
-                    for c in chars.by_ref() {
-                        if c == '}' {
-                            closed = true;
-                            break;
-                        }
-                        name.push(c);
-                    }
-                    if !closed {
-                        return Err(format!("unclosed placeholder in {source:?}"));
-                    }
+        let parts = split_placeholders(source)?
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Literal(text) => Ok(Part::Literal(text)),
+                Piece::Placeholder(name) => {
                     let path: Vec<String> = name.split('.').map(|s| s.trim().to_owned()).collect();
                     if path.iter().any(String::is_empty) {
-                        return Err(format!("empty or unclosed placeholder in {source:?}"));
+                        return Err(format!("empty placeholder in {source:?}"));
                     }
-                    if !literal.is_empty() {
-                        parts.push(Part::Literal(std::mem::take(&mut literal)));
-                    }
-                    parts.push(Part::Claim(path));
+                    Ok(Part::Claim(path))
                 }
-                '}' => {
-                    return Err(format!("unmatched '}}' in {source:?} (write '}}}}' for a literal brace)"));
-                }
-                c => literal.push(c),
-            }
-        }
-        if !literal.is_empty() {
-            parts.push(Part::Literal(literal));
-        }
+            })
+            .collect::<Result<_, String>>()?;
         Ok(ClaimTemplate { parts })
     }
 
