@@ -154,3 +154,21 @@ async fn a_message_published_with_the_vended_token_reaches_the_routes_with_its_t
     assert!(eventually(Duration::from_secs(5), || !out().is_empty()).await, "the route ran");
     assert_eq!(out(), vec!["42:ada said hello".to_owned()]);
 }
+
+#[tokio::test]
+async fn momentos_refusals_and_outages_get_their_documented_answers() {
+    let emulator = Emulator::start().await;
+    let app = spawn_app_with(&config(&emulator)).await;
+    let code_for = |failure| {
+        emulator.fail_vending(Some(failure));
+        let request = app.client.post(app.url("/v1/tokens")).bearer_auth(caller_jwt()).send();
+        async move {
+            let response = request.await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(code_for(tonic::Code::PermissionDenied).await, (502, "token_vending_failed".to_owned()));
+    assert_eq!(code_for(tonic::Code::Unavailable).await, (503, "token_service_unavailable".to_owned()));
+    assert!(emulator.vended().is_empty());
+}

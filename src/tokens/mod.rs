@@ -107,7 +107,13 @@ impl TokenVendor {
         let result = self.try_vend(bearer, asked).await;
         match &result {
             Ok(_) => self.metrics.vended(),
-            Err(refusal) => self.metrics.refused(refusal.reason()),
+            Err(refusal) => {
+                self.metrics.refused(refusal.reason());
+                // Callers' mistakes are counted, not logged; Momento's refusals need an operator.
+                if let VendRefusal::Issue(error) = refusal {
+                    tracing::error!(%error, "cannot vend a token");
+                }
+            }
         }
         result
     }

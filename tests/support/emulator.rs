@@ -172,6 +172,7 @@ struct State {
     ttls: HashMap<Key, u64>,
     topics: HashMap<(String, String), Topic>,
     vended: Vec<VendedToken>,
+    fail_vending: Option<Code>,
 }
 
 impl State {
@@ -368,6 +369,9 @@ impl Token for Service {
     ) -> Reply<GenerateDisposableTokenResponse> {
         let request = request.into_inner();
         let mut state = self.lock();
+        if let Some(code) = state.fail_vending {
+            return Err(Status::new(code, "injected token service failure"));
+        }
         let api_key = format!("emulator-disposable-{}", state.vended.len() + 1);
         let valid_for_seconds = request.expires.map_or(0, |expires| expires.valid_for_seconds);
         state.vended.push(VendedToken {
@@ -647,6 +651,11 @@ impl Emulator {
     pub fn publish_bytes_as(&self, cache: &str, topic: &str, bytes: &[u8], token_id: &str) -> u64 {
         let kind = ps::topic_value::Kind::Binary(bytes.to_vec());
         self.service.lock().topic(cache, topic).append(kind, token_id)
+    }
+
+    /// Makes every `GenerateDisposableToken` fail with `code` (`None`: succeed again).
+    pub fn fail_vending(&self, code: Option<Code>) {
+        self.service.lock().fail_vending = code;
     }
 
     /// The disposable tokens vended so far, oldest first.
