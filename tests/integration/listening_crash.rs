@@ -2,7 +2,7 @@
 //! flow: nothing published is lost, and what is processed twice is at most the tail done
 //! since the last checkpoint.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

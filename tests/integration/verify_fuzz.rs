@@ -1,7 +1,7 @@
 //! Property tests over the way in: arbitrary bodies and headers never panic the relay, and
 //! nothing unverified reaches a processor.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

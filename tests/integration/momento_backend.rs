@@ -1,7 +1,7 @@
 //! The Momento backend's behaviour under faults, its client pool and its readiness, through
 //! the real `momento` SDK against the in-process emulator.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

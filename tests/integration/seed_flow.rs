@@ -1,7 +1,7 @@
 //! Momento's asynchronous-processing pattern on the embedded backend: a signed event on
 //! `topic 1` comes out uppercased on `topic 2`, where a subscriber sees it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

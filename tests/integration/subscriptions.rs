@@ -1,7 +1,7 @@
 //! Listening to topics on the embedded backend: items published on a subscribed topic go
 //! through the routes like webhook events, with their publisher's token_id.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Listening to topics on the Momento backend, through the real SDK against the emulator:
 //! items are processed once however streams break, relays restart or replicas share topics.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The real binary, killed with SIGKILL while events sit in its spool, restarted: every
 //! spooled event is delivered, none twice.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

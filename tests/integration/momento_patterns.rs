@@ -1,7 +1,7 @@
 //! Both of Momento's patterns from the shipped example configs, through the real `momento`
 //! SDK over gRPC to the in-process emulator.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! documented answer), the rate limit, CORS, and the identity pattern end to end with no
 //! account.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The admin API and `topic-relay spool`, on the embedded backend: errors for bad ids, and
 //! every CLI subcommand against a running relay.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! Every row of the README's status table, through real HTTP.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Graceful shutdown: in-flight events finish, `/readyz` turns 503 while draining.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

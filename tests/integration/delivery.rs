@@ -1,7 +1,7 @@
 //! Delivery guarantees through the real `momento` SDK against the emulator: what is answered
 //! 2xx is never lost, and nothing is processed twice.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;

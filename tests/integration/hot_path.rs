@@ -1,7 +1,7 @@
 //! The path every event takes: replays refused exactly under concurrency, no log line per
 //! event at the default level, and `/metrics` that a real OpenMetrics parser accepts.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! made from the caller's claims, and what is published with it reaches the routes with
 //! that `token_id`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,0 +1,22 @@
+//! The relay's integration tests, one module per capability, linked into one binary so that
+//! the dependency tree is linked once rather than once per file.
+
+mod support;
+
+mod admin;
+mod cli;
+mod config;
+mod crash_recovery;
+mod delivery;
+mod hot_path;
+mod listening;
+mod listening_crash;
+mod momento_backend;
+mod momento_patterns;
+mod seed_flow;
+mod shutdown;
+mod status_codes;
+mod subscriptions;
+mod tokens;
+mod tokens_momento;
+mod verify_fuzz;
