@@ -32,7 +32,7 @@ pub struct WebhookEvent<'a> {
 /// What a pipeline works on: the event's fields, owned, plus whatever steps attach (a
 /// `lookup` result, parsed JSON). It is serializable so an unfinished pipeline can be
 /// stored and resumed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Cache the event came from.
     pub cache: String,

@@ -228,10 +228,18 @@ pub struct RouteSettings {
     /// Processing steps, run in order.
     #[serde(default)]
     pub steps: Vec<StepSettings>,
+    /// Branches one event may fan out into (through `for_each` or a script that returns an
+    /// array), so that no event explodes into millions.
+    #[serde(default = "default_max_branches")]
+    pub max_branches: usize,
     /// Allows a route to publish into a topic its own match receives. Without it,
     /// `check-config` and startup refuse such a route, since it would loop through Momento.
     #[serde(default)]
     pub allow_loop: bool,
+}
+
+fn default_max_branches() -> usize {
+    crate::pipeline::DEFAULT_MAX_BRANCHES
 }
 
 /// The `match` of a route. Omitted keys match everything.

@@ -19,7 +19,7 @@ use crate::accept::now_ms;
 use crate::backend::Backend;
 use crate::config::{DeliveryMode, DeliverySettings, TopicAddress};
 use crate::event::Message;
-use crate::pipeline::{Finished, StepError, StepFailure};
+use crate::pipeline::{Branch, Ended, Run as Work, StepError, StepFailure};
 use crate::route::Route;
 use crate::sources::Source;
 use backoff::Backoff;
@@ -69,16 +69,110 @@ struct Ran<'a> {
     route: &'a Route,
     message: Message,
     next_step: usize,
+    path: Vec<u32>,
     written: Option<EventKey>,
 }
 
-/// How one inline run of a route's steps ended.
+/// How an event's run ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Finished {
+    /// Every step ran.
+    Completed,
+    /// A step dropped the message.
+    Dropped { reason: String },
+}
+
+/// How one inline run of a route's steps ended, for an event that did not fan out.
 enum Run {
     Finished(Finished),
     Failed(StepFailure),
     OutOfTime,
     /// A step panicked (a bug); the event is kept as it was before that step.
     Panicked,
+}
+
+/// Why a run stopped.
+enum Stop {
+    /// Every branch ended.
+    Ended,
+    /// The time budget ran out; unfinished branches resume later.
+    OutOfTime,
+    /// A step panicked (a bug); unfinished branches are kept as they were before their step.
+    Panicked,
+}
+
+/// An event that fanned out, sorted by what becomes of each branch.
+#[derive(Default)]
+pub(crate) struct Sorted {
+    /// Branches to run again later, as their records.
+    pub retry: Vec<SpooledEvent>,
+    /// Branches that failed for good, with the reason.
+    pub bury: Vec<(SpooledEvent, String)>,
+    /// Why the first dropped branch was dropped.
+    pub dropped: Option<String>,
+    /// Branches that ran every step.
+    pub completed: usize,
+}
+
+impl Sorted {
+    /// Sorts the branches of a run that stopped with `stop`. `record` makes a branch's spool
+    /// record from its message, next step, path and last error.
+    fn of(
+        branches: Vec<Branch>,
+        stop: &Stop,
+        route: &str,
+        record: impl Fn(Branch, String) -> SpooledEvent,
+    ) -> Sorted {
+        let mut sorted = Sorted::default();
+        for mut branch in branches {
+            match (branch.ended.take(), stop) {
+                (Some(Ended::Completed), _) => sorted.completed += 1,
+                (Some(Ended::Dropped { reason, .. }), _) => {
+                    sorted.dropped.get_or_insert(reason);
+                }
+                (None, Stop::Panicked) => {
+                    let reason = format!("a step of route `{route}` panicked while this branch ran");
+                    sorted.bury.push((record(branch, "a step panicked".into()), reason));
+                }
+                (None, _) => sorted.retry.push(record(branch, "the time budget ran out".into())),
+                (Some(Ended::Failed(failure)), _) => match failure.error {
+                    // Other branches have had their effects, so the event is not refused; the
+                    // refused branch ends here, as a refused spooled event does.
+                    StepError::Rejected(reason) => {
+                        tracing::warn!(
+                            route,
+                            step = failure.step,
+                            reason,
+                            "a step refused one branch of an event"
+                        );
+                    }
+                    ref error if error.is_retryable() => {
+                        let error = format!("step {} ({}): {error}", failure.step, failure.kind);
+                        sorted.retry.push(record(branch, error));
+                    }
+                    error => {
+                        let reason =
+                            format!("step {} ({}) failed for good: {error}", failure.step, failure.kind);
+                        sorted.bury.push((record(branch, error.to_string()), reason));
+                    }
+                },
+            }
+        }
+        sorted
+    }
+
+    /// What the relay answers for the event.
+    fn delivered(&self) -> Delivered {
+        if !self.retry.is_empty() {
+            Delivered::Spooled
+        } else if !self.bury.is_empty() {
+            Delivered::DeadLettered
+        } else if let (0, Some(reason)) = (self.completed, &self.dropped) {
+            Delivered::Dropped { reason: reason.clone() }
+        } else {
+            Delivered::Processed
+        }
+    }
 }
 
 /// Runs events through their routes and keeps what cannot finish.
@@ -147,42 +241,75 @@ impl Delivery {
         let Some(spool) = &self.spool else {
             return Err(DeliveryError::Spool(SpoolError::Storage("delivery.mode is off".into())));
         };
-        spool.insert(self.record(source, route, message, 0, None), now_ms()).await?;
+        spool.insert(self.record(source, route, message, 0, Vec::new(), None), now_ms()).await?;
         Ok(Delivered::Spooled)
     }
 
-    async fn run(
+    async fn run(&self, route: &Route, work: &mut Work, deadline: Instant) -> Stop {
+        let run = AssertUnwindSafe(route.pipeline.run(work, self.backend.as_ref())).catch_unwind();
+        match tokio::time::timeout_at(deadline, run).await {
+            Ok(Ok(())) => Stop::Ended,
+            Ok(Err(_panic)) => {
+                tracing::error!(route = %route.name, "a step panicked");
+                Stop::Panicked
+            }
+            Err(_elapsed) => Stop::OutOfTime,
+        }
+    }
+
+    /// Runs `message` inline, then reads how it ended: as one branch (the event did not fan
+    /// out), or as several.
+    async fn run_inline(
         &self,
         route: &Route,
-        message: &mut Message,
-        next_step: &mut usize,
+        message: Message,
         deadline: Instant,
-    ) -> Run {
-        let run =
-            AssertUnwindSafe(route.pipeline.run(message, next_step, self.backend.as_ref())).catch_unwind();
-        match tokio::time::timeout_at(deadline, run).await {
-            Ok(Ok(Ok(finished))) => Run::Finished(finished),
-            Ok(Ok(Err(failure))) => Run::Failed(failure),
-            Ok(Err(_panic)) => {
-                tracing::error!(route = %route.name, step = *next_step, "a step panicked");
-                Run::Panicked
-            }
-            Err(_elapsed) => Run::OutOfTime,
+    ) -> Result<(Branch, Run), (Vec<Branch>, Stop)> {
+        let mut work = Work::new(message, 0, Vec::new());
+        let stop = self.run(route, &mut work, deadline).await;
+        let mut branches = work.into_branches(route.pipeline.max_branches());
+        if branches.len() > 1 {
+            return Err((branches, stop));
         }
+        let mut branch = branches.pop().expect("a run keeps at least one branch");
+        let run = match (stop, branch.ended.take()) {
+            (Stop::Panicked, _) => Run::Panicked,
+            (_, Some(Ended::Completed)) => Run::Finished(Finished::Completed),
+            (_, Some(Ended::Dropped { reason, .. })) => Run::Finished(Finished::Dropped { reason }),
+            (_, Some(Ended::Failed(failure))) => Run::Failed(failure),
+            (_, None) => Run::OutOfTime,
+        };
+        Ok((branch, run))
     }
 
     async fn inline_only(
         &self,
         route: &Route,
-        mut message: Message,
+        message: Message,
         deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
-        let mut next_step = 0;
-        match self.run(route, &mut message, &mut next_step, deadline).await {
+        let (branch, run) = match self.run_inline(route, message, deadline).await {
+            Ok(single) => single,
+            // Without a spool nothing can be kept: the first branch that did not end well
+            // decides the answer.
+            Err((branches, stop)) => {
+                let failed = branches.into_iter().find_map(|branch| match branch.ended {
+                    Some(Ended::Failed(failure)) => Some(failure),
+                    _ => None,
+                });
+                return match (stop, failed) {
+                    (Stop::Panicked, _) => Err(DeliveryError::Panicked),
+                    (_, Some(failure)) => Err(refusal(failure, &route.name)),
+                    (Stop::OutOfTime, None) => Err(DeliveryError::Unavailable),
+                    (Stop::Ended, None) => Ok(Delivered::Processed),
+                };
+            }
+        };
+        match run {
             Run::Finished(finished) => Ok(delivered(finished)),
             Run::Failed(failure) => Err(refusal(failure, &route.name)),
             Run::OutOfTime => {
-                tracing::warn!(route = %route.name, step = next_step, "time budget ran out");
+                tracing::warn!(route = %route.name, step = branch.next_step, "time budget ran out");
                 Err(DeliveryError::Unavailable)
             }
             Run::Panicked => Err(DeliveryError::Panicked),
@@ -194,13 +321,16 @@ impl Delivery {
         spool: &Spool,
         source: &Source,
         route: &Route,
-        mut message: Message,
+        message: Message,
         deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
-        let mut next_step = 0;
-        let outcome = self.run(route, &mut message, &mut next_step, deadline).await;
-        let ran = Ran { source, route, message, next_step, written: None };
-        self.settle(spool, ran, outcome).await
+        match self.run_inline(route, message, deadline).await {
+            Ok((branch, run)) => {
+                let ran = Ran::of(source, route, branch, None);
+                self.settle(spool, ran, run).await
+            }
+            Err((branches, stop)) => self.settle_branches(spool, source, route, None, branches, stop).await,
+        }
     }
 
     async fn write_ahead(
@@ -208,25 +338,77 @@ impl Delivery {
         spool: &Spool,
         source: &Source,
         route: &Route,
-        mut message: Message,
+        message: Message,
         deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
-        let record = self.record(source, route, message.clone(), 0, None);
+        let record = self.record(source, route, message.clone(), 0, Vec::new(), None);
         let key = spool.insert(record, now_ms() + self.lease.as_millis() as u64).await?;
         // Held until this request is done with the record, so the background worker leaves it
         // alone; the lease covers a crash, when the claim is gone but the record is not.
         let _claim = spool.claim(key.1);
-        let mut next_step = 0;
-        let outcome = self.run(route, &mut message, &mut next_step, deadline).await;
-        let ran = Ran { source, route, message, next_step, written: Some(key) };
-        self.settle(spool, ran, outcome).await
+        match self.run_inline(route, message, deadline).await {
+            Ok((branch, run)) => {
+                let ran = Ran::of(source, route, branch, Some(key));
+                self.settle(spool, ran, run).await
+            }
+            Err((branches, stop)) => {
+                self.settle_branches(spool, source, route, Some(key), branches, stop).await
+            }
+        }
+    }
+
+    /// Acts on how an event that fanned out ended, branch by branch: those that failed for a
+    /// while are kept to resume where they stopped, those that failed for good become dead
+    /// letters. One spool change replaces the record written ahead, if any, with all of them.
+    async fn settle_branches(
+        &self,
+        spool: &Spool,
+        source: &Source,
+        route: &Route,
+        written: Option<EventKey>,
+        branches: Vec<Branch>,
+        stop: Stop,
+    ) -> Result<Delivered, DeliveryError> {
+        let sorted = Sorted::of(branches, &stop, &route.name, |branch, error| {
+            self.record(source, route, branch.message, branch.next_step, branch.path, Some(error))
+        });
+        let answer = sorted.delivered();
+        self.replace(spool, written, sorted, now_ms() + self.backoff.delay_ms(1)).await?;
+        Ok(answer)
+    }
+
+    /// Replaces the record under `key` (if any) with the branches `sorted` keeps, in one spool
+    /// change, and sends a notice for each new dead letter.
+    pub(crate) async fn replace(
+        &self,
+        spool: &Spool,
+        key: Option<EventKey>,
+        sorted: Sorted,
+        due_ms: u64,
+    ) -> Result<(), SpoolError> {
+        let now = now_ms();
+        let letters: Vec<DeadLetter> = sorted
+            .bury
+            .into_iter()
+            .map(|(event, reason)| {
+                tracing::warn!(route = event.route, branch = ?event.branch, reason, "event branch moved to the dead letters");
+                DeadLetter { event, dead_at_ms: now, reason }
+            })
+            .collect();
+        let retry = sorted.retry.into_iter().map(|event| (event, due_ms)).collect();
+        let first_id = spool.replace(key, retry, letters.clone()).await?;
+        for (offset, letter) in letters.into_iter().enumerate() {
+            self.notify_dead_letter(first_id + offset as u64, letter);
+        }
+        Ok(())
     }
 
     /// Acts on how an inline run ended: done, kept for a retry, kept as a dead letter, or
     /// refused. The record written ahead, if any, is updated or removed to match.
     async fn settle(&self, spool: &Spool, ran: Ran<'_>, outcome: Run) -> Result<Delivered, DeliveryError> {
         let keep = |error: String| {
-            self.record(ran.source, ran.route, ran.message.clone(), ran.next_step, Some(error))
+            let path = ran.path.clone();
+            self.record(ran.source, ran.route, ran.message.clone(), ran.next_step, path, Some(error))
         };
         match outcome {
             Run::Finished(finished) => {
@@ -287,6 +469,7 @@ impl Delivery {
         route: &Route,
         message: Message,
         next_step: usize,
+        branch: Vec<u32>,
         error: Option<String>,
     ) -> SpooledEvent {
         SpooledEvent {
@@ -294,6 +477,7 @@ impl Delivery {
             route: route.name.to_string(),
             message,
             next_step,
+            branch,
             attempts: u32::from(error.is_some()),
             received_ms: now_ms(),
             last_error: error,
@@ -317,19 +501,23 @@ impl Delivery {
         );
         let letter = DeadLetter { event, dead_at_ms: now_ms(), reason };
         let id = spool.bury(key, letter.clone()).await?;
-        if let Some(topic) = self.dead_letter_topic.clone() {
-            let notice =
-                serde_json::json!({ "id": id, "reason": letter.reason, "event": letter.event }).to_string();
-            let backend = self.backend.clone();
-            // In the background: the dead letter is already safe, and the request that made it
-            // must not wait on a backend that may be the reason it failed.
-            tokio::spawn(async move {
-                if let Err(error) = backend.publish(&topic.cache, &topic.topic, &notice).await {
-                    tracing::warn!(%error, "could not publish the dead letter notice; it is kept in the spool");
-                }
-            });
-        }
+        self.notify_dead_letter(id, letter);
         Ok(id)
+    }
+
+    /// Publishes a new dead letter to the dead-letter topic, when one is configured.
+    fn notify_dead_letter(&self, id: u64, letter: DeadLetter) {
+        let Some(topic) = self.dead_letter_topic.clone() else { return };
+        let notice =
+            serde_json::json!({ "id": id, "reason": letter.reason, "event": letter.event }).to_string();
+        let backend = self.backend.clone();
+        // In the background: the dead letter is already safe, and the request that made it
+        // must not wait on a backend that may be the reason it failed.
+        tokio::spawn(async move {
+            if let Err(error) = backend.publish(&topic.cache, &topic.topic, &notice).await {
+                tracing::warn!(%error, "could not publish the dead letter notice; it is kept in the spool");
+            }
+        });
     }
 
     /// The wait before background attempt number `attempt`.
@@ -343,10 +531,17 @@ impl Delivery {
     }
 }
 
+impl<'a> Ran<'a> {
+    fn of(source: &'a Source, route: &'a Route, branch: Branch, written: Option<EventKey>) -> Self {
+        let Branch { message, next_step, path, .. } = branch;
+        Ran { source, route, message, next_step, path, written }
+    }
+}
+
 fn delivered(finished: Finished) -> Delivered {
     match finished {
         Finished::Completed => Delivered::Processed,
-        Finished::Dropped { reason, .. } => Delivered::Dropped { reason },
+        Finished::Dropped { reason } => Delivered::Dropped { reason },
     }
 }
 

@@ -17,6 +17,10 @@ pub struct SpooledEvent {
     pub message: Message,
     /// The step to run next; earlier steps succeeded and are not repeated.
     pub next_step: usize,
+    /// Which branch of its event this is, when the event fanned out (see `pipeline::Branch`);
+    /// empty for a whole event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branch: Vec<u32>,
     /// Attempts made so far, the inline one included.
     pub attempts: u32,
     /// When the relay received it, in ms since the epoch.

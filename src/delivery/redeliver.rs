@@ -10,13 +10,13 @@ use futures::FutureExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Delivery;
 use super::record::SpooledEvent;
 use super::spool::{Claim, EventKey, Spool, SpoolError};
+use super::{Delivery, Sorted, Stop};
 use crate::accept::now_ms;
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
-use crate::pipeline::StepError;
+use crate::pipeline::{Branch, Ended, Run as Work, StepError};
 use crate::route::RouteTable;
 
 /// How often the spool is checked for due events.
@@ -141,18 +141,25 @@ impl Redeliverer {
             let reason = format!("route `{}` has fewer steps than when the event was spooled", event.route);
             return self.bury(key, event, reason).await;
         }
-        let mut next_step = event.next_step;
-        let run = route.pipeline.run(&mut event.message, &mut next_step, self.delivery.backend());
-        let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, run).await;
-        event.next_step = next_step;
+        let mut work = Work::new(event.message.clone(), event.next_step, event.branch.clone());
+        let run = route.pipeline.run(&mut work, self.delivery.backend());
+        let timed_out = tokio::time::timeout(ATTEMPT_TIMEOUT, run).await.is_err();
         event.attempts += 1;
-        match outcome {
-            Ok(Ok(_finished)) => {
+        let mut branches = work.into_branches(route.pipeline.max_branches());
+        if branches.len() > 1 {
+            return self.settle_branches(key, event, branches, timed_out).await;
+        }
+        let mut branch = branches.pop().expect("a run keeps at least one branch");
+        event.message = branch.message;
+        event.next_step = branch.next_step;
+        event.branch = branch.path;
+        match branch.ended.take() {
+            Some(Ended::Completed | Ended::Dropped { .. }) => {
                 tracing::info!(route = %route.name, attempts = event.attempts, "spooled event delivered");
                 self.spool.remove(key).await?;
                 Ok(Attempt::Delivered)
             }
-            Ok(Err(failure)) => match failure.error {
+            Some(Ended::Failed(failure)) => match failure.error {
                 // A refusal on purpose ends the event here, as it would have been answered
                 // 403 inline.
                 StepError::Rejected(reason) => {
@@ -170,25 +177,71 @@ impl Redeliverer {
                     self.bury(key, event, reason).await
                 }
             },
-            Err(_elapsed) => {
+            None => {
                 event.last_error = Some(format!("the attempt took longer than {ATTEMPT_TIMEOUT:?}"));
                 self.retry_or_bury(key, event).await
             }
         }
     }
 
-    async fn retry_or_bury(&self, key: EventKey, event: SpooledEvent) -> Result<Attempt, SpoolError> {
+    /// Replaces the record of an event that fanned out during this attempt with its
+    /// unfinished branches, each kept to resume where it stopped or buried when it failed for
+    /// good or ran out of attempts.
+    async fn settle_branches(
+        &self,
+        key: EventKey,
+        event: SpooledEvent,
+        branches: Vec<Branch>,
+        timed_out: bool,
+    ) -> Result<Attempt, SpoolError> {
+        let stop = if timed_out { Stop::OutOfTime } else { Stop::Ended };
+        let mut sorted = Sorted::of(branches, &stop, &event.route, |branch, error| SpooledEvent {
+            message: branch.message,
+            next_step: branch.next_step,
+            branch: branch.path,
+            last_error: Some(error),
+            ..event.clone()
+        });
+        let (retry, spent): (Vec<_>, Vec<_>) =
+            sorted.retry.drain(..).partition(|branch| self.give_up_reason(branch).is_none());
+        for branch in spent {
+            let reason = self.give_up_reason(&branch).unwrap_or_default();
+            sorted.bury.push((branch, reason));
+        }
+        sorted.retry = retry;
+        let outcome = if sorted.retry.is_empty() && sorted.bury.is_empty() {
+            Attempt::Delivered
+        } else if sorted.retry.is_empty() {
+            Attempt::Buried
+        } else {
+            Attempt::Rescheduled
+        };
+        let due = now_ms() + self.delivery.retry_delay_ms(event.attempts);
+        self.delivery.replace(&self.spool, Some(key), sorted, due).await?;
+        Ok(outcome)
+    }
+
+    /// Why an event that failed again is given up, if it is.
+    fn give_up_reason(&self, event: &SpooledEvent) -> Option<String> {
         let age = Duration::from_millis(now_ms().saturating_sub(event.received_ms));
         let last_error = event.last_error.clone().unwrap_or_default();
         if event.attempts >= self.give_up.max_attempts {
-            let reason = format!("gave up after {} attempts; last error: {last_error}", event.attempts);
-            return self.bury(key, event, reason).await;
+            return Some(format!("gave up after {} attempts; last error: {last_error}", event.attempts));
         }
         if age >= self.give_up.after {
-            let reason =
-                format!("gave up after {}; last error: {last_error}", humantime::format_duration(age));
+            return Some(format!(
+                "gave up after {}; last error: {last_error}",
+                humantime::format_duration(age)
+            ));
+        }
+        None
+    }
+
+    async fn retry_or_bury(&self, key: EventKey, event: SpooledEvent) -> Result<Attempt, SpoolError> {
+        if let Some(reason) = self.give_up_reason(&event) {
             return self.bury(key, event, reason).await;
         }
+        let last_error = event.last_error.clone().unwrap_or_default();
         let due = now_ms() + self.delivery.retry_delay_ms(event.attempts);
         tracing::debug!(
             route = event.route,

@@ -1,16 +1,17 @@
 //! Stage 4, pipeline: a route's steps, run in order over one message.
 
+mod branch;
 mod processor;
 mod registry;
 pub mod template;
 
 use std::sync::Arc;
 
+pub use branch::{Branch, Ended, Run};
 pub use processor::{Flow, Processor, StepContext, StepError};
 pub use registry::{BuildContext, ProcessorFactory, ProcessorRegistry};
 
 use crate::backend::Backend;
-use crate::event::Message;
 use crate::metrics::{Histogram, Metrics};
 
 /// One configured step: its kind (for logs) and the processor that does the work.
@@ -24,20 +25,6 @@ pub struct Step {
     pub duration: Option<Histogram>,
 }
 
-/// How a pipeline run ended, when it did not fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finished {
-    /// Every step ran.
-    Completed,
-    /// A step dropped the message.
-    Dropped {
-        /// Index of the step that dropped it.
-        step: usize,
-        /// Why, as the step said.
-        reason: String,
-    },
-}
-
 /// A step failed; `step` is its index, so a later attempt can resume there.
 #[derive(Debug)]
 pub struct StepFailure {
@@ -49,17 +36,27 @@ pub struct StepFailure {
     pub error: StepError,
 }
 
+/// Branches one event may fan out into, unless a route says otherwise.
+pub const DEFAULT_MAX_BRANCHES: usize = 64;
+
 /// The steps of one route.
 #[derive(Clone)]
 pub struct Pipeline {
     route: Arc<str>,
     steps: Vec<Step>,
+    max_branches: usize,
 }
 
 impl Pipeline {
-    /// A pipeline for `route` made of `steps`.
-    pub fn new(route: &str, steps: Vec<Step>) -> Self {
-        Pipeline { route: route.into(), steps }
+    /// A pipeline for `route` made of `steps`, whose events may fan out into at most
+    /// `max_branches` branches.
+    pub fn new(route: &str, steps: Vec<Step>, max_branches: usize) -> Self {
+        Pipeline { route: route.into(), steps, max_branches }
+    }
+
+    /// Branches one event may fan out into.
+    pub fn max_branches(&self) -> usize {
+        self.max_branches
     }
 
     /// Number of steps.
@@ -79,35 +76,67 @@ impl Pipeline {
         }
     }
 
-    /// Runs the steps from `*next_step` on. `*next_step` always names the step to run next,
-    /// so if this future is dropped (the time budget ran out) the caller knows where to
-    /// resume, and steps that already succeeded are not repeated.
-    pub async fn run(
-        &self,
-        message: &mut Message,
-        next_step: &mut usize,
-        backend: &dyn Backend,
-    ) -> Result<Finished, StepFailure> {
+    /// Runs every unfinished branch of `run` to its end. Branches run concurrently, each
+    /// through its steps in order. `run` stays consistent if this future is dropped (the time
+    /// budget ran out), so each branch resumes where it stopped and no branch repeats a step
+    /// that succeeded on it.
+    pub async fn run(&self, run: &mut Run, backend: &dyn Backend) {
         let context = StepContext { backend, route: &self.route };
+        loop {
+            run.apply_fan_outs(self.max_branches);
+            let mut unfinished: Vec<&mut Branch> = run.unfinished().collect();
+            match unfinished.len() {
+                0 => return,
+                1 => self.run_branch(unfinished.remove(0), &context).await,
+                _ => {
+                    let each = unfinished.into_iter().map(|branch| self.run_branch(branch, &context));
+                    futures::future::join_all(each).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one branch until it ends or fans out. `branch.next_step` always names the step to
+    /// run next, so if this future is dropped the branch resumes there.
+    async fn run_branch(&self, branch: &mut Branch, context: &StepContext<'_>) {
         // Each step's end is the next one's start: one clock read per step.
         let mut started = std::time::Instant::now();
-        while let Some(step) = self.steps.get(*next_step) {
-            let flow = step.processor.process(message, &context).await;
+        let Some(step) = self.steps.get(branch.next_step) else {
+            branch.ended = Some(Ended::Completed);
+            return;
+        };
+        let mut step = step;
+        loop {
+            let flow = step.processor.process(&mut branch.message, context).await;
             let ended = std::time::Instant::now();
             if let Some(duration) = &step.duration {
                 duration.observe_duration(ended - started);
             }
             started = ended;
             match flow {
-                Ok(Flow::Continue) => *next_step += 1,
+                Ok(Flow::Continue) => branch.next_step += 1,
                 Ok(Flow::Drop(reason)) => {
-                    return Ok(Finished::Dropped { step: *next_step, reason: reason.into_owned() });
+                    branch.ended =
+                        Some(Ended::Dropped { step: branch.next_step, reason: reason.into_owned() });
+                    return;
+                }
+                Ok(Flow::FanOut(children)) => {
+                    branch.fanned_out = Some(children);
+                    return;
                 }
                 Err(error) => {
-                    return Err(StepFailure { step: *next_step, kind: step.kind.clone(), error });
+                    let failure = StepFailure { step: branch.next_step, kind: step.kind.clone(), error };
+                    branch.ended = Some(Ended::Failed(failure));
+                    return;
+                }
+            }
+            match self.steps.get(branch.next_step) {
+                Some(next) => step = next,
+                None => {
+                    branch.ended = Some(Ended::Completed);
+                    return;
                 }
             }
         }
-        Ok(Finished::Completed)
     }
 }

@@ -15,6 +15,9 @@ pub enum Flow {
     Continue,
     /// Stop here; the event is handled and nothing more happens to it.
     Drop(Cow<'static, str>),
+    /// Go on with these messages instead: each runs the steps after this one as a branch of
+    /// its own. An empty list ends the branch, like a drop.
+    FanOut(Vec<Message>),
 }
 
 /// Why a step failed.

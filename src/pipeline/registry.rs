@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::template::{EVENT_FIELDS, Template};
 use super::{Pipeline, Processor, Step};
 use crate::config::RouteSettings;
+use crate::processors::for_each::ForEach;
 use crate::processors::{BUILTIN_KINDS, StepSettings};
 
 /// Builds a processor from its options (the table under the step's kind in the config).
@@ -85,6 +86,12 @@ impl ProcessorRegistry {
         let mut steps = Vec::with_capacity(route.steps.len());
         for (position, settings) in route.steps.iter().enumerate() {
             let key = format!("routes[{index}].steps[{position}]");
+            let (settings, items) = settings.for_each();
+            if let Some(items) = items {
+                let fan_out = ForEach::build(items, &mut context)
+                    .map_err(|message| (format!("{key}.for_each"), message))?;
+                steps.push(Step { kind: "for_each".into(), processor: Arc::new(fan_out), duration: None });
+            }
             let (kind, processor) = match settings {
                 StepSettings::Builtin(step) => (step.kind().to_owned(), step.build(&mut context)),
                 StepSettings::Custom { kind, options } => {
@@ -92,11 +99,14 @@ impl ProcessorRegistry {
                         self.custom.get(kind).ok_or_else(|| (key.clone(), self.unknown_kind(kind)))?;
                     (kind.clone(), factory(options, &mut context))
                 }
+                StepSettings::ForEach { .. } => {
+                    return Err((key, "`for_each` is given twice on one step".into()));
+                }
             };
             let processor = processor.map_err(|message| (format!("{key}.{kind}"), message))?;
             steps.push(Step { kind, processor, duration: None });
         }
-        Ok(Pipeline::new(&route.name, steps))
+        Ok(Pipeline::new(&route.name, steps, route.max_branches))
     }
 
     fn unknown_kind(&self, kind: &str) -> String {

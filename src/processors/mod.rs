@@ -3,6 +3,7 @@
 
 pub mod drop;
 pub mod filter;
+pub mod for_each;
 pub mod json;
 pub mod list_push;
 pub mod lookup;
@@ -107,6 +108,14 @@ impl BuiltinStep {
 /// One entry of a route's `steps`.
 #[derive(Debug, Clone)]
 pub enum StepSettings {
+    /// A step with `for_each = [...]` among its options: it and every step after it run once
+    /// per item, with the item as `{item}`.
+    ForEach {
+        /// The items, one branch each.
+        items: Vec<String>,
+        /// The step itself.
+        step: Box<StepSettings>,
+    },
     /// A built-in kind.
     Builtin(BuiltinStep),
     /// A kind registered by code embedding the relay; checked when the routes are built.
@@ -132,9 +141,15 @@ impl<'de> Deserialize<'de> for StepSettings {
             }
         };
         let mut entries = table.into_iter();
-        let (Some((kind, options)), None) = (entries.next(), entries.next()) else {
+        let (Some((kind, mut options)), None) = (entries.next(), entries.next()) else {
             return Err(D::Error::custom("a step has exactly one kind, such as { uppercase = {} }"));
         };
+        if let Some(items) = options.as_table_mut().and_then(|options| options.remove(FOR_EACH)) {
+            let items = for_each_items(items).map_err(D::Error::custom)?;
+            let step = Self::deserialize(toml::Value::Table(toml::Table::from_iter([(kind, options)])))
+                .map_err(D::Error::custom)?;
+            return Ok(StepSettings::ForEach { items, step: Box::new(step) });
+        }
         if !BUILTIN_KINDS.contains(&kind.as_str()) {
             return Ok(StepSettings::Custom { kind, options });
         }
@@ -145,9 +160,46 @@ impl<'de> Deserialize<'de> for StepSettings {
     }
 }
 
+/// The option that makes any step fan out.
+const FOR_EACH: &str = "for_each";
+
+fn for_each_items(items: toml::Value) -> Result<Vec<String>, String> {
+    let toml::Value::Array(items) = items else {
+        return Err("`for_each` is a list, such as [\"en\", \"es\"]".into());
+    };
+    if items.is_empty() {
+        return Err("`for_each` is empty, so the step would never run".into());
+    }
+    items
+        .into_iter()
+        .map(|item| match item {
+            toml::Value::String(text) => Ok(text),
+            toml::Value::Integer(number) => Ok(number.to_string()),
+            other => Err(format!("`for_each` holds strings or integers, not {}", other.type_str())),
+        })
+        .collect()
+}
+
+impl StepSettings {
+    /// The step without its `for_each`, and the items if it has one.
+    pub fn for_each(&self) -> (&StepSettings, Option<&[String]>) {
+        match self {
+            StepSettings::ForEach { items, step } => (step, Some(items)),
+            other => (other, None),
+        }
+    }
+}
+
 impl Serialize for StepSettings {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
+            StepSettings::ForEach { items, step } => {
+                let mut table = toml::Table::try_from(step).map_err(serde::ser::Error::custom)?;
+                if let Some((_, toml::Value::Table(options))) = table.iter_mut().next() {
+                    options.insert(FOR_EACH.into(), items.clone().into());
+                }
+                table.serialize(serializer)
+            }
             StepSettings::Builtin(step) => step.serialize(serializer),
             StepSettings::Custom { kind, options } => {
                 toml::Table::from_iter([(kind.clone(), options.clone())]).serialize(serializer)

@@ -11,6 +11,7 @@ use super::RouteTable;
 use crate::config::Settings;
 use crate::event::Message;
 use crate::pipeline::template::Template;
+use crate::processors::for_each::ITEM;
 use crate::processors::{BuiltinStep, StepSettings};
 use crate::sources::Source;
 
@@ -73,7 +74,12 @@ fn targets(table: &RouteTable, settings: &Settings, index: usize) -> Vec<(usize,
     let mut example = Message::new(&route.matcher.cache.example(), &route.matcher.topic.example(), "example");
     example.token_id = route.matcher.token_id.example();
     let mut found = Vec::new();
+    let mut items: Vec<String> = Vec::new();
     for step in &settings.routes[index].steps {
+        let (step, for_each) = step.for_each();
+        if let Some(for_each) = for_each {
+            items = for_each.to_vec();
+        }
         let StepSettings::Builtin(BuiltinStep::Publish(publish)) = step else {
             continue;
         };
@@ -82,12 +88,19 @@ fn targets(table: &RouteTable, settings: &Settings, index: usize) -> Vec<(usize,
         else {
             continue;
         };
-        let (cache, topic) = (cache.render(&example), topic.render(&example));
-        for source in sources_of(settings, &cache, &topic) {
-            let taker =
-                table.routes.iter().position(|other| other.matcher.matches(&source, &cache, &topic, ""));
-            if let Some(taker) = taker.filter(|taker| !found.iter().any(|(known, _)| known == taker)) {
-                found.push((taker, format!("{cache}/{topic}")));
+        // Each item of the latest `for_each` is a branch that publishes on its own topic.
+        let branches = if items.is_empty() { vec![None] } else { items.iter().map(Some).collect() };
+        for item in branches {
+            if let Some(item) = item {
+                example.attached.insert(ITEM.into(), item.as_str().into());
+            }
+            let (cache, topic) = (cache.render(&example), topic.render(&example));
+            for source in sources_of(settings, &cache, &topic) {
+                let taker =
+                    table.routes.iter().position(|other| other.matcher.matches(&source, &cache, &topic, ""));
+                if let Some(taker) = taker.filter(|taker| !found.iter().any(|(known, _)| known == taker)) {
+                    found.push((taker, format!("{cache}/{topic}")));
+                }
             }
         }
     }

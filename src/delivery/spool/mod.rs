@@ -154,6 +154,18 @@ impl Spool {
         self.change(Change::Bury { key, letter }).await
     }
 
+    /// Replaces a pending event (or, with no key, nothing) with the branches it became:
+    /// `pending` records with their due times, and `letters`, in one atomic change. Returns
+    /// the id of the first dead letter; the others follow in order.
+    pub async fn replace(
+        &self,
+        key: Option<EventKey>,
+        pending: Vec<(SpooledEvent, u64)>,
+        letters: Vec<DeadLetter>,
+    ) -> Result<u64, SpoolError> {
+        self.change(Change::Replace { key, pending, letters }).await
+    }
+
     /// Moves a dead letter back to the pending events, due at `due_ms`, with its attempts
     /// and age reset; returns its id.
     pub async fn replay(&self, id: u64, due_ms: u64) -> Result<u64, SpoolError> {

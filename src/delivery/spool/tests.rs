@@ -10,6 +10,7 @@ fn event(text: &str) -> SpooledEvent {
         route: "shout".into(),
         message: Message::new("chat", "topic 1", text),
         next_step: 1,
+        branch: Vec::new(),
         attempts: 1,
         received_ms: 5,
         last_error: None,
@@ -171,4 +172,22 @@ async fn a_limit_of_zero_lists_nothing() {
     spool.bury(None, letter("y")).await.unwrap();
     assert!(spool.pending(0).unwrap().is_empty());
     assert!(spool.dead_letters(0).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn replace_swaps_an_event_for_its_branches_in_one_change_even_when_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _writer) = Spool::open(dir.path(), 1).unwrap();
+    let key = spool.insert(event("whole"), 10).await.unwrap();
+    let branch = |text: &str, path: u32| SpooledEvent { branch: vec![path], ..event(text) };
+    let first_letter = spool
+        .replace(Some(key), vec![(branch("b0", 0), 20), (branch("b2", 2), 30)], vec![letter("b1")])
+        .await
+        .unwrap();
+    let pending: Vec<_> =
+        spool.pending(10).unwrap().into_iter().map(|(_, event)| (event.message.text, event.branch)).collect();
+    assert_eq!(pending, vec![("b0".to_string(), vec![0]), ("b2".to_string(), vec![2])]);
+    assert_eq!(spool.event_count(), 2, "branches of an answered event are kept past max_events");
+    assert_eq!(spool.dead_letter(first_letter).unwrap().unwrap().event.message.text, "b1");
+    assert_eq!(spool.dead_letter_count(), 1);
 }

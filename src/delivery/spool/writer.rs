@@ -32,6 +32,11 @@ pub(super) enum Change {
         key: Option<EventKey>,
         letter: DeadLetter,
     },
+    Replace {
+        key: Option<EventKey>,
+        pending: Vec<(SpooledEvent, u64)>,
+        letters: Vec<DeadLetter>,
+    },
     Replay {
         id: u64,
         due_ms: u64,
@@ -163,6 +168,7 @@ impl Writer {
                 Ok(Ok((key.1, Delta { events: -i64::from(removed), dead_letters: 0 })))
             }
             Change::Bury { key, letter } => self.bury(key, &letter, tables),
+            Change::Replace { key, pending, letters } => self.replace(key, pending, &letters, tables),
             Change::Replay { id, due_ms } => self.replay(id, due_ms, events_now, tables),
             Change::Purge { id } => purge(id, tables),
             Change::Close => unreachable!("Close is handled by the writer loop"),
@@ -192,6 +198,33 @@ impl Writer {
         };
         let replaced = tables.dead.insert(id, bytes.as_slice()).map_err(storage)?.is_some();
         Ok(Ok((id, Delta { events: -i64::from(removed), dead_letters: i64::from(!replaced) })))
+    }
+
+    /// Removes `key` and adds its branches, pending or dead, in the same transaction. The
+    /// branches of an event already answered for are stored even when the spool is full.
+    fn replace(
+        &mut self,
+        key: Option<EventKey>,
+        pending: Vec<(SpooledEvent, u64)>,
+        letters: &[DeadLetter],
+        tables: &mut Tables<'_>,
+    ) -> Applied {
+        let removed = match key {
+            Some(key) => tables.events.remove(key).map_err(storage)?.is_some(),
+            None => false,
+        };
+        let first_letter = self.next_id;
+        for letter in letters {
+            let id = self.take_id();
+            tables.dead.insert(id, encode(letter)?.as_slice()).map_err(storage)?;
+        }
+        for (event, due_ms) in &pending {
+            let id = self.take_id();
+            tables.events.insert((*due_ms, id), encode(event)?.as_slice()).map_err(storage)?;
+        }
+        let delta =
+            Delta { events: pending.len() as i64 - i64::from(removed), dead_letters: letters.len() as i64 };
+        Ok(Ok((first_letter, delta)))
     }
 
     fn replay(&mut self, id: u64, due_ms: u64, events_now: u64, tables: &mut Tables<'_>) -> Applied {
