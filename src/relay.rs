@@ -194,7 +194,7 @@ fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<
         Ok(Delivered::DeadLettered) => Ok(Outcome::DeadLettered { route }),
         Err(DeliveryError::Rejected(reason)) => Err(Refusal::Rejected { route, reason }),
         Err(DeliveryError::Failed(failure)) => Err(match failure.error {
-            StepError::Backend(_) => {
+            StepError::Backend(_) | StepError::Call { .. } => {
                 Refusal::BackendRefused { route, step: failure.step, kind: failure.kind }
             }
             _ => Refusal::ProcessingFailed { route, step: failure.step, kind: failure.kind },

@@ -112,6 +112,8 @@ pub(crate) struct Sorted {
     pub dropped: Option<String>,
     /// Branches that ran every step.
     pub completed: usize,
+    /// The longest wait a failed service asked for.
+    pub retry_after: Option<Duration>,
 }
 
 impl Sorted {
@@ -147,6 +149,7 @@ impl Sorted {
                         );
                     }
                     ref error if error.is_retryable() => {
+                        sorted.retry_after = sorted.retry_after.max(error.retry_after());
                         let error = format!("step {} ({}): {error}", failure.step, failure.kind);
                         sorted.retry.push(record(branch, error));
                     }
@@ -373,7 +376,8 @@ impl Delivery {
             self.record(source, route, branch.message, branch.next_step, branch.path, Some(error))
         });
         let answer = sorted.delivered();
-        self.replace(spool, written, sorted, now_ms() + self.backoff.delay_ms(1)).await?;
+        let due = now_ms() + self.first_retry_delay_ms(sorted.retry_after);
+        self.replace(spool, written, sorted, due).await?;
         Ok(answer)
     }
 
@@ -422,9 +426,10 @@ impl Delivery {
                 Ok(delivered(finished))
             }
             Run::Failed(failure) if failure.error.is_retryable() => {
-                self.keep_for_retry(spool, ran.written, keep(failure.error.to_string())).await
+                let wait = failure.error.retry_after();
+                self.keep_for_retry(spool, ran.written, keep(failure.error.to_string()), wait).await
             }
-            Run::Failed(failure @ StepFailure { error: StepError::Backend(_), .. }) => {
+            Run::Failed(failure) if failure.error.keeps_dead_letter() => {
                 let reason =
                     format!("step {} ({}) failed for good: {}", failure.step, failure.kind, failure.error);
                 self.bury(spool, ran.written, keep(failure.error.to_string()), reason).await?;
@@ -437,7 +442,7 @@ impl Delivery {
                 Err(refusal(failure, &ran.route.name))
             }
             Run::OutOfTime => {
-                self.keep_for_retry(spool, ran.written, keep("the time budget ran out".into())).await
+                self.keep_for_retry(spool, ran.written, keep("the time budget ran out".into()), None).await
             }
             Run::Panicked => {
                 let reason = format!("step {} of route `{}` panicked", ran.next_step, ran.route.name);
@@ -454,8 +459,9 @@ impl Delivery {
         spool: &Spool,
         written: Option<EventKey>,
         event: SpooledEvent,
+        wait: Option<Duration>,
     ) -> Result<Delivered, DeliveryError> {
-        let due = now_ms() + self.backoff.delay_ms(1);
+        let due = now_ms() + self.first_retry_delay_ms(wait);
         match written {
             Some(key) => spool.reschedule(key, event, due).await?,
             None => spool.insert(event, due).await?,
@@ -518,6 +524,12 @@ impl Delivery {
                 tracing::warn!(%error, "could not publish the dead letter notice; it is kept in the spool");
             }
         });
+    }
+
+    /// The wait before the first background attempt: the backoff's, or longer when the
+    /// failed service asked for it.
+    fn first_retry_delay_ms(&self, wait: Option<Duration>) -> u64 {
+        self.retry_delay_ms(1).max(wait.map_or(0, |wait| wait.as_millis() as u64))
     }
 
     /// The wait before background attempt number `attempt`.

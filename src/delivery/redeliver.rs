@@ -169,7 +169,7 @@ impl Redeliverer {
                 }
                 ref error if error.is_retryable() => {
                     event.last_error = Some(format!("step {} ({}): {error}", failure.step, failure.kind));
-                    self.retry_or_bury(key, event).await
+                    self.retry_or_bury(key, event, error.retry_after()).await
                 }
                 error => {
                     let reason = format!("step {} ({}) failed for good: {error}", failure.step, failure.kind);
@@ -179,7 +179,7 @@ impl Redeliverer {
             },
             None => {
                 event.last_error = Some(format!("the attempt took longer than {ATTEMPT_TIMEOUT:?}"));
-                self.retry_or_bury(key, event).await
+                self.retry_or_bury(key, event, None).await
             }
         }
     }
@@ -216,7 +216,8 @@ impl Redeliverer {
         } else {
             Attempt::Rescheduled
         };
-        let due = now_ms() + self.delivery.retry_delay_ms(event.attempts);
+        let wait = sorted.retry_after.map_or(0, |wait| wait.as_millis() as u64);
+        let due = now_ms() + self.delivery.retry_delay_ms(event.attempts).max(wait);
         self.delivery.replace(&self.spool, Some(key), sorted, due).await?;
         Ok(outcome)
     }
@@ -237,12 +238,19 @@ impl Redeliverer {
         None
     }
 
-    async fn retry_or_bury(&self, key: EventKey, event: SpooledEvent) -> Result<Attempt, SpoolError> {
+    async fn retry_or_bury(
+        &self,
+        key: EventKey,
+        event: SpooledEvent,
+        wait: Option<Duration>,
+    ) -> Result<Attempt, SpoolError> {
         if let Some(reason) = self.give_up_reason(&event) {
             return self.bury(key, event, reason).await;
         }
         let last_error = event.last_error.clone().unwrap_or_default();
-        let due = now_ms() + self.delivery.retry_delay_ms(event.attempts);
+        let delay =
+            self.delivery.retry_delay_ms(event.attempts).max(wait.map_or(0, |w| w.as_millis() as u64));
+        let due = now_ms() + delay;
         tracing::debug!(
             route = event.route,
             attempts = event.attempts,

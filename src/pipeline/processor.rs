@@ -33,12 +33,40 @@ pub enum StepError {
     /// under `on_invalid = "fail"`.
     #[error("{0}")]
     Failed(String),
+    /// A call to another service failed, such as an `http` step's request.
+    #[error("{message}")]
+    Call {
+        /// What happened, safe to log: no secrets, and at most a short excerpt of a reply.
+        message: String,
+        /// Whether the same call may succeed later (a timeout, a 503).
+        retryable: bool,
+        /// How long the service asked to be left alone (`Retry-After`).
+        retry_after: Option<std::time::Duration>,
+    },
 }
 
 impl StepError {
     /// Whether trying the same step again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StepError::Backend(error) if error.is_retryable())
+        match self {
+            StepError::Backend(error) => error.is_retryable(),
+            StepError::Call { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// Whether an event that failed this way for good is kept as a dead letter rather than
+    /// refused: the failure lies with a service, not with the event.
+    pub fn keeps_dead_letter(&self) -> bool {
+        matches!(self, StepError::Backend(_) | StepError::Call { .. })
+    }
+
+    /// The least wait before the step is tried again, when the service named one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            StepError::Call { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 }
 

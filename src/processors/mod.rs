@@ -4,6 +4,7 @@
 pub mod drop;
 pub mod filter;
 pub mod for_each;
+pub mod http;
 pub mod json;
 pub mod list_push;
 pub mod lookup;
@@ -34,6 +35,7 @@ pub const BUILTIN_KINDS: &[&str] = &[
     "template",
     "list_push",
     "set",
+    "http",
 ];
 
 /// The default `cache` of steps that reach a cache: the event's own.
@@ -67,6 +69,8 @@ pub enum BuiltinStep {
     ListPush(list_push::ListPushConfig),
     /// Stores the message at a cache key.
     Set(set::SetConfig),
+    /// Calls another service over HTTP.
+    Http(http::HttpConfig),
 }
 
 impl BuiltinStep {
@@ -84,6 +88,7 @@ impl BuiltinStep {
             BuiltinStep::Template(_) => "template",
             BuiltinStep::ListPush(_) => "list_push",
             BuiltinStep::Set(_) => "set",
+            BuiltinStep::Http(_) => "http",
         }
     }
 
@@ -101,6 +106,7 @@ impl BuiltinStep {
             BuiltinStep::Template(config) => Arc::new(template::Rewrite::build(config, context)?),
             BuiltinStep::ListPush(config) => Arc::new(list_push::ListPush::build(config, context)?),
             BuiltinStep::Set(config) => Arc::new(set::Set::build(config, context)?),
+            BuiltinStep::Http(config) => Arc::new(http::Http::build(config, context)?),
         })
     }
 }
