@@ -33,6 +33,9 @@ pub enum StepError {
     /// under `on_invalid = "fail"`.
     #[error("{0}")]
     Failed(String),
+    /// A script threw, ran past its time limit or out of memory.
+    #[error("{0}")]
+    Script(String),
     /// A call to another service failed, such as an `http` step's request.
     #[error("{message}")]
     Call {
@@ -58,7 +61,7 @@ impl StepError {
     /// Whether an event that failed this way for good is kept as a dead letter rather than
     /// refused: the failure lies with a service, not with the event.
     pub fn keeps_dead_letter(&self) -> bool {
-        matches!(self, StepError::Backend(_) | StepError::Call { .. })
+        matches!(self, StepError::Backend(_) | StepError::Call { .. } | StepError::Script(_))
     }
 
     /// The least wait before the step is tried again, when the service named one.

@@ -12,6 +12,7 @@ pub mod lowercase;
 pub mod payload;
 pub mod publish;
 pub mod reject;
+pub mod script;
 pub mod set;
 pub mod template;
 pub mod uppercase;
@@ -36,6 +37,7 @@ pub const BUILTIN_KINDS: &[&str] = &[
     "list_push",
     "set",
     "http",
+    "script",
 ];
 
 /// The default `cache` of steps that reach a cache: the event's own.
@@ -71,6 +73,8 @@ pub enum BuiltinStep {
     Set(set::SetConfig),
     /// Calls another service over HTTP.
     Http(http::HttpConfig),
+    /// Runs a JavaScript function.
+    Script(script::ScriptConfig),
 }
 
 impl BuiltinStep {
@@ -89,6 +93,7 @@ impl BuiltinStep {
             BuiltinStep::ListPush(_) => "list_push",
             BuiltinStep::Set(_) => "set",
             BuiltinStep::Http(_) => "http",
+            BuiltinStep::Script(_) => "script",
         }
     }
 
@@ -107,6 +112,7 @@ impl BuiltinStep {
             BuiltinStep::ListPush(config) => Arc::new(list_push::ListPush::build(config, context)?),
             BuiltinStep::Set(config) => Arc::new(set::Set::build(config, context)?),
             BuiltinStep::Http(config) => Arc::new(http::Http::build(config, context)?),
+            BuiltinStep::Script(config) => Arc::new(script::Script::build(config, context)?),
         })
     }
 }
