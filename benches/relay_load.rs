@@ -121,8 +121,15 @@ fn serve_baseline(port: &str) {
     });
 }
 
-/// The release binary with the seed route, logging to `log` as it would by default.
-fn start_relay(dir: &Path, delivery: &str, log: &Path) -> Server {
+/// The seed route's steps: uppercase the text, publish it.
+const SEED_STEPS: &str = r#"["uppercase", { publish = { topic = "topic 2" } }]"#;
+/// The same with the uppercasing done by a script step, for what JavaScript costs.
+const SCRIPT_STEPS: &str =
+    r#"[{ script = { code = "return event.text.toUpperCase()" } }, { publish = { topic = "topic 2" } }]"#;
+
+/// The release binary with the seed route (or `steps`), logging to `log` as it would by
+/// default.
+fn start_relay(dir: &Path, delivery: &str, steps: &str, log: &Path) -> Server {
     let port = free_port();
     let config = dir.join(format!("relay-{port}.toml"));
     let spool = dir.join(format!("spool-{port}"));
@@ -131,7 +138,7 @@ fn start_relay(dir: &Path, delivery: &str, log: &Path) -> Server {
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_in_flight = 100000\n\n[webhooks.chat]\nsecrets = [\"{SECRET}\"]\n\n\
              [delivery]\nspool_dir = {spool:?}\n{delivery}\n\n[[routes]]\nname = \"shout\"\n\
-             match = {{ cache = \"chat\", topic = \"topic 1\" }}\nsteps = [\"uppercase\", {{ publish = {{ topic = \"topic 2\" }} }}]\n"
+             match = {{ cache = \"chat\", topic = \"topic 1\" }}\nsteps = {steps}\n"
         ),
     )
     .unwrap();
@@ -229,10 +236,14 @@ fn main() {
     let relay_log = work.path().join("relay.log");
     let servers = [
         ("bare axum: read the body, answer 204", start_baseline()),
-        ("relay, inline (default)", start_relay(work.path(), "", &relay_log)),
+        ("relay, inline (default)", start_relay(work.path(), "", SEED_STEPS, &relay_log)),
         (
             "relay, write-ahead (mode = \"spool\")",
-            start_relay(work.path(), "mode = \"spool\"", &work.path().join("ahead.log")),
+            start_relay(work.path(), "mode = \"spool\"", SEED_STEPS, &work.path().join("ahead.log")),
+        ),
+        (
+            "relay, inline, uppercase by a script step",
+            start_relay(work.path(), "", SCRIPT_STEPS, &work.path().join("script.log")),
         ),
     ];
     println!(

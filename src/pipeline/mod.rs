@@ -84,13 +84,14 @@ impl Pipeline {
         let context = StepContext { backend, route: &self.route };
         loop {
             run.apply_fan_outs(self.max_branches);
-            let mut unfinished: Vec<&mut Branch> = run.unfinished().collect();
-            match unfinished.len() {
-                0 => return,
-                1 => self.run_branch(unfinished.remove(0), &context).await,
-                _ => {
-                    let each = unfinished.into_iter().map(|branch| self.run_branch(branch, &context));
-                    futures::future::join_all(each).await;
+            let mut unfinished = run.unfinished();
+            let Some(first) = unfinished.next() else { return };
+            match unfinished.next() {
+                // The usual case, an event that never fanned out: no allocation, no join.
+                None => self.run_branch(first, &context).await,
+                Some(second) => {
+                    let each = [first, second].into_iter().chain(unfinished);
+                    futures::future::join_all(each.map(|branch| self.run_branch(branch, &context))).await;
                 }
             }
         }

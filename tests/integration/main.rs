@@ -9,6 +9,7 @@ mod config;
 mod crash_recovery;
 mod delivery;
 mod hot_path;
+mod http_step;
 mod listening;
 mod listening_crash;
 mod momento_backend;

@@ -117,7 +117,11 @@ impl Http {
             .user_agent(concat!("topic-relay/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| format!("cannot make an HTTP client: {error}"))?;
-        let secrets = config.headers.values().map(|value| value.expose().to_owned()).collect();
+        // Whole values, then each long word of them, so that the key of `Bearer <key>` is
+        // hidden when a service echoes it alone.
+        let values = config.headers.values().map(|value| value.expose());
+        let words = values.clone().flat_map(str::split_whitespace).filter(|word| word.len() >= 8);
+        let secrets = values.chain(words).map(str::to_owned).collect();
         Ok(Http { client, url, method, headers, body, into: config.into.clone(), signer, secrets })
     }
 

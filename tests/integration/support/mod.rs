@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod emulator;
 pub mod on_emulator;
+pub mod service;
 pub mod steps;
 
 use std::sync::atomic::{AtomicU64, Ordering};
