@@ -45,7 +45,11 @@ fn readable_toml(text: &str) -> anyhow::Result<String> {
         if let Some(steps) = route.remove("steps").and_then(|item| item.into_array_of_tables().ok()) {
             let mut array: toml_edit::Array = steps
                 .into_iter()
-                .map(|step| toml_edit::Value::InlineTable(step.into_inline_table()))
+                .map(|step| {
+                    let mut step = toml_edit::Value::InlineTable(step.into_inline_table());
+                    one_line(&mut step);
+                    step
+                })
                 .collect();
             array.iter_mut().for_each(|step| step.decor_mut().set_prefix("\n  "));
             array.set_trailing("\n");
@@ -54,6 +58,23 @@ fn readable_toml(text: &str) -> anyhow::Result<String> {
         }
     }
     Ok(document.to_string())
+}
+
+/// Puts a value's arrays on one line, as `for_each = ["en", "es"]` is written.
+fn one_line(value: &mut toml_edit::Value) {
+    match value {
+        toml_edit::Value::Array(array) => {
+            for (index, element) in array.iter_mut().enumerate() {
+                one_line(element);
+                element.decor_mut().set_prefix(if index == 0 { "" } else { " " });
+                element.decor_mut().set_suffix("");
+            }
+            array.set_trailing("");
+            array.set_trailing_comma(false);
+        }
+        toml_edit::Value::InlineTable(table) => table.iter_mut().for_each(|(_, value)| one_line(value)),
+        _ => {}
+    }
 }
 
 fn inline(item: &mut toml_edit::Item) {

@@ -13,6 +13,7 @@ mod hot_path;
 mod http_step;
 mod listening;
 mod listening_crash;
+mod moderated_chat;
 mod momento_backend;
 mod momento_patterns;
 mod scripts;

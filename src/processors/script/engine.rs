@@ -198,7 +198,7 @@ impl Engine {
                 ));
             }
             let json = ctx.json_stringify(returned).map_err(|error| self.failed(&ctx, error))?;
-            Ok(json.map(|json| json.to_string()).transpose().map_err(|error| self.failed(&ctx, error))?)
+            json.map(|json| json.to_string()).transpose().map_err(|error| self.failed(&ctx, error))
         });
         *self.deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         result

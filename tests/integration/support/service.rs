@@ -49,9 +49,11 @@ pub struct Received {
     pub at: Instant,
 }
 
+type Answer = Box<dyn Fn(&Received) -> Reply + Send>;
+
 struct Script {
     queued: VecDeque<Reply>,
-    otherwise: Reply,
+    otherwise: Answer,
     received: Vec<Received>,
 }
 
@@ -65,8 +67,16 @@ pub struct FakeService {
 impl FakeService {
     /// Starts a service that answers `otherwise` unless replies are queued.
     pub async fn start(otherwise: Reply) -> FakeService {
-        let script =
-            Arc::new(Mutex::new(Script { queued: VecDeque::new(), otherwise, received: Vec::new() }));
+        Self::answering(move |_| otherwise.clone()).await
+    }
+
+    /// Starts a service that answers each request as `answer` says, unless replies are queued.
+    pub async fn answering(reply: impl Fn(&Received) -> Reply + Send + 'static) -> FakeService {
+        let script = Arc::new(Mutex::new(Script {
+            queued: VecDeque::new(),
+            otherwise: Box::new(reply),
+            received: Vec::new(),
+        }));
         let app = Router::new().fallback(answer).with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -94,8 +104,10 @@ async fn answer(
 ) -> Response {
     let reply = {
         let mut script = script.lock().unwrap();
-        script.received.push(Received { method, uri, headers, body, at: Instant::now() });
-        script.queued.pop_front().unwrap_or_else(|| script.otherwise.clone())
+        let received = Received { method, uri, headers, body, at: Instant::now() };
+        let reply = script.queued.pop_front().unwrap_or_else(|| (script.otherwise)(&received));
+        script.received.push(received);
+        reply
     };
     tokio::time::sleep(reply.delay).await;
     let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
