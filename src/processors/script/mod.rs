@@ -52,9 +52,12 @@ pub struct ScriptConfig {
     /// Memory each engine may hold, in MiB; 64 by default.
     #[serde(default = "default_memory_limit_mib")]
     pub memory_limit_mib: usize,
-    /// Engines (threads) running this script; one per CPU by default.
+    /// Engines (threads) running this script; one per CPU by default, at most 4.
     pub engines: Option<usize>,
 }
+
+/// Engines a script gets by default on a machine with many CPUs.
+const DEFAULT_MOST_ENGINES: usize = 4;
 
 fn default_time_limit() -> Duration {
     Duration::from_millis(100)
@@ -101,9 +104,9 @@ impl Script {
             memory_limit: config.memory_limit_mib << 20,
         };
         engine::check(&source)?;
-        let engines_wanted = config
-            .engines
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |count| count.get()));
+        let engines_wanted = config.engines.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |count| count.get()).min(DEFAULT_MOST_ENGINES)
+        });
         Ok(Script { source, engines_wanted, engines: OnceLock::new() })
     }
 
