@@ -104,8 +104,9 @@ enum Stop {
 /// An event that fanned out, sorted by what becomes of each branch.
 #[derive(Default)]
 pub(crate) struct Sorted {
-    /// Branches to run again later, as their records.
-    pub retry: Vec<SpooledEvent>,
+    /// Branches to run again later, as their records, each with what went wrong in words
+    /// safe to log.
+    pub retry: Vec<(SpooledEvent, String)>,
     /// Branches that failed for good, with the reason.
     pub bury: Vec<(SpooledEvent, String)>,
     /// Why the first dropped branch was dropped.
@@ -136,7 +137,10 @@ impl Sorted {
                     let reason = format!("a step of route `{route}` panicked while this branch ran");
                     sorted.bury.push((record(branch, "a step panicked".into()), reason));
                 }
-                (None, _) => sorted.retry.push(record(branch, "the time budget ran out".into())),
+                (None, _) => {
+                    let cause = "the time budget ran out".to_owned();
+                    sorted.retry.push((record(branch, cause.clone()), cause));
+                }
                 (Some(Ended::Failed(failure)), _) => match failure.error {
                     // Other branches have had their effects, so the event is not refused; the
                     // refused branch ends here, as a refused spooled event does.
@@ -150,13 +154,14 @@ impl Sorted {
                     }
                     ref error if error.is_retryable() => {
                         sorted.retry_after = sorted.retry_after.max(error.retry_after());
-                        let error = format!("step {} ({}): {error}", failure.step, failure.kind);
-                        sorted.retry.push(record(branch, error));
+                        let cause = format!("step {} ({}): {error}", failure.step, failure.kind);
+                        let kept = format!("step {} ({}): {}", failure.step, failure.kind, error.detail());
+                        sorted.retry.push((record(branch, kept), cause));
                     }
                     error => {
                         let reason =
                             format!("step {} ({}) failed for good: {error}", failure.step, failure.kind);
-                        sorted.bury.push((record(branch, error.to_string()), reason));
+                        sorted.bury.push((record(branch, error.detail()), reason));
                     }
                 },
             }
@@ -399,7 +404,7 @@ impl Delivery {
                 DeadLetter { event, dead_at_ms: now, reason }
             })
             .collect();
-        let retry = sorted.retry.into_iter().map(|event| (event, due_ms)).collect();
+        let retry = sorted.retry.into_iter().map(|(event, _)| (event, due_ms)).collect();
         let first_id = spool.replace(key, retry, letters.clone()).await?;
         for (offset, letter) in letters.into_iter().enumerate() {
             self.notify_dead_letter(first_id + offset as u64, letter);
@@ -427,12 +432,12 @@ impl Delivery {
             }
             Run::Failed(failure) if failure.error.is_retryable() => {
                 let wait = failure.error.retry_after();
-                self.keep_for_retry(spool, ran.written, keep(failure.error.to_string()), wait).await
+                self.keep_for_retry(spool, ran.written, keep(failure.error.detail()), wait).await
             }
             Run::Failed(failure) if failure.error.keeps_dead_letter() => {
                 let reason =
                     format!("step {} ({}) failed for good: {}", failure.step, failure.kind, failure.error);
-                self.bury(spool, ran.written, keep(failure.error.to_string()), reason).await?;
+                self.bury(spool, ran.written, keep(failure.error.detail()), reason).await?;
                 Ok(Delivered::DeadLettered)
             }
             Run::Failed(failure) => {

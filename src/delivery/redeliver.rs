@@ -168,18 +168,21 @@ impl Redeliverer {
                     Ok(Attempt::Refused)
                 }
                 ref error if error.is_retryable() => {
-                    event.last_error = Some(format!("step {} ({}): {error}", failure.step, failure.kind));
-                    self.retry_or_bury(key, event, error.retry_after()).await
+                    let cause = format!("step {} ({}): {error}", failure.step, failure.kind);
+                    event.last_error =
+                        Some(format!("step {} ({}): {}", failure.step, failure.kind, error.detail()));
+                    self.retry_or_bury(key, event, &cause, error.retry_after()).await
                 }
                 error => {
                     let reason = format!("step {} ({}) failed for good: {error}", failure.step, failure.kind);
-                    event.last_error = Some(error.to_string());
+                    event.last_error = Some(error.detail());
                     self.bury(key, event, reason).await
                 }
             },
             None => {
-                event.last_error = Some(format!("the attempt took longer than {ATTEMPT_TIMEOUT:?}"));
-                self.retry_or_bury(key, event, None).await
+                let cause = format!("the attempt took longer than {ATTEMPT_TIMEOUT:?}");
+                event.last_error = Some(cause.clone());
+                self.retry_or_bury(key, event, &cause, None).await
             }
         }
     }
@@ -203,9 +206,9 @@ impl Redeliverer {
             ..event.clone()
         });
         let (retry, spent): (Vec<_>, Vec<_>) =
-            sorted.retry.drain(..).partition(|branch| self.give_up_reason(branch).is_none());
-        for branch in spent {
-            let reason = self.give_up_reason(&branch).unwrap_or_default();
+            sorted.retry.drain(..).partition(|(branch, cause)| self.give_up_reason(branch, cause).is_none());
+        for (branch, cause) in spent {
+            let reason = self.give_up_reason(&branch, &cause).unwrap_or_default();
             sorted.bury.push((branch, reason));
         }
         sorted.retry = retry;
@@ -222,10 +225,9 @@ impl Redeliverer {
         Ok(outcome)
     }
 
-    /// Why an event that failed again is given up, if it is.
-    fn give_up_reason(&self, event: &SpooledEvent) -> Option<String> {
+    /// Why an event that failed again with `last_error` is given up, if it is.
+    fn give_up_reason(&self, event: &SpooledEvent, last_error: &str) -> Option<String> {
         let age = Duration::from_millis(now_ms().saturating_sub(event.received_ms));
-        let last_error = event.last_error.clone().unwrap_or_default();
         if event.attempts >= self.give_up.max_attempts {
             return Some(format!("gave up after {} attempts; last error: {last_error}", event.attempts));
         }
@@ -238,13 +240,16 @@ impl Redeliverer {
         None
     }
 
+    /// `cause` says what went wrong without quoting the event, for the reason of a dead letter,
+    /// which is logged.
     async fn retry_or_bury(
         &self,
         key: EventKey,
         event: SpooledEvent,
+        cause: &str,
         wait: Option<Duration>,
     ) -> Result<Attempt, SpoolError> {
-        if let Some(reason) = self.give_up_reason(&event) {
+        if let Some(reason) = self.give_up_reason(&event, cause) {
             return self.bury(key, event, reason).await;
         }
         let last_error = event.last_error.clone().unwrap_or_default();

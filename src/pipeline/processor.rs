@@ -34,13 +34,22 @@ pub enum StepError {
     #[error("{0}")]
     Failed(String),
     /// A script threw, ran past its time limit or out of memory.
-    #[error("{0}")]
-    Script(String),
+    #[error("{message}")]
+    Script {
+        /// What happened, safe to log.
+        message: String,
+        /// What the script threw, which may quote the message: kept with the event, never
+        /// logged.
+        detail: Option<String>,
+    },
     /// A call to another service failed, such as an `http` step's request.
     #[error("{message}")]
     Call {
-        /// What happened, safe to log: no secrets, and at most a short excerpt of a reply.
+        /// What happened, safe to log: no secrets and nothing the service said.
         message: String,
+        /// A short, scrubbed excerpt of the reply, which may quote the message: kept with the
+        /// event, never logged.
+        detail: Option<String>,
         /// Whether the same call may succeed later (a timeout, a 503).
         retryable: bool,
         /// How long the service asked to be left alone (`Retry-After`).
@@ -61,7 +70,17 @@ impl StepError {
     /// Whether an event that failed this way for good is kept as a dead letter rather than
     /// refused: the failure lies with a service, not with the event.
     pub fn keeps_dead_letter(&self) -> bool {
-        matches!(self, StepError::Backend(_) | StepError::Call { .. } | StepError::Script(_))
+        matches!(self, StepError::Backend(_) | StepError::Call { .. } | StepError::Script { .. })
+    }
+
+    /// The whole error, for the event's record and its dead letter. Its `Display` is the
+    /// part that is safe to log, without what a script threw or a service answered.
+    pub fn detail(&self) -> String {
+        match self {
+            StepError::Call { message, detail: Some(detail), .. }
+            | StepError::Script { message, detail: Some(detail) } => format!("{message}: {detail}"),
+            other => other.to_string(),
+        }
     }
 
     /// The least wait before the step is tried again, when the service named one.

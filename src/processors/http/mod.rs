@@ -160,12 +160,12 @@ impl Http {
             || status == StatusCode::TOO_MANY_REQUESTS
             || status.is_server_error();
         let excerpt = excerpt(reply, &self.secrets);
-        let message = if excerpt.is_empty() {
-            format!("the service answered {status}")
-        } else {
-            format!("the service answered {status}: {excerpt}")
-        };
-        StepError::Call { message, retryable, retry_after: retry_after.filter(|_| retryable) }
+        StepError::Call {
+            message: format!("the service answered {status}"),
+            detail: (!excerpt.is_empty()).then_some(excerpt),
+            retryable,
+            retry_after: retry_after.filter(|_| retryable),
+        }
     }
 }
 
@@ -206,7 +206,12 @@ fn unreachable(error: reqwest::Error) -> StepError {
     // Without the URL, whose query may hold a key.
     let error = error.without_url();
     let cause = std::error::Error::source(&error).map(|source| format!(": {source}")).unwrap_or_default();
-    StepError::Call { message: format!("the request {what}{cause}"), retryable: true, retry_after: None }
+    StepError::Call {
+        message: format!("the request {what}{cause}"),
+        detail: None,
+        retryable: true,
+        retry_after: None,
+    }
 }
 
 fn without_query(url: &reqwest::Url) -> String {
@@ -271,6 +276,14 @@ mod tests {
             assert_eq!(error.is_retryable(), retryable, "{status}");
             assert_eq!(error.retry_after().is_some(), retryable, "{status}");
         }
+    }
+
+    #[test]
+    fn what_a_service_answered_is_kept_but_never_in_the_logged_message() {
+        let step = build(r#"url = "http://x""#).unwrap();
+        let error = step.failure(StatusCode::BAD_REQUEST, None, b"cannot translate 'my secret plans'");
+        assert_eq!(error.to_string(), "the service answered 400 Bad Request");
+        assert!(error.detail().ends_with(": cannot translate 'my secret plans'"), "{}", error.detail());
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl Script {
         self.engines
             .get_or_init(|| Engines::start(self.source.clone(), self.engines_wanted))
             .as_ref()
-            .map_err(|error| StepError::Script(error.clone()))
+            .map_err(|error| failed(error.clone()))
     }
 }
 
@@ -123,15 +123,20 @@ impl Processor for Script {
     async fn process(&self, message: &mut Message, _: &StepContext<'_>) -> Result<Flow, StepError> {
         let returned = self.engines()?.call(envelope(message)).await.map_err(|error| match error {
             // Only while the relay stops: the event is kept and resumed at the next start.
-            CallError::Stopped => {
-                StepError::Call { message: error.to_string(), retryable: true, retry_after: None }
+            CallError::Stopped => StepError::Call {
+                message: error.to_string(),
+                detail: None,
+                retryable: true,
+                retry_after: None,
+            },
+            CallError::Threw(thrown) => {
+                StepError::Script { message: "the script threw".into(), detail: Some(thrown) }
             }
-            error => StepError::Script(error.to_string()),
+            error => failed(error.to_string()),
         })?;
         let Some(returned) = returned else { return Ok(Flow::Continue) };
-        let returned: Value = serde_json::from_str(&returned).map_err(|error| {
-            StepError::Script(format!("the script returned something that is not JSON: {error}"))
-        })?;
+        let returned: Value = serde_json::from_str(&returned)
+            .map_err(|error| failed(format!("the script returned something that is not JSON: {error}")))?;
         match returned {
             Value::Null => Ok(Flow::Drop("the script returned null".into())),
             Value::Array(items) => {
@@ -160,7 +165,7 @@ fn apply(message: &mut Message, returned: Value) -> Result<(), StepError> {
         Value::String(text) => message.text = text,
         Value::Object(fields) => apply_fields(message, fields)?,
         other => {
-            return Err(StepError::Script(format!(
+            return Err(failed(format!(
                 "the script returned {}; return a string, an object, an array, null or nothing",
                 kind_of(&other)
             )));
@@ -175,10 +180,7 @@ fn apply_fields(message: &mut Message, fields: Map<String, Value>) -> Result<(),
             message.text = match value {
                 Value::String(text) => text,
                 other => {
-                    return Err(StepError::Script(format!(
-                        "`text` must be a string, not {}",
-                        kind_of(&other)
-                    )));
+                    return Err(failed(format!("`text` must be a string, not {}", kind_of(&other))));
                 }
             };
         } else if !EVENT_FIELDS.contains(&name.as_str()) && !name.is_empty() && !name.contains('.') {
@@ -186,6 +188,11 @@ fn apply_fields(message: &mut Message, fields: Map<String, Value>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A script failure whose message quotes nothing of the event.
+fn failed(message: String) -> StepError {
+    StepError::Script { message, detail: None }
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -264,7 +271,8 @@ mod tests {
     async fn a_throw_fails_the_step_for_good_with_its_message() {
         let (flow, _) = run("throw new Error('no such room')", "hi").await;
         let error = flow.unwrap_err();
-        assert!(error.to_string().contains("no such room"), "{error}");
+        assert!(error.detail().contains("no such room"), "{}", error.detail());
+        assert!(!error.to_string().contains("no such room"), "what a script throws is never logged");
         assert!(!error.is_retryable() && error.keeps_dead_letter());
         let (flow, _) = run("return 42", "hi").await;
         assert!(flow.unwrap_err().to_string().contains("a number"));
