@@ -46,6 +46,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         replay_signatures: state.webhooks.remembered_signatures(),
         spooled_events: state.spool.as_ref().map_or(0, |spool| spool.event_count()),
         dead_letters: state.spool.as_ref().map_or(0, |spool| spool.dead_letter_count()),
+        ready: u64::from(state.health.readiness().is_ok()),
     };
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], state.metrics.render(levels))
 }

@@ -90,6 +90,8 @@ pub struct Levels {
     pub spooled_events: u64,
     /// Dead letters kept in the spool.
     pub dead_letters: u64,
+    /// 1 while `/readyz` would answer 200, else 0.
+    pub ready: u64,
 }
 
 /// Everything the relay measures.
@@ -112,7 +114,7 @@ pub struct Metrics {
     pub replay_refused: Counter,
     step_duration: Durations,
     backend_duration: Durations,
-    levels: [Gauge; 4],
+    levels: [Gauge; 5],
 }
 
 impl Metrics {
@@ -187,7 +189,7 @@ impl Metrics {
             "Events refused because the replay check was full (dedup_when_full = \"refuse\")",
             self.replay_refused.clone(),
         );
-        let [in_flight, replay, spooled, dead] = self.levels.clone();
+        let [in_flight, replay, spooled, dead, ready] = self.levels.clone();
         registry.register("topic_relay_in_flight", "Webhook requests being handled", in_flight);
         registry.register(
             "topic_relay_replay_signatures",
@@ -200,6 +202,11 @@ impl Metrics {
             spooled,
         );
         registry.register("topic_relay_dead_letters", "Dead letters kept in the spool", dead);
+        registry.register(
+            "topic_relay_ready",
+            "1 while /readyz answers 200 (the backend answers, subscriptions hold, not draining), else 0",
+            ready,
+        );
         self
     }
 
@@ -221,7 +228,13 @@ impl Metrics {
 
     /// The OpenMetrics text exposition, with `levels` as the gauges' values.
     pub fn render(&self, levels: Levels) -> String {
-        let values = [levels.in_flight, levels.replay_signatures, levels.spooled_events, levels.dead_letters];
+        let values = [
+            levels.in_flight,
+            levels.replay_signatures,
+            levels.spooled_events,
+            levels.dead_letters,
+            levels.ready,
+        ];
         for (gauge, value) in self.levels.iter().zip(values) {
             gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
         }

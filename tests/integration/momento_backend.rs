@@ -71,6 +71,10 @@ async fn the_topic_client_pool_spreads_publishes_over_every_client() {
     }
 }
 
+async fn metrics_text(app: &support::TestApp) -> String {
+    app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test]
 async fn readyz_waits_for_the_backend_and_reports_sustained_failures() {
     let emulator = Emulator::start().await;
@@ -81,9 +85,11 @@ async fn readyz_waits_for_the_backend_and_reports_sustained_failures() {
     assert_eq!(not_ready.status(), 503);
     let body: serde_json::Value = not_ready.json().await.unwrap();
     assert_eq!(body["status"], "backend_not_ready");
+    assert!(metrics_text(&app).await.contains("\ntopic_relay_ready 0\n"));
 
     emulator.heal();
     assert!(wait_for_readiness(&app, 200, WAIT).await, "ready once the probe succeeds");
+    assert!(metrics_text(&app).await.contains("\ntopic_relay_ready 1\n"), "readiness is exported for alerts");
 
     emulator.fail_all(Code::Unavailable);
     for _ in 0..2 {
