@@ -2,6 +2,7 @@
 //! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains.
 
 use std::future::IntoFuture;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -56,7 +57,7 @@ impl App {
         let mut connected = backend::connect(&settings).await?;
         connected.backend.register_metrics(&mut metrics);
         connected.backend = Arc::new(Timed::new(connected.backend, &metrics));
-        let (spool, spool_writer) = open_spool(&settings)?;
+        let (spool, spool_writer, spool_dir) = open_spool(&settings)?;
         if let Some(spool) = &spool {
             spool.register_metrics(&mut metrics);
         }
@@ -80,7 +81,7 @@ impl App {
             &settings.subscriptions,
             connected.backend.clone(),
             relay.clone(),
-            &settings.delivery.spool_dir,
+            &spool_dir,
             &subscription_metrics,
             &replica,
         )?;
@@ -250,20 +251,27 @@ async fn token_vendor(
     Ok((Some(vendor), local))
 }
 
-fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<JoinHandle<()>>)> {
+/// Opens the spool (unless delivery is off); returns it, its writer thread, and the directory
+/// it is in, where subscriptions keep their checkpoints too.
+fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<JoinHandle<()>>, PathBuf)> {
     let delivery = &settings.delivery;
     if delivery.mode == DeliveryMode::Off {
-        return Ok((None, None));
+        return Ok((None, None, delivery.spool_dir.clone()));
     }
-    let (spool, writer) = Spool::open(&delivery.spool_dir, delivery.max_spooled_events)?;
+    let (spool, writer, dir) = if delivery.spool_slots > 1 {
+        Spool::open_free_slot(&delivery.spool_dir, delivery.spool_slots, delivery.max_spooled_events)?
+    } else {
+        let (spool, writer) = Spool::open(&delivery.spool_dir, delivery.max_spooled_events)?;
+        (spool, writer, delivery.spool_dir.clone())
+    };
     tracing::info!(
-        dir = %delivery.spool_dir.display(),
+        dir = %dir.display(),
         mode = ?delivery.mode,
         spooled = spool.event_count(),
         dead_letters = spool.dead_letter_count(),
         "spool open"
     );
-    Ok((Some(spool), Some(writer)))
+    Ok((Some(spool), Some(writer), dir))
 }
 
 /// This process's id in the leases it holds: the host name (the pod's, in Kubernetes) and

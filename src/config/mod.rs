@@ -324,6 +324,10 @@ pub struct DeliverySettings {
     pub mode: DeliveryMode,
     /// Directory of the spool's database file.
     pub spool_dir: PathBuf,
+    /// With more than 1, relays sharing `spool_dir` (one network volume for several tasks)
+    /// each take the first free `slot-<n>` under it, and a relay that replaces a dead one
+    /// takes over its spool.
+    pub spool_slots: u32,
     /// Time an event's steps may take inline before it is spooled instead. Default: three
     /// quarters of `server.request_timeout`.
     #[serde(with = "duration::optional", skip_serializing_if = "Option::is_none")]
@@ -361,6 +365,7 @@ impl Default for DeliverySettings {
         Self {
             mode: DeliveryMode::Inline,
             spool_dir: PathBuf::from("spool"),
+            spool_slots: 1,
             inline_budget: None,
             max_spooled_events: 100_000,
             retry_initial: Duration::from_secs(1),

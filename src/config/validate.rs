@@ -192,6 +192,9 @@ fn check_delivery(settings: &Settings) -> Result<(), Failure> {
     if delivery.retry_initial.is_zero() || delivery.retry_max < delivery.retry_initial {
         return fail("delivery.retry_initial", "must be more than 0 and at most delivery.retry_max");
     }
+    if delivery.spool_slots == 0 {
+        return fail("delivery.spool_slots", "must be at least 1");
+    }
     if delivery.max_attempts == 0 {
         return fail("delivery.max_attempts", "must be at least 1");
     }

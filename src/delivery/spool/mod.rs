@@ -6,7 +6,7 @@
 mod writer;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -98,19 +98,58 @@ impl Drop for Claim {
     }
 }
 
+/// The database file in a spool's directory.
+const FILE_NAME: &str = "spool.redb";
+
 impl Spool {
     /// Opens (or creates) the spool in `dir` and starts the writer thread. Returns the handle
     /// and the writer thread, which ends when the spool is closed.
     pub fn open(dir: &Path, max_events: u64) -> anyhow::Result<(Spool, std::thread::JoinHandle<()>)> {
+        match Self::try_open(dir, max_events)? {
+            Some(opened) => Ok(opened),
+            None => anyhow::bail!(
+                "the spool {} is in use by another topic-relay process",
+                dir.join(FILE_NAME).display()
+            ),
+        }
+    }
+
+    /// Opens the first of `slots` spools under `dir` (`slot-0`, `slot-1`, ...) that no other
+    /// process holds, so that relays sharing one volume each take a spool of their own, and
+    /// a relay that replaces a dead one takes over its spool and the events in it. Returns the
+    /// slot's directory too.
+    pub fn open_free_slot(
+        dir: &Path,
+        slots: u32,
+        max_events: u64,
+    ) -> anyhow::Result<(Spool, std::thread::JoinHandle<()>, PathBuf)> {
+        for slot in 0..slots {
+            let slot_dir = dir.join(format!("slot-{slot}"));
+            if let Some((spool, writer)) = Self::try_open(&slot_dir, max_events)? {
+                return Ok((spool, writer, slot_dir));
+            }
+        }
+        anyhow::bail!(
+            "all {slots} spool slots under {} are in use by other topic-relay processes; raise \
+             delivery.spool_slots above the number of relays sharing the volume",
+            dir.display()
+        )
+    }
+
+    /// Opens the spool in `dir`, or `None` when another process holds it.
+    fn try_open(dir: &Path, max_events: u64) -> anyhow::Result<Option<(Spool, std::thread::JoinHandle<()>)>> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the spool directory {}", dir.display()))?;
-        let path = dir.join("spool.redb");
-        let database = Database::create(&path).map_err(|error| match error {
-            DatabaseError::DatabaseAlreadyOpen => {
-                anyhow::anyhow!("the spool {} is in use by another topic-relay process", path.display())
+        let path = dir.join(FILE_NAME);
+        let database = match Database::create(&path) {
+            Ok(database) => database,
+            Err(DatabaseError::DatabaseAlreadyOpen) => return Ok(None),
+            Err(other) => {
+                return Err(
+                    anyhow::Error::new(other).context(format!("cannot open the spool {}", path.display()))
+                );
             }
-            other => anyhow::Error::new(other).context(format!("cannot open the spool {}", path.display())),
-        })?;
+        };
         let (counts, next_id) = initial_state(&database)?;
         let counts = Arc::new(counts);
         let database: DatabaseSlot = Arc::new(RwLock::new(Some(Arc::new(database))));
@@ -120,7 +159,8 @@ impl Spool {
             .name("spool-writer".into())
             .spawn(move || writer.run(receiver))
             .context("cannot start the spool writer")?;
-        Ok((Spool { database, changes, counts, claimed: Arc::default(), unreadable: Arc::default() }, thread))
+        let spool = Spool { database, changes, counts, claimed: Arc::default(), unreadable: Arc::default() };
+        Ok(Some((spool, thread)))
     }
 
     async fn change(&self, change: Change) -> Result<u64, SpoolError> {

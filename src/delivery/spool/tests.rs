@@ -191,3 +191,24 @@ async fn replace_swaps_an_event_for_its_branches_in_one_change_even_when_full() 
     assert_eq!(spool.dead_letter(first_letter).unwrap().unwrap().event.message.text, "b1");
     assert_eq!(spool.dead_letter_count(), 1);
 }
+
+#[tokio::test]
+async fn relays_sharing_a_volume_take_free_slots_and_a_new_one_adopts_a_released_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_writer, first_dir) = Spool::open_free_slot(dir.path(), 2, 10).unwrap();
+    let (second, _second_writer, second_dir) = Spool::open_free_slot(dir.path(), 2, 10).unwrap();
+    assert_eq!(
+        (first_dir.file_name().unwrap(), second_dir.file_name().unwrap()),
+        ("slot-0".as_ref(), "slot-1".as_ref())
+    );
+    assert!(Spool::open_free_slot(dir.path(), 2, 10).is_err(), "every slot is taken");
+
+    first.insert(event("left behind"), 0).await.unwrap();
+    first.close().await.unwrap();
+    first_writer.join().unwrap();
+    drop(first);
+    let (adopted, _writer, adopted_dir) = Spool::open_free_slot(dir.path(), 2, 10).unwrap();
+    assert_eq!(adopted_dir, first_dir);
+    assert_eq!(adopted.pending(10).unwrap()[0].1.message.text, "left behind");
+    drop(second);
+}
