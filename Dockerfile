@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 
-# Build stage: the same `cargo build --release --locked` that CI proves.
-FROM rust:1.95-slim-bookworm AS build
+# Build stage: the same `cargo build --release --locked` that CI proves, with the toolchain CI
+# uses (deploy/check.sh fails when this, Cargo.toml's rust-version and CI's rustc disagree).
+FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 
 # Dependencies first, in a layer of their own, so that a code change does not rebuild them.
@@ -27,7 +28,8 @@ RUN mkdir -p /spool-dir/spool
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/topic-relay /usr/local/bin/topic-relay
 COPY config/default.toml /etc/topic-relay/config.toml
-COPY --from=build --chown=nonroot:nonroot /spool-dir /var/lib/topic-relay
+# 65532 is distroless's `nonroot`; numeric, so Kubernetes can check runAsNonRoot.
+COPY --from=build --chown=65532:65532 /spool-dir /var/lib/topic-relay
 
 # Mount your own file over /etc/topic-relay/config.toml, or point TOPIC_RELAY_CONFIG elsewhere.
 # Events answered 202 live in the spool until they are delivered: keep it on a volume.
@@ -36,7 +38,7 @@ ENV TOPIC_RELAY_CONFIG=/etc/topic-relay/config.toml \
     TOPIC_RELAY__DELIVERY__SPOOL_DIR=/var/lib/topic-relay/spool
 VOLUME ["/var/lib/topic-relay"]
 EXPOSE 8080
-USER nonroot:nonroot
+USER 65532:65532
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/topic-relay", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/topic-relay"]
