@@ -26,8 +26,10 @@ RUN mkdir -p /spool-dir/spool
 
 # Runtime stage: no shell, no package manager, not root.
 FROM gcr.io/distroless/cc-debian12:nonroot
+# The configuration baked in; `--build-arg CONFIG_FILE=config/my-relay.toml` picks another.
+ARG CONFIG_FILE=config/default.toml
 COPY --from=build /src/target/release/topic-relay /usr/local/bin/topic-relay
-COPY config/default.toml /etc/topic-relay/config.toml
+COPY ${CONFIG_FILE} /etc/topic-relay/config.toml
 # 65532 is distroless's `nonroot`; numeric, so Kubernetes can check runAsNonRoot.
 COPY --from=build --chown=65532:65532 /spool-dir /var/lib/topic-relay
 

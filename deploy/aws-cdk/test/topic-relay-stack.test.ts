@@ -1,0 +1,99 @@
+// The template's essentials, checked with aws-cdk-lib/assertions: `npm test`.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as cdk from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { SECRET_KEYS, TopicRelayStack, TopicRelayStackProps } from '../lib/topic-relay-stack';
+
+const CERTIFICATE = 'arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000';
+
+function synth(props: Partial<TopicRelayStackProps> = {}): Template {
+  const app = new cdk.App();
+  return Template.fromStack(new TopicRelayStack(app, 'Test', { certificateArn: CERTIFICATE, ...props }));
+}
+
+function container(template: Template): Record<string, any> {
+  const tasks = Object.values(template.findResources('AWS::ECS::TaskDefinition'));
+  assert.equal(tasks.length, 1);
+  return tasks[0].Properties.ContainerDefinitions[0];
+}
+
+function environment(template: Template): Record<string, string> {
+  return Object.fromEntries(container(template).Environment.map((e: any) => [e.Name, e.Value]));
+}
+
+test('the target group checks /readyz', () => {
+  synth().hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+    HealthCheckPath: '/readyz',
+    Matcher: { HttpCode: '200' },
+  });
+});
+
+test('secrets come from Secrets Manager and never appear as plain values', () => {
+  const template = synth();
+  const definition = container(template);
+  const secrets = definition.Secrets.map((s: any) => s.Name).sort();
+  assert.deepEqual(secrets, [...SECRET_KEYS].sort());
+  for (const secret of definition.Secrets) {
+    assert.match(JSON.stringify(secret.ValueFrom), /secretsmanager/);
+  }
+  const plain = definition.Environment.map((e: any) => e.Name);
+  for (const key of SECRET_KEYS) {
+    assert.ok(!plain.includes(key), `${key} must not be a plain environment variable`);
+  }
+});
+
+test('the public listener forwards only the webhooks, and answers 404 to everything else', () => {
+  const template = synth();
+  const listeners = template.findResources('AWS::ElasticLoadBalancingV2::Listener', { Properties: { Port: 443 } });
+  const https = Object.values(listeners)[0];
+  assert.equal(https.Properties.DefaultActions[0].Type, 'fixed-response');
+  assert.equal(https.Properties.DefaultActions[0].FixedResponseConfig.StatusCode, '404');
+  const rules = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::ListenerRule'));
+  const forwarded = rules.flatMap((rule: any) => rule.Properties.Conditions.flatMap((c: any) => c.PathPatternConfig?.Values ?? c.Values ?? []));
+  assert.deepEqual(forwarded, ['/webhooks/*']);
+  for (const path of forwarded) {
+    assert.ok(!/admin|status|metrics/.test(path), `${path} must not be public`);
+  }
+});
+
+test('token vending adds /v1/tokens and nothing else', () => {
+  const rules = Object.values(synth({ tokenVending: true }).findResources('AWS::ElasticLoadBalancingV2::ListenerRule'));
+  const forwarded = rules.flatMap((rule: any) => rule.Properties.Conditions.flatMap((c: any) => c.PathPatternConfig?.Values ?? c.Values ?? []));
+  assert.deepEqual(forwarded.sort(), ['/v1/tokens', '/webhooks/*']);
+});
+
+test('stopping waits for the relay: stop timeout and deregistration cover drain + grace', () => {
+  const drain = 7;
+  const grace = 12;
+  const template = synth({ drainDelay: cdk.Duration.seconds(drain), shutdownGrace: cdk.Duration.seconds(grace) });
+  assert.ok(container(template).StopTimeout >= drain + grace);
+  const env = environment(template);
+  assert.equal(env.TOPIC_RELAY__SERVER__DRAIN_DELAY, `${drain}s`);
+  assert.equal(env.TOPIC_RELAY__SERVER__SHUTDOWN_GRACE, `${grace}s`);
+  template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+    TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: String(drain + grace) }]),
+  });
+});
+
+test('by default each task spools on EFS, in a slot of its own', () => {
+  const template = synth({ maxTasks: 6 });
+  template.resourceCountIs('AWS::EFS::FileSystem', 1);
+  assert.equal(environment(template).TOPIC_RELAY__DELIVERY__SPOOL_SLOTS, '12');
+  assert.deepEqual(container(template).MountPoints, [
+    { ContainerPath: '/var/lib/topic-relay', ReadOnly: false, SourceVolume: 'spool' },
+  ]);
+  assert.equal(container(template).ReadonlyRootFilesystem, true);
+});
+
+test('with ephemeral spools there is no file system', () => {
+  const template = synth({ spool: 'ephemeral' });
+  template.resourceCountIs('AWS::EFS::FileSystem', 0);
+  assert.equal(environment(template).TOPIC_RELAY__DELIVERY__SPOOL_SLOTS, undefined);
+});
+
+test('the service scales between its bounds and logs to CloudWatch', () => {
+  const template = synth({ minTasks: 3, maxTasks: 9 });
+  template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 3, MaxCapacity: 9 });
+  assert.equal(container(template).LogConfiguration.LogDriver, 'awslogs');
+});
