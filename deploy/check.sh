@@ -3,7 +3,7 @@
 # (hadolint, and the same toolchain as CI), the alerting rules and their unit tests (promtool),
 # the dashboard's queries, the Kubernetes manifests (against the Kubernetes schemas, offline)
 # and the CDK stack (its assertion tests and `cdk synth`). Installs what it needs.
-# Run from anywhere after `cargo build` (it checks configs with target/debug/topic-relay).
+# Run from anywhere; it checks the Kubernetes config with the relay's own `check-config`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -61,7 +61,7 @@ kubernetes-validate --strict --quiet -k "$KUBERNETES_VERSION" \
 fake_key="eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJ0IjoiZyIsImp0aSI6ImNoZWNrIn0.Y2hlY2s"
 env WEBHOOK_SECRET=check-secret MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com \
   ADMIN_TOKEN=check-admin-token-0123456789 \
-  target/debug/topic-relay check-config --config deploy/kubernetes/config.toml >/dev/null
+  cargo run --quiet -- check-config --config deploy/kubernetes/config.toml >/dev/null
 echo "deploy/kubernetes/config.toml: valid"
 
 step "AWS CDK: assertions and synth, with no AWS account"
