@@ -381,7 +381,7 @@ impl Delivery {
             self.record(source, route, branch.message, branch.next_step, branch.path, Some(error))
         });
         let answer = sorted.delivered();
-        let due = now_ms() + self.first_retry_delay_ms(sorted.retry_after);
+        let due = now_ms() + self.retry_delay_ms(1, sorted.retry_after);
         self.replace(spool, written, sorted, due).await?;
         Ok(answer)
     }
@@ -466,7 +466,7 @@ impl Delivery {
         event: SpooledEvent,
         wait: Option<Duration>,
     ) -> Result<Delivered, DeliveryError> {
-        let due = now_ms() + self.first_retry_delay_ms(wait);
+        let due = now_ms() + self.retry_delay_ms(1, wait);
         match written {
             Some(key) => spool.reschedule(key, event, due).await?,
             None => spool.insert(event, due).await?,
@@ -531,15 +531,10 @@ impl Delivery {
         });
     }
 
-    /// The wait before the first background attempt: the backoff's, or longer when the
-    /// failed service asked for it.
-    fn first_retry_delay_ms(&self, wait: Option<Duration>) -> u64 {
-        self.retry_delay_ms(1).max(wait.map_or(0, |wait| wait.as_millis() as u64))
-    }
-
-    /// The wait before background attempt number `attempt`.
-    pub fn retry_delay_ms(&self, attempt: u32) -> u64 {
-        self.backoff.delay_ms(attempt)
+    /// The wait before background attempt number `attempt`: the backoff's, or `wait` when
+    /// the failed service asked for longer (`Retry-After`).
+    pub fn retry_delay_ms(&self, attempt: u32, wait: Option<Duration>) -> u64 {
+        self.backoff.delay_ms(attempt).max(wait.map_or(0, |wait| wait.as_millis() as u64))
     }
 
     /// The backend events are delivered through.

@@ -219,8 +219,7 @@ impl Redeliverer {
         } else {
             Attempt::Rescheduled
         };
-        let wait = sorted.retry_after.map_or(0, |wait| wait.as_millis() as u64);
-        let due = now_ms() + self.delivery.retry_delay_ms(event.attempts).max(wait);
+        let due = now_ms() + self.delivery.retry_delay_ms(event.attempts, sorted.retry_after);
         self.delivery.replace(&self.spool, Some(key), sorted, due).await?;
         Ok(outcome)
     }
@@ -253,9 +252,7 @@ impl Redeliverer {
             return self.bury(key, event, reason).await;
         }
         let last_error = event.last_error.clone().unwrap_or_default();
-        let delay =
-            self.delivery.retry_delay_ms(event.attempts).max(wait.map_or(0, |w| w.as_millis() as u64));
-        let due = now_ms() + delay;
+        let due = now_ms() + self.delivery.retry_delay_ms(event.attempts, wait);
         tracing::debug!(
             route = event.route,
             attempts = event.attempts,

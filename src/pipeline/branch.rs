@@ -51,12 +51,6 @@ impl Run {
     }
 
     /// The branches, every fan-out already applied.
-    pub fn branches(&mut self, max_branches: usize) -> &[Branch] {
-        self.apply_fan_outs(max_branches);
-        &self.branches
-    }
-
-    /// The branches, every fan-out already applied.
     pub fn into_branches(mut self, max_branches: usize) -> Vec<Branch> {
         self.apply_fan_outs(max_branches);
         self.branches

@@ -4,9 +4,10 @@
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use support::on_emulator::eventually;
 use support::service::{FakeService, Reply};
 use support::{TestApp, spawn_app_with};
 
@@ -50,17 +51,6 @@ async fn admin(app: &TestApp, path: &str) -> Value {
     let response = app.client.get(app.url(path)).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(response.status(), 200, "{path}");
     response.json().await.unwrap()
-}
-
-async fn eventually(wait: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test]
@@ -137,7 +127,7 @@ async fn a_timeout_is_retried_and_delivered_once() {
     assert_eq!(response.status(), 202);
     assert_eq!(done.next_message(Duration::from_secs(5)).await.as_deref(), Some("slow"));
     assert_eq!(done.next_message(Duration::from_millis(500)).await, None);
-    assert!(eventually(Duration::from_secs(2), async || service.received().len() == 2).await);
+    assert!(eventually(Duration::from_secs(2), || service.received().len() == 2).await);
 }
 
 #[tokio::test]
