@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use axum::Router;
+use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,7 @@ use crate::delivery::Delivery;
 use crate::delivery::redeliver::Redeliverer;
 use crate::delivery::spool::Spool;
 use crate::health::Health;
-use crate::http::{self, AppState, Shared};
+use crate::http::{self, AppState, FrontDoor, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::ProcessorRegistry;
 use crate::relay::Relay;
@@ -32,7 +32,7 @@ use crate::tokens::{Issuer, LocalTokens, TokenMetrics, TokenVendor};
 /// A relay with its listener bound, ready to serve.
 pub struct App {
     listener: TcpListener,
-    router: Router,
+    front_door: FrontDoor,
     state: AppState,
     server: ServerSettings,
     stop: CancellationToken,
@@ -115,7 +115,7 @@ impl App {
         });
         Ok(App {
             listener,
-            router: http::router(state.clone()),
+            front_door: http::front_door(state.clone()),
             state,
             server: settings.server,
             stop: CancellationToken::new(),
@@ -130,9 +130,9 @@ impl App {
         self.listener.local_addr().map_or(0, |address| address.port())
     }
 
-    /// The HTTP router, for driving the relay without a socket (`tower::ServiceExt::oneshot`).
-    pub fn router(&self) -> Router {
-        self.router.clone()
+    /// The HTTP service, for driving the relay without a socket (`tower::ServiceExt::oneshot`).
+    pub fn service(&self) -> FrontDoor {
+        self.front_door.clone()
     }
 
     /// The spool, unless `delivery.mode = "off"`: for code that embeds the relay and wants to
@@ -161,8 +161,9 @@ impl App {
             self.server.drain_delay,
             listener_closed.clone(),
         );
-        let server =
-            axum::serve(self.listener, self.router).with_graceful_shutdown(begin_shutdown).into_future();
+        let server = axum::serve(self.listener, self.front_door.into_make_service())
+            .with_graceful_shutdown(begin_shutdown)
+            .into_future();
         tokio::pin!(server);
         let grace = self.server.shutdown_grace;
         let server_done = tokio::select! {

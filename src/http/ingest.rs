@@ -1,17 +1,22 @@
 //! `POST /webhooks/{name}` and `POST /webhook`: where Momento's calls come in. Each configured
-//! webhook has a route of its own with a `VerifyLayer` keyed with its secrets in front, so
-//! the handler only ever sees verified bytes. It hands them to the relay and turns its
-//! answer into a response.
+//! webhook has a stack of its own (see `front_door`) with a `VerifyLayer` keyed with its
+//! secrets in front of [`Receive`], so `Receive` only ever sees verified bytes. It hands them
+//! to the relay and turns its answer into a response.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Json;
+use axum::extract::Path;
+use axum::extract::Request;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::time::Instant;
+use tower::Service;
 
 use super::AppState;
 use super::error::HttpError;
@@ -24,15 +29,54 @@ use crate::verify::Verified;
 #[derive(Debug, Clone, Copy)]
 pub struct OutcomeCode(pub &'static str);
 
-/// Takes a verified request for `webhook` through the relay.
-pub async fn receive(
+/// Takes a verified request for one webhook through the relay: the innermost service of the
+/// webhook's stack, behind its `VerifyLayer`.
+#[derive(Clone)]
+pub struct Receive {
     webhook: Arc<Webhook>,
-    State(state): State<AppState>,
-    arrived: Option<Extension<Arrived>>,
-    verified: Verified,
+    state: AppState,
+}
+
+impl Receive {
+    /// Receives `webhook`'s verified requests.
+    pub fn new(webhook: Arc<Webhook>, state: AppState) -> Self {
+        Receive { webhook, state }
+    }
+}
+
+impl Service<Request> for Receive {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let (webhook, state) = (self.webhook.clone(), self.state.clone());
+        let extensions = request.extensions_mut();
+        let verified = extensions.remove::<Verified>();
+        let arrived = extensions.get::<Arrived>().map_or_else(Instant::now, |Arrived(at)| *at);
+        Box::pin(async move {
+            let Some(verified) = verified else {
+                tracing::error!("a webhook request reached the relay without passing verification");
+                return Ok(HttpError::Internal.into_response());
+            };
+            Ok(receive(&webhook, &state, &verified, arrived)
+                .await
+                .unwrap_or_else(IntoResponse::into_response))
+        })
+    }
+}
+
+async fn receive(
+    webhook: &Webhook,
+    state: &AppState,
+    verified: &Verified,
+    arrived: Instant,
 ) -> Result<Response, HttpError> {
-    let arrived = arrived.map_or_else(Instant::now, |Extension(Arrived(at))| at);
-    let message = state.webhooks.accept(&webhook, &verified).await?;
+    let message = state.webhooks.accept(webhook, verified).await?;
     let outcome = state.relay.dispatch(&webhook.source, message, arrived).await?;
     Ok(respond(outcome))
 }

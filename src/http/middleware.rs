@@ -1,13 +1,17 @@
 //! The relay's own middleware on webhook routes: refuse past the in-flight limit, cap each
 //! request's time, and count and time what was answered.
 
+use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::time::Instant;
+use tower::{Layer, Service};
+use tracing::Instrument;
 
 use super::AppState;
 use super::error::{ErrorCode, HttpError};
@@ -18,29 +22,85 @@ use crate::verify::VerifyRejection;
 /// The header carrying the request id (set, or kept, by the outermost layer).
 const REQUEST_ID: &str = "x-request-id";
 
-/// Everything in front of a webhook's verification, in one middleware (each one more costs
-/// a boxed service per request): refuse past `server.max_in_flight`, answer 503 `timeout` if
-/// the request outlives `server.request_timeout` (so Momento always gets an answer before
-/// its 5 s deadline), answer a panic with 500, and count and time every answer by outcome or
-/// error code. Events are counted, not logged: a log line per event would cost more than the
-/// event.
-pub async fn guard_webhook(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let arrived = Instant::now();
-    let request_id = request.headers().get(REQUEST_ID).cloned();
-    let response = match state.in_flight.clone().try_acquire_owned() {
-        Err(_) => HttpError::Overloaded.into_response(),
-        Ok(_permit) => {
-            request.extensions_mut().insert(Arrived(arrived));
-            let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
-            match tokio::time::timeout_at(arrived + state.request_timeout, handled).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(panic)) => super::answer_panic(panic),
-                Err(_elapsed) => HttpError::Timeout.into_response(),
-            }
-        }
-    };
-    count_answer(&state, &response, arrived, request_id.as_ref().and_then(|id| id.to_str().ok()));
-    response
+/// Everything in front of a webhook's verification, in one layer: refuse past
+/// `server.max_in_flight`, answer 503 `timeout` if the request outlives
+/// `server.request_timeout` (so Momento always gets an answer before its 5 s deadline), answer
+/// a panic with 500, and count and time every answer by outcome or error code. Events are
+/// counted, not logged: a log line per event would cost more than the event. With
+/// `RUST_LOG=debug` each request also runs in a `request` span with its id.
+#[derive(Clone)]
+pub struct GuardLayer {
+    state: AppState,
+}
+
+impl GuardLayer {
+    /// Guards with the relay's limits and counters.
+    pub fn new(state: AppState) -> Self {
+        GuardLayer { state }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard { inner, state: self.state.clone() }
+    }
+}
+
+/// The service [`GuardLayer`] wraps around a webhook's verification.
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        // The clone that was driven to readiness is the one that serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let arrived = Instant::now();
+            let request_id = request.headers().get(REQUEST_ID).cloned();
+            let response = match state.in_flight.try_acquire() {
+                Err(_) => HttpError::Overloaded.into_response(),
+                Ok(_permit) => {
+                    let span = tracing::debug_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or_default(),
+                    );
+                    request.extensions_mut().insert(Arrived(arrived));
+                    // `call` runs inside the guarded future, so a panic there is caught too.
+                    let handled = AssertUnwindSafe(async move { inner.call(request).await }).catch_unwind();
+                    let deadline = arrived + state.request_timeout;
+                    match tokio::time::timeout_at(deadline, handled.instrument(span)).await {
+                        Ok(Ok(Ok(response))) => response,
+                        Ok(Ok(Err(never))) => match never {},
+                        Ok(Err(panic)) => super::answer_panic(panic),
+                        Err(_elapsed) => HttpError::Timeout.into_response(),
+                    }
+                }
+            };
+            count_answer(&state, &response, arrived, request_id.as_ref().and_then(|id| id.to_str().ok()));
+            Ok(response)
+        })
+    }
 }
 
 fn count_answer(state: &AppState, response: &Response, arrived: Instant, request_id: Option<&str>) {

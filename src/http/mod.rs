@@ -1,18 +1,20 @@
 //! The HTTP layer: routes, middleware, and the mapping of answers to status codes. It knows
 //! the relay's answers but nothing of processors.
 //!
-//! Webhook requests pass, outermost first: trace (with a request id), answer counting,
-//! the in-flight limit, the timeout, verification (`verify::VerifyLayer`, which also limits
-//! the body), then the handler.
+//! Webhook posts go through their own stack (`front_door`): a request id, the guard (the
+//! in-flight limit, the timeout, answer counting), verification (`verify::VerifyLayer`, which
+//! also limits the body), then `ingest::Receive`. Everything else goes through the router.
 
 mod admin;
 mod cache;
 pub mod error;
+mod front_door;
 mod ingest;
 mod middleware;
 mod ops;
 mod publish;
 mod request_id;
+mod request_span;
 mod subscribe;
 mod tokens;
 
@@ -20,16 +22,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::Request;
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tracing::Instrument;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::backend::{Backend, MemoryBus};
 use crate::config::{DeliveryMode, Secret};
@@ -38,9 +38,12 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::sources::subscription::ListenerReports;
-use crate::sources::webhook::{Webhook, Webhooks};
+use crate::sources::webhook::Webhooks;
 use crate::tokens::{LocalTokens, TokenVendor};
-use crate::verify::VerifyLayer;
+pub use front_door::{FrontDoor, WebhookStack};
+use middleware::GuardLayer;
+use request_id::SequentialRequestId;
+use request_span::RequestSpanLayer;
 
 /// What handlers share: one allocation, so that every layer's clone is a reference count.
 #[derive(Clone)]
@@ -122,32 +125,33 @@ fn admin_routes(state: AppState) -> Router<AppState> {
         .layer(from_fn_with_state(state, admin::require_token))
 }
 
-/// One route per configured webhook, each behind a verification layer keyed with its own
-/// secrets; `/webhook` serves the only one, when there is only one.
+/// Answers for webhook paths that no stack serves: an unknown name, other methods on a
+/// webhook's path, and `POST /webhook` while several webhooks are configured. The front door
+/// takes every `POST` to a configured webhook before the router sees it.
 fn webhook_routes(state: &AppState) -> Router<AppState> {
     let mut router = Router::new().route("/webhooks/{name}", post(ingest::unknown_webhook));
     for webhook in state.webhooks.all() {
-        router = router.route(&format!("/webhooks/{}", webhook.name), verified_post(webhook, state));
+        router = router.route(&format!("/webhooks/{}", webhook.name), MethodRouter::new());
     }
     match state.webhooks.only() {
-        Some(webhook) => router.route("/webhook", verified_post(webhook, state)),
+        Some(_) => router.route("/webhook", MethodRouter::new()),
         None => router.route("/webhook", post(ingest::no_default_webhook)),
     }
 }
 
-/// `POST` for `webhook`: verified with its secrets, then taken through the relay.
-fn verified_post(webhook: &Arc<Webhook>, state: &AppState) -> MethodRouter<AppState> {
-    let verify = VerifyLayer::new(webhook.verifier.clone()).max_body_bytes(state.max_body_bytes);
-    let webhook = webhook.clone();
-    post(move |state, arrived, verified| ingest::receive(webhook, state, arrived, verified)).layer(verify)
+/// The whole HTTP surface: webhook posts through their own stacks, the rest through the
+/// router.
+pub fn front_door(state: AppState) -> FrontDoor {
+    let request_ids = SequentialRequestId::new();
+    FrontDoor::new(&state.clone(), router(state, &request_ids), &request_ids)
 }
 
-/// The whole HTTP surface.
+/// Every route but the webhooks' own stacks.
 ///
 /// Each `Router::layer` call wraps every route in one more boxed service, cloned for each
-/// request, so the layers are composed with `ServiceBuilder` and applied in one call each.
-pub fn router(state: AppState) -> Router {
-    let webhooks = webhook_routes(&state).layer(from_fn_with_state(state.clone(), middleware::guard_webhook));
+/// request, so the router's layers are composed with `ServiceBuilder` and applied in one call.
+fn router(state: AppState, request_ids: &SequentialRequestId) -> Router {
+    let webhooks = webhook_routes(&state).layer(GuardLayer::new(state.clone()));
     let mut router = Router::new()
         .merge(webhooks)
         .route("/healthz", get(ops::healthz))
@@ -174,28 +178,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(request_id::SequentialRequestId::new()))
-                .layer(from_fn(in_request_span))
+                .layer(SetRequestIdLayer::x_request_id(request_ids.clone()))
+                .layer(RequestSpanLayer)
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(answer_panic)),
         )
-}
-
-/// Runs the request in a `request` span with its id, method and path, at debug level only.
-/// A span per request costs more than the relay's own work on an event (and tower-http's
-/// trace layer adds clock reads and a body wrapper on top), so at the default level there is
-/// none, and refusal lines carry the request id themselves; `RUST_LOG=debug` puts it on every
-/// line.
-async fn in_request_span(request: Request<axum::body::Body>, next: Next) -> axum::response::Response {
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        return next.run(request).await;
-    }
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or_default();
-    let span =
-        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path(), request_id);
-    next.run(request).instrument(span).await
 }

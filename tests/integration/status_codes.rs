@@ -113,6 +113,8 @@ async fn an_unknown_webhook_name_is_404() {
     assert_eq!((status, error_of(&answer)), (404, "not_found"), "a name that is not UTF-8");
     let (status, _) = status_and_json(app.post("/webhooks/chat", body, Some(&signature)).await).await;
     assert_eq!(status, 200, "the named path works as well as the alias");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("topic_relay_refusals_total{error=\"unknown_webhook\"} 1\n"), "{metrics}");
 }
 
 #[tokio::test]
@@ -306,7 +308,7 @@ async fn an_event_that_needs_a_spool_that_cannot_be_written_is_503() {
         .header("momento-signature", sign(SECRET.as_bytes(), body.as_bytes()))
         .body(Body::from(body))
         .unwrap();
-    let response = app.router().oneshot(request).await.unwrap();
+    let response = app.service().oneshot(request).await.unwrap();
     assert_eq!(response.status(), 503);
     let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
     assert!(String::from_utf8_lossy(&body).contains("spool_unavailable"));
@@ -323,7 +325,7 @@ async fn a_body_that_cannot_be_read_is_400_unreadable_body() {
         .header("momento-signature", "00".repeat(32))
         .body(Body::from_stream(broken))
         .unwrap();
-    let response = app.router().oneshot(request).await.unwrap();
+    let response = app.service().oneshot(request).await.unwrap();
     assert_eq!(response.status(), 400);
     let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
     assert!(String::from_utf8_lossy(&body).contains("unreadable_body"));
@@ -354,8 +356,10 @@ async fn a_step_that_panics_makes_a_dead_letter_or_without_a_spool_a_500() {
 #[tokio::test]
 async fn a_known_path_with_the_wrong_method_is_405_in_json() {
     let app = spawn_app_with(CONFIG).await;
-    let (status, answer) = status_and_json(app.client.get(app.url("/webhook")).send().await.unwrap()).await;
-    assert_eq!((status, error_of(&answer)), (405, "method_not_allowed"));
+    for path in ["/webhook", "/webhooks/chat"] {
+        let (status, answer) = status_and_json(app.client.get(app.url(path)).send().await.unwrap()).await;
+        assert_eq!((status, error_of(&answer)), (405, "method_not_allowed"), "GET {path}");
+    }
 }
 
 #[tokio::test]

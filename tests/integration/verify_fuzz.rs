@@ -41,7 +41,7 @@ impl Processor for Count {
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
-    router: axum::Router,
+    router: topic_relay::http::FrontDoor,
     reached: Arc<AtomicUsize>,
     _spool: tempfile::TempDir,
 }
@@ -56,7 +56,7 @@ fn harness() -> Harness {
     let mut settings = support::settings(CONFIG);
     settings.delivery.spool_dir = spool.path().to_owned();
     let app = runtime.block_on(App::build_with(settings, registry)).unwrap();
-    Harness { router: app.router(), runtime, reached, _spool: spool }
+    Harness { router: app.service(), runtime, reached, _spool: spool }
 }
 
 impl Harness {
