@@ -32,7 +32,10 @@ pub struct OutcomeCode(pub &'static str);
 /// Takes a verified request for one webhook through the relay: the innermost service of the
 /// webhook's stack, behind its `VerifyLayer`.
 #[derive(Clone)]
-pub struct Receive {
+pub struct Receive(Arc<Receiver>);
+
+// One allocation behind the service, so that each request's clone is one reference count.
+struct Receiver {
     webhook: Arc<Webhook>,
     state: AppState,
 }
@@ -40,7 +43,7 @@ pub struct Receive {
 impl Receive {
     /// Receives `webhook`'s verified requests.
     pub fn new(webhook: Arc<Webhook>, state: AppState) -> Self {
-        Receive { webhook, state }
+        Receive(Arc::new(Receiver { webhook, state }))
     }
 }
 
@@ -54,7 +57,7 @@ impl Service<Request> for Receive {
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let (webhook, state) = (self.webhook.clone(), self.state.clone());
+        let receiver = self.0.clone();
         let extensions = request.extensions_mut();
         let verified = extensions.remove::<Verified>();
         let arrived = extensions.get::<Arrived>().map_or_else(Instant::now, |Arrived(at)| *at);
@@ -63,9 +66,8 @@ impl Service<Request> for Receive {
                 tracing::error!("a webhook request reached the relay without passing verification");
                 return Ok(HttpError::Internal.into_response());
             };
-            Ok(receive(&webhook, &state, &verified, arrived)
-                .await
-                .unwrap_or_else(IntoResponse::into_response))
+            let received = receive(&receiver.webhook, &receiver.state, &verified, arrived).await;
+            Ok(received.unwrap_or_else(IntoResponse::into_response))
         })
     }
 }

@@ -11,7 +11,6 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tower::{Layer, Service};
-use tracing::Instrument;
 
 use super::AppState;
 use super::error::{ErrorCode, HttpError};
@@ -26,8 +25,7 @@ const REQUEST_ID: &str = "x-request-id";
 /// `server.max_in_flight`, answer 503 `timeout` if the request outlives
 /// `server.request_timeout` (so Momento always gets an answer before its 5 s deadline), answer
 /// a panic with 500, and count and time every answer by outcome or error code. Events are
-/// counted, not logged: a log line per event would cost more than the event. With
-/// `RUST_LOG=debug` each request also runs in a `request` span with its id.
+/// counted, not logged: a log line per event would cost more than the event.
 #[derive(Clone)]
 pub struct GuardLayer {
     state: AppState,
@@ -57,8 +55,8 @@ pub struct Guard<S> {
 
 impl<S> Service<Request> for Guard<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send,
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
@@ -69,27 +67,20 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        // The clone that was driven to readiness is the one that serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let arrived = Instant::now();
+        let request_id = request.headers().get(REQUEST_ID).cloned();
+        request.extensions_mut().insert(Arrived(arrived));
+        // Calling only builds the inner future; nothing is read or run until it is polled,
+        // after the in-flight check. A panic in either is answered 500.
+        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
+            .map(|future| AssertUnwindSafe(future).catch_unwind());
         let state = self.state.clone();
         Box::pin(async move {
-            let arrived = Instant::now();
-            let request_id = request.headers().get(REQUEST_ID).cloned();
-            let response = match state.in_flight.try_acquire() {
-                Err(_) => HttpError::Overloaded.into_response(),
-                Ok(_permit) => {
-                    let span = tracing::debug_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or_default(),
-                    );
-                    request.extensions_mut().insert(Arrived(arrived));
-                    // `call` runs inside the guarded future, so a panic there is caught too.
-                    let handled = AssertUnwindSafe(async move { inner.call(request).await }).catch_unwind();
-                    let deadline = arrived + state.request_timeout;
-                    match tokio::time::timeout_at(deadline, handled.instrument(span)).await {
+            let response = match (handled, state.in_flight.try_acquire()) {
+                (Err(panic), _) => super::answer_panic(panic),
+                (Ok(_), Err(_)) => HttpError::Overloaded.into_response(),
+                (Ok(handled), Ok(_permit)) => {
+                    match tokio::time::timeout_at(arrived + state.request_timeout, handled).await {
                         Ok(Ok(Ok(response))) => response,
                         Ok(Ok(Err(never))) => match never {},
                         Ok(Err(panic)) => super::answer_panic(panic),
