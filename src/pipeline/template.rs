@@ -6,6 +6,7 @@
 //! path into its JSON (`{user.name}`, `{json.course.id}`). `{{` and `}}` are literal braces.
 //! A field that is absent renders as the empty string.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use serde_json::Value;
@@ -58,6 +59,24 @@ impl Template {
             })
             .collect::<Result<_, String>>()?;
         Ok(Template { source: source.to_owned(), parts })
+    }
+
+    /// Fills the placeholders from `message`, borrowing instead when the template is only
+    /// literal text or only one of the message's text fields (such as `{topic}`), as most
+    /// publish targets are.
+    pub fn render_borrowed<'a>(&'a self, message: &'a Message) -> Cow<'a, str> {
+        match self.parts.as_slice() {
+            [] => Cow::Borrowed(""),
+            [Part::Literal(text)] => Cow::Borrowed(text),
+            [Part::Field { root, path }] if path.is_empty() => match root.as_str() {
+                "cache" => Cow::Borrowed(&message.cache),
+                "topic" => Cow::Borrowed(&message.topic),
+                "token_id" => Cow::Borrowed(&message.token_id),
+                "text" => Cow::Borrowed(&message.text),
+                _ => Cow::Owned(self.render(message)),
+            },
+            _ => Cow::Owned(self.render(message)),
+        }
     }
 
     /// Fills the placeholders from `message`.
@@ -159,10 +178,10 @@ fn parse_field(name: &str, source: &str, known: Option<&[String]>) -> Result<Par
 
 fn write_field(out: &mut String, message: &Message, root: &str, path: &[String]) {
     let _ = match root {
-        "cache" => write!(out, "{}", message.cache),
-        "topic" => write!(out, "{}", message.topic),
-        "token_id" => write!(out, "{}", message.token_id),
-        "text" => write!(out, "{}", message.text),
+        "cache" => out.write_str(&message.cache),
+        "topic" => out.write_str(&message.topic),
+        "token_id" => out.write_str(&message.token_id),
+        "text" => out.write_str(&message.text),
         "event_timestamp" => write!(out, "{}", message.event_timestamp),
         "publish_timestamp" => write!(out, "{}", message.publish_timestamp),
         "topic_sequence_number" => write!(out, "{}", message.topic_sequence_number),
@@ -191,6 +210,25 @@ mod tests {
 
     fn render(source: &str) -> String {
         Template::parse(source, &["user".into()]).unwrap().render(&message())
+    }
+
+    #[test]
+    fn borrowed_rendering_matches_rendering_and_borrows_only_literals_and_single_fields() {
+        let message = message();
+        for (source, borrows) in [
+            ("", true),
+            ("room-9", true),
+            ("{topic}", true),
+            ("{text}", true),
+            ("{topic}-out", false),
+            ("{user.name}", false),
+            ("{event_timestamp}", false),
+        ] {
+            let template = Template::parse(source, &["user".into()]).unwrap();
+            let borrowed = template.render_borrowed(&message);
+            assert_eq!(borrowed, template.render(&message), "{source}");
+            assert_eq!(matches!(borrowed, Cow::Borrowed(_)), borrows, "{source}");
+        }
     }
 
     #[test]

@@ -45,8 +45,8 @@ impl Publish {
 #[async_trait]
 impl Processor for Publish {
     async fn process(&self, message: &mut Message, context: &StepContext<'_>) -> Result<Flow, StepError> {
-        let cache = self.cache.render(message);
-        let topic = self.topic.render(message);
+        let cache = self.cache.render_borrowed(message);
+        let topic = self.topic.render_borrowed(message);
         context.backend.publish(&cache, &topic, &self.format.render(message)).await?;
         Ok(Flow::Continue)
     }
