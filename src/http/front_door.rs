@@ -61,9 +61,7 @@ impl FrontDoor {
         let mut webhooks: Vec<(Box<str>, WebhookStack)> = state
             .webhooks
             .all()
-            .map(|webhook| {
-                (format!("/webhooks/{}", webhook.name).into(), webhook_stack(webhook, state, request_ids))
-            })
+            .map(|webhook| (super::webhook_path(webhook).into(), webhook_stack(webhook, state, request_ids)))
             .collect();
         if let Some(only) = state.webhooks.only() {
             webhooks.push(("/webhook".into(), webhook_stack(only, state, request_ids)));

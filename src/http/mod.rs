@@ -38,7 +38,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::sources::subscription::ListenerReports;
-use crate::sources::webhook::Webhooks;
+use crate::sources::webhook::{Webhook, Webhooks};
 use crate::tokens::{LocalTokens, TokenVendor};
 pub use front_door::{FrontDoor, WebhookStack};
 use middleware::GuardLayer;
@@ -131,7 +131,7 @@ fn admin_routes(state: AppState) -> Router<AppState> {
 fn webhook_routes(state: &AppState) -> Router<AppState> {
     let mut router = Router::new().route("/webhooks/{name}", post(ingest::unknown_webhook));
     for webhook in state.webhooks.all() {
-        router = router.route(&format!("/webhooks/{}", webhook.name), MethodRouter::new());
+        router = router.route(&webhook_path(webhook), MethodRouter::new());
     }
     match state.webhooks.only() {
         Some(_) => router.route("/webhook", MethodRouter::new()),
@@ -139,11 +139,18 @@ fn webhook_routes(state: &AppState) -> Router<AppState> {
     }
 }
 
+/// `/webhooks/<name>`: where `webhook` is served, by its stack for `POST` and by the router
+/// for anything else.
+fn webhook_path(webhook: &Webhook) -> String {
+    format!("/webhooks/{}", webhook.name)
+}
+
 /// The whole HTTP surface: webhook posts through their own stacks, the rest through the
 /// router.
 pub fn front_door(state: AppState) -> FrontDoor {
     let request_ids = SequentialRequestId::new();
-    FrontDoor::new(&state.clone(), router(state, &request_ids), &request_ids)
+    let router = router(state.clone(), &request_ids);
+    FrontDoor::new(&state, router, &request_ids)
 }
 
 /// Every route but the webhooks' own stacks.
