@@ -1,6 +1,7 @@
 //! Load benchmark of the release binary, as users run it: `topic-relay serve` in its own
 //! process with its default log settings, loaded by `wrk` (1 thread, 64 connections) on
-//! loopback, against a bare axum handler (read the body, answer 204) measured in the same run.
+//! loopback, against two reference servers measured in the same run: a bare axum handler
+//! (read the body, answer 204), and the seed route's work written by hand in one handler.
 //!
 //!     cargo bench --bench relay_load -- [--seconds 8] [--rounds 2]
 //!
@@ -14,14 +15,15 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use topic_relay::accept::now_ms;
-use topic_relay::verify::sign;
+use topic_relay::verify::{Verifier, sign};
 
 const SECRET: &str = "bench-secret";
 const CONNECTIONS: u32 = 64;
@@ -101,21 +103,70 @@ fn wait_until_listening(port: u16) {
     panic!("nothing listens on {port}");
 }
 
-/// This benchmark's own executable, serving the baseline in a process of its own.
-fn start_baseline() -> Server {
+/// A reference server the relay is measured against, served by this benchmark's own
+/// executable in a process of its own.
+#[derive(Clone, Copy)]
+enum Reference {
+    /// Reads the body and answers 204: what any axum service pays per request.
+    Bare,
+    /// The seed route's work written by hand in one axum handler: verify the signature
+    /// (keyed once, with the relay's own `Verifier`), parse the event, uppercase its text,
+    /// answer 204. None of the relay's freshness, replay, routing or delivery guarantees.
+    ByHand,
+}
+
+impl Reference {
+    fn name(self) -> &'static str {
+        match self {
+            Reference::Bare => "bare",
+            Reference::ByHand => "by-hand",
+        }
+    }
+}
+
+fn start_reference(reference: Reference) -> Server {
     let port = free_port();
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--serve-baseline", &port.to_string()])
+        .args(["--serve-reference", reference.name(), &port.to_string()])
         .spawn()
-        .expect("the baseline starts");
+        .expect("the reference server starts");
     wait_until_listening(port);
     Server { child, url: format!("http://127.0.0.1:{port}/webhook") }
 }
 
-fn serve_baseline(port: &str) {
+/// The fields of an event the hand-written handler reads.
+#[derive(serde::Deserialize)]
+struct Event<'a> {
+    #[serde(borrow)]
+    cache: &'a str,
+    #[serde(borrow)]
+    topic: &'a str,
+    text: String,
+}
+
+async fn by_hand(verifier: Arc<Verifier>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let signature = headers.get("momento-signature").map(|value| value.as_bytes());
+    if verifier.verify(&body, signature).is_err() {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let Ok(event) = serde_json::from_slice::<Event>(&body) else { return StatusCode::BAD_REQUEST };
+    std::hint::black_box((event.cache, event.topic, event.text.to_uppercase()));
+    StatusCode::NO_CONTENT
+}
+
+fn serve_reference(kind: &str, port: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let router = Router::new().route("/webhook", post(|_body: Bytes| async { StatusCode::NO_CONTENT }));
+        let router = match kind {
+            "bare" => Router::new().route("/webhook", post(|_body: Bytes| async { StatusCode::NO_CONTENT })),
+            _ => {
+                let verifier = Arc::new(Verifier::new([SECRET]));
+                Router::new().route(
+                    "/webhook",
+                    post(move |headers: HeaderMap, body: Bytes| by_hand(verifier.clone(), headers, body)),
+                )
+            }
+        };
         let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await.unwrap();
         axum::serve(listener, router).await.unwrap();
     });
@@ -224,8 +275,8 @@ fn spool_batches(webhook_url: &str) -> Option<(f64, f64)> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|arg| arg == "--serve-baseline") {
-        return serve_baseline(&args[at + 1]);
+    if let Some(at) = args.iter().position(|arg| arg == "--serve-reference") {
+        return serve_reference(&args[at + 1], &args[at + 2]);
     }
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("this benchmark drives the relay with wrk: apt-get install wrk");
@@ -235,7 +286,8 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let relay_log = work.path().join("relay.log");
     let servers = [
-        ("bare axum: read the body, answer 204", start_baseline()),
+        ("bare axum: read the body, answer 204", start_reference(Reference::Bare)),
+        ("by hand: verify, parse, uppercase", start_reference(Reference::ByHand)),
         ("relay, inline (default)", start_relay(work.path(), "", SEED_STEPS, &relay_log)),
         (
             "relay, write-ahead (mode = \"spool\")",
@@ -275,8 +327,8 @@ fn main() {
             run.failures
         );
     }
-    let inline = &servers[1].1;
-    let peak = best[1].as_ref().unwrap().per_second;
+    let inline = &servers[2].1;
+    let peak = best[2].as_ref().unwrap().per_second;
     // Each connection pausing this long between requests sends about half the peak rate.
     let pause = ((f64::from(CONNECTIONS) * 1000.0) / (peak / 2.0)).round().max(1.0) as u64;
     let half = run_wrk(work.path(), &inline.url, options.seconds, pause, 99);
@@ -284,7 +336,7 @@ fn main() {
         "relay, inline, at about half its peak: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
         half.per_second, half.p50, half.p99
     );
-    if let Some((commits, changes)) = spool_batches(&servers[2].1.url).filter(|(commits, _)| *commits > 0.0) {
+    if let Some((commits, changes)) = spool_batches(&servers[3].1.url).filter(|(commits, _)| *commits > 0.0) {
         // Each event is two changes to the spool: written ahead, then removed once done.
         println!("write-ahead: {:.1} events per spool commit (one fsync each)", changes / commits / 2.0);
     }
