@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::emulator::Emulator;
 use support::on_emulator::{momento_section, wait_for_readiness};
-use support::{SECRET, TestApp, event, settings, spawn_settings};
+use support::{ADMIN_TOKEN, SECRET, TestApp, event, settings, spawn_settings};
 use tonic::Code;
-
-const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// Two routes: the seed's, and one with two effect steps.
 fn config(emulator: &Emulator, delivery: &str) -> String {
@@ -74,12 +72,6 @@ async fn eventually(wait: Duration, mut condition: impl FnMut() -> bool) -> bool
     condition()
 }
 
-async fn admin_get(app: &TestApp, path: &str) -> Value {
-    let response = app.client.get(app.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn events_arriving_during_an_outage_are_all_answered_2xx_in_time_then_published_exactly_once() {
     let emulator = Emulator::start().await;
@@ -94,7 +86,7 @@ async fn events_arriving_during_an_outage_are_all_answered_2xx_in_time_then_publ
         assert_eq!(response.status(), 202, "event {n}");
     }
     assert!(slowest < Duration::from_secs(4), "slowest answer took {slowest:?}");
-    assert_eq!(admin_get(&app, "/v1/status").await["delivery"]["spooled"], 20);
+    assert_eq!(app.admin_get("/v1/status").await["delivery"]["spooled"], 20);
 
     emulator.heal();
     assert!(eventually(Duration::from_secs(10), || published_on(&emulator, "topic 2").len() == 20).await);
@@ -103,7 +95,7 @@ async fn events_arriving_during_an_outage_are_all_answered_2xx_in_time_then_publ
     assert_eq!(published.len(), 20);
     assert!(published.values().all(|&times| times == 1), "{published:?}");
     assert!(published.contains_key("EVENT 7"));
-    assert_eq!(admin_get(&app, "/v1/status").await["delivery"]["spooled"], 0);
+    assert_eq!(app.admin_get("/v1/status").await["delivery"]["spooled"], 0);
 }
 
 #[tokio::test]
@@ -148,7 +140,7 @@ async fn a_pipeline_failing_at_its_second_effect_is_retried_from_that_step_only(
     emulator.fail_publishes_to("second", usize::MAX, Code::Unavailable);
 
     assert_eq!(app.post_event("chat", "twice", "once each").await.status(), 202);
-    let pending = admin_get(&app, "/v1/admin/spool").await;
+    let pending = app.admin_get("/v1/admin/spool").await;
     assert_eq!(pending["events"][0]["next_step"], 1, "{pending}");
 
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -181,14 +173,14 @@ async fn an_event_that_never_succeeds_is_dead_lettered_listed_and_replayed_once_
     emulator.fail_publishes_to("second", usize::MAX, Code::Unavailable);
 
     assert_eq!(app.post_event("chat", "twice", "stubborn").await.status(), 202);
-    let dead = || async { admin_get(&app, "/v1/status").await["delivery"]["dead_letters"] == 1 };
+    let dead = || async { app.admin_get("/v1/status").await["delivery"]["dead_letters"] == 1 };
     let deadline = Instant::now() + Duration::from_secs(5);
     while !dead().await && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let listing = tokio::task::block_in_place(|| cli(&app, &["dead-letters"]));
     assert!(listing.contains("two-effects") && listing.contains("gave up after 3 attempts"), "{listing}");
-    let letters = admin_get(&app, "/v1/admin/dead-letters").await;
+    let letters = app.admin_get("/v1/admin/dead-letters").await;
     let id = letters["dead_letters"][0]["id"].as_u64().expect("one dead letter");
 
     emulator.heal();
@@ -250,7 +242,7 @@ async fn write_ahead_mode_writes_every_event_before_its_steps_run() {
 
     emulator.fail_all(Code::Unavailable);
     assert_eq!(app.post_event("chat", "topic 1", "kept").await.status(), 202);
-    let pending = admin_get(&app, "/v1/admin/spool").await;
+    let pending = app.admin_get("/v1/admin/spool").await;
     assert_eq!(pending["events"][0]["message"]["text"], "KEPT", "kept as it was after the uppercase step");
     assert_eq!(pending["events"][0]["next_step"], 1);
 }
@@ -307,7 +299,7 @@ async fn a_permanent_backend_error_makes_a_dead_letter_at_once_not_a_lost_event(
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["outcome"], "dead_lettered");
     assert_eq!(emulator.publish_attempts(), 1, "not retried");
-    let letters = admin_get(&app, "/v1/admin/dead-letters").await;
+    let letters = app.admin_get("/v1/admin/dead-letters").await;
     assert!(letters["dead_letters"][0]["reason"].as_str().unwrap().contains("not authorized"), "{letters}");
 }
 
@@ -328,7 +320,7 @@ async fn a_dead_letter_is_also_published_to_the_dead_letter_topic() {
     assert_eq!(notice["event"]["message"]["text"], "NO SUCH CACHE");
     assert_eq!(notice["event"]["route"], "shout");
     assert!(notice["reason"].as_str().unwrap().contains("not found"), "{notice}");
-    assert_eq!(notice["id"], admin_get(&app, "/v1/admin/dead-letters").await["dead_letters"][0]["id"]);
+    assert_eq!(notice["id"], app.admin_get("/v1/admin/dead-letters").await["dead_letters"][0]["id"]);
 }
 
 #[tokio::test]

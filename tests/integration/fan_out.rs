@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::emulator::Emulator;
 use support::on_emulator::{momento_section, wait_for_readiness};
-use support::{TestApp, settings, spawn_settings};
+use support::{ADMIN_TOKEN, TestApp, settings, spawn_settings};
 use tonic::Code;
-
-const ADMIN: &str = "test-admin-token-0123456789";
 
 async fn start(emulator: &Emulator, delivery: &str) -> TestApp {
     let config = format!(
@@ -31,7 +29,7 @@ retry_max = "300ms"
 {delivery}
 
 [admin]
-token = "{ADMIN}"
+token = "{ADMIN_TOKEN}"
 
 [[routes]]
 name = "languages"
@@ -59,9 +57,7 @@ fn published(emulator: &Emulator) -> BTreeMap<String, usize> {
 }
 
 async fn pending(app: &TestApp) -> Vec<Value> {
-    let response = app.client.get(app.url("/v1/admin/spool")).bearer_auth(ADMIN).send().await.unwrap();
-    let body: Value = response.json().await.unwrap();
-    body["events"].as_array().unwrap().clone()
+    app.admin_get("/v1/admin/spool").await["events"].as_array().unwrap().clone()
 }
 
 async fn one_branch_fails_twice_then_heals(delivery: &str) {

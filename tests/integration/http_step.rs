@@ -9,9 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use support::on_emulator::eventually;
 use support::service::{FakeService, Reply};
-use support::{TestApp, spawn_app_with};
+use support::{ADMIN_TOKEN, TestApp, spawn_app_with};
 
-const ADMIN: &str = "test-admin-token-0123456789";
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A relay whose `calls` route sends each event's text to `service` with `options`, then
@@ -31,7 +30,7 @@ retry_initial = "100ms"
 retry_max = "200ms"
 
 [admin]
-token = "{ADMIN}"
+token = "{ADMIN_TOKEN}"
 
 [[routes]]
 name = "calls"
@@ -45,12 +44,6 @@ steps = [
         url = service.url
     ))
     .await
-}
-
-async fn admin(app: &TestApp, path: &str) -> Value {
-    let response = app.client.get(app.url(path)).bearer_auth(ADMIN).send().await.unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.unwrap()
 }
 
 #[tokio::test]
@@ -93,7 +86,7 @@ async fn a_503_then_a_200_is_delivered_once_through_the_spool_after_retry_after(
     let waited = received[1].at - received[0].at;
     // retry_initial is 100ms; only Retry-After makes it wait a second.
     assert!(waited >= Duration::from_millis(950), "retried after {waited:?}");
-    assert_eq!(admin(&app, "/v1/admin/spool").await["events"].as_array().unwrap().len(), 0);
+    assert_eq!(app.admin_get("/v1/admin/spool").await["events"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
@@ -105,7 +98,7 @@ async fn a_400_becomes_a_dead_letter_naming_the_status_with_secrets_scrubbed() {
     let response = app.post_event("chat", "in", "hello").await;
 
     assert_eq!(response.status(), 202);
-    let letters = admin(&app, "/v1/admin/dead-letters").await;
+    let letters = app.admin_get("/v1/admin/dead-letters").await;
     let letters = letters["dead_letters"].as_array().unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
     let shown = letters[0].to_string();

@@ -8,10 +8,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-use support::spawn_app_with;
-
-const ADMIN: &str = "test-admin-token-0123456789";
+use support::{ADMIN_TOKEN, spawn_app_with};
 
 #[tokio::test]
 async fn an_endless_script_is_cut_off_while_the_relay_keeps_answering() {
@@ -28,7 +25,7 @@ secrets = ["test-secret"]
 inline_budget = "4500ms"
 
 [admin]
-token = "{ADMIN}"
+token = "{ADMIN_TOKEN}"
 
 [[routes]]
 name = "spin"
@@ -58,16 +55,7 @@ steps = ["uppercase", {{ publish = {{ topic = "topic 2" }} }}]
     assert!(!spinning.is_finished(), "the script is still running while the relay answers others");
 
     assert_eq!(spinning.await.unwrap(), 202, "a script cut off is kept as a dead letter");
-    let letters: Value = app
-        .client
-        .get(app.url("/v1/admin/dead-letters"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let letters = app.admin_get("/v1/admin/dead-letters").await;
     let reason = letters["dead_letters"][0]["reason"].as_str().unwrap_or_default().to_owned();
     assert!(reason.contains("time limit"), "{letters}");
 }

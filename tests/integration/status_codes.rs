@@ -186,16 +186,7 @@ async fn a_spooled_event_that_later_fails_for_good_or_panics_becomes_a_dead_lett
     }
     let mut reasons = Vec::new();
     for _ in 0..100 {
-        let letters: Value = app
-            .client
-            .get(app.url("/v1/admin/dead-letters"))
-            .bearer_auth("test-admin-token-0123456789")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let letters = app.admin_get("/v1/admin/dead-letters").await;
         reasons =
             letters["dead_letters"].as_array().unwrap().iter().map(|l| l["reason"].to_string()).collect();
         if reasons.len() == 2 {

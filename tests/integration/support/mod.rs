@@ -23,6 +23,9 @@ use topic_relay::verify::{SIGNATURE_HEADER, sign};
 /// The signing secret of the test configurations' `chat` webhook.
 pub const SECRET: &str = "test-secret";
 
+/// The `[admin] token` of the test configurations that enable the admin routes.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// The seed configuration: `chat`/`topic 1` uppercased and republished on `topic 2`.
 pub const SEED_CONFIG: &str = r#"
 [server]
@@ -120,6 +123,13 @@ pub fn event_at(cache: &str, topic: &str, text: &str, token_id: &str, publish_ti
 }
 
 impl TestApp {
+    /// `GET path` with [`ADMIN_TOKEN`]: asserts a 200 and returns the JSON body.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        let response = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+
     /// A URL on the relay.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
