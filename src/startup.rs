@@ -177,7 +177,7 @@ impl App {
             None => tokio::select! {
                 result = &mut server => result,
                 () = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(?grace, "shutdown grace ran out with requests still in flight");
+                    tracing::warn!(grace = %humantime::format_duration(grace), "shutdown grace ran out with requests still in flight");
                     Ok(())
                 }
             },
@@ -217,7 +217,7 @@ async fn drain_on_signal(
         () = shutdown_signal() => {}
         () = stop.cancelled() => {}
     }
-    tracing::info!(?drain_delay, "shutting down: /readyz now answers 503");
+    tracing::info!(drain_delay = %humantime::format_duration(drain_delay), "shutting down: /readyz now answers 503");
     state.health.start_draining();
     tokio::time::sleep(drain_delay).await;
     tracing::info!("closing the listener; waiting for requests in flight");
@@ -267,7 +267,7 @@ fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<Join
     };
     tracing::info!(
         dir = %dir.display(),
-        mode = ?delivery.mode,
+        mode = delivery.mode.as_str(),
         spooled = spool.event_count(),
         dead_letters = spool.dead_letter_count(),
         "spool open"

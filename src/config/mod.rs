@@ -295,6 +295,17 @@ pub enum DeliveryMode {
     Off,
 }
 
+impl DeliveryMode {
+    /// The name as `delivery.mode` spells it, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Inline => "inline",
+            DeliveryMode::Spool => "spool",
+            DeliveryMode::Off => "off",
+        }
+    }
+}
+
 /// Where replay protection remembers the events it has seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -389,4 +400,16 @@ impl Default for DeliverySettings {
 pub struct AdminSettings {
     /// Bearer token for `/v1/admin/*`; without one the admin API is not served.
     pub token: Option<Secret>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryMode;
+
+    #[test]
+    fn a_delivery_mode_is_logged_as_the_config_spells_it() {
+        for mode in [DeliveryMode::Inline, DeliveryMode::Spool, DeliveryMode::Off] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+    }
 }
