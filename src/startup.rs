@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use axum::ServiceExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::replay::{ReplayGuard, SharedSeenSet};
@@ -20,7 +19,7 @@ use crate::delivery::Delivery;
 use crate::delivery::redeliver::Redeliverer;
 use crate::delivery::spool::Spool;
 use crate::health::Health;
-use crate::http::{self, AppState, FrontDoor, Shared};
+use crate::http::{self, AppState, FrontDoor, InFlight, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::ProcessorRegistry;
 use crate::relay::Relay;
@@ -100,8 +99,7 @@ impl App {
             spool,
             admin_token: settings.admin.token.clone(),
             delivery_mode: settings.delivery.mode,
-            in_flight: Arc::new(Semaphore::new(settings.server.max_in_flight)),
-            max_in_flight: settings.server.max_in_flight,
+            in_flight: InFlight::new(settings.server.max_in_flight),
             request_timeout: settings.server.request_timeout,
             max_body_bytes: settings.server.max_body_bytes,
             streams_closed: CancellationToken::new(),

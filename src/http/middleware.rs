@@ -76,10 +76,10 @@ where
             .map(|future| AssertUnwindSafe(future).catch_unwind());
         let state = self.state.clone();
         Box::pin(async move {
-            let response = match (handled, state.in_flight.try_acquire()) {
+            let response = match (handled, state.in_flight.try_enter()) {
                 (Err(panic), _) => super::answer_panic(panic),
-                (Ok(_), Err(_)) => HttpError::Overloaded.into_response(),
-                (Ok(handled), Ok(_permit)) => {
+                (Ok(_), None) => HttpError::Overloaded.into_response(),
+                (Ok(handled), Some(_entered)) => {
                     match tokio::time::timeout_at(arrived + state.request_timeout, handled).await {
                         Ok(Ok(Ok(response))) => response,
                         Ok(Ok(Err(never))) => match never {},

@@ -9,6 +9,7 @@ mod admin;
 mod cache;
 pub mod error;
 mod front_door;
+mod in_flight;
 mod ingest;
 mod middleware;
 mod ops;
@@ -25,7 +26,6 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -41,6 +41,7 @@ use crate::sources::subscription::ListenerReports;
 use crate::sources::webhook::{Webhook, Webhooks};
 use crate::tokens::{LocalTokens, TokenVendor};
 pub use front_door::{FrontDoor, WebhookStack};
+pub use in_flight::InFlight;
 use middleware::GuardLayer;
 use request_id::SequentialRequestId;
 use request_span::RequestSpanLayer;
@@ -88,10 +89,8 @@ pub struct Shared {
     pub admin_token: Option<Secret>,
     /// `delivery.mode`, for the status endpoint.
     pub delivery_mode: DeliveryMode,
-    /// Permits for webhook requests in flight.
-    pub in_flight: Arc<Semaphore>,
-    /// The number of permits in all.
-    pub max_in_flight: usize,
+    /// Webhook requests in flight, up to `server.max_in_flight`.
+    pub in_flight: InFlight,
     /// `server.request_timeout`.
     pub request_timeout: Duration,
     /// `server.max_body_bytes`, enforced by each webhook's verification layer.

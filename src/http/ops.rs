@@ -42,7 +42,7 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /metrics`: counters, gauges and histograms in the OpenMetrics text format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let levels = Levels {
-        in_flight: (state.max_in_flight - state.in_flight.available_permits()) as u64,
+        in_flight: state.in_flight.count() as u64,
         replay_signatures: state.webhooks.remembered_signatures(),
         spooled_events: state.spool.as_ref().map_or(0, |spool| spool.event_count()),
         dead_letters: state.spool.as_ref().map_or(0, |spool| spool.dead_letter_count()),
