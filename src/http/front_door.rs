@@ -14,20 +14,20 @@ use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use futures::future::Either;
 use tower::util::Oneshot;
-use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_http::request_id::{PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer};
+use tower::{Service, ServiceExt};
+use tower_http::request_id::{PropagateRequestId, SetRequestId};
 
 use super::AppState;
 use super::ingest::Receive;
 use super::middleware::{Guard, GuardLayer};
 use super::request_id::SequentialRequestId;
-use super::request_span::{RequestSpan, RequestSpanLayer};
+use super::request_span::RequestSpan;
 use crate::sources::webhook::Webhook;
 use crate::verify::{VerifyLayer, VerifyService};
 
-/// One webhook's layers, outermost first: a request id (kept or made) that the response
-/// carries back, the debug-level request span, the guard (in-flight limit, timeout, panics,
-/// counting), verification (which also limits the body), then the relay.
+/// One webhook's layers, outermost first: the request id layers every request has (see
+/// `request_id_layers`), the guard (in-flight limit, timeout, panics, counting), verification
+/// (which also limits the body), then the relay.
 pub type WebhookStack =
     SetRequestId<RequestSpan<PropagateRequestId<Guard<VerifyService<Receive>>>>, SequentialRequestId>;
 
@@ -37,10 +37,7 @@ fn webhook_stack(
     state: &AppState,
     request_ids: &SequentialRequestId,
 ) -> WebhookStack {
-    ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(request_ids.clone()))
-        .layer(RequestSpanLayer)
-        .layer(PropagateRequestIdLayer::x_request_id())
+    super::request_id_layers(request_ids)
         .layer(GuardLayer::new(state.clone()))
         .layer(VerifyLayer::new(webhook.verifier.clone()).max_body_bytes(state.max_body_bytes))
         .service(Receive::new(webhook.clone(), state.clone()))

@@ -28,6 +28,7 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -152,6 +153,21 @@ pub fn front_door(state: AppState) -> FrontDoor {
     FrontDoor::new(&state, router, &request_ids)
 }
 
+/// The outermost layers of every request, webhook or not: a request id (kept or made), the
+/// debug-level request span, and the id copied onto the response.
+type RequestIdLayers = Stack<
+    PropagateRequestIdLayer,
+    Stack<RequestSpanLayer, Stack<SetRequestIdLayer<SequentialRequestId>, Identity>>,
+>;
+
+/// Starts a stack with [`RequestIdLayers`].
+fn request_id_layers(request_ids: &SequentialRequestId) -> ServiceBuilder<RequestIdLayers> {
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(request_ids.clone()))
+        .layer(RequestSpanLayer)
+        .layer(PropagateRequestIdLayer::x_request_id())
+}
+
 /// Every route but the webhooks' own stacks.
 ///
 /// Each `Router::layer` call wraps every route in one more boxed service, cloned for each
@@ -182,11 +198,5 @@ fn router(state: AppState, request_ids: &SequentialRequestId) -> Router {
         .fallback(|| async { error::HttpError::NotFound })
         .method_not_allowed_fallback(|| async { error::HttpError::MethodNotAllowed })
         .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(request_ids.clone()))
-                .layer(RequestSpanLayer)
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(CatchPanicLayer::custom(answer_panic)),
-        )
+        .layer(request_id_layers(request_ids).layer(CatchPanicLayer::custom(answer_panic)))
 }
