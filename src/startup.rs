@@ -1,14 +1,12 @@
 //! Startup and shutdown: [`App::build`] wires configuration into a running relay, binds the
 //! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains.
 
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +17,7 @@ use crate::delivery::Delivery;
 use crate::delivery::redeliver::Redeliverer;
 use crate::delivery::spool::Spool;
 use crate::health::Health;
-use crate::http::{self, AppState, FrontDoor, InFlight, Shared};
+use crate::http::{self, AppState, Finished, FrontDoor, HttpServer, InFlight, Shared};
 use crate::metrics::Metrics;
 use crate::pipeline::ProcessorRegistry;
 use crate::relay::Relay;
@@ -128,6 +126,11 @@ impl App {
         self.listener.local_addr().map_or(0, |address| address.port())
     }
 
+    /// How many threads will serve HTTP (`server.threads`, or one per CPU).
+    pub fn http_threads(&self) -> usize {
+        self.server.threads().get()
+    }
+
     /// The HTTP service, for driving the relay without a socket (`tower::ServiceExt::oneshot`).
     pub fn service(&self) -> FrontDoor {
         self.front_door.clone()
@@ -159,28 +162,20 @@ impl App {
             self.server.drain_delay,
             listener_closed.clone(),
         );
-        let server = axum::serve(self.listener, self.front_door.into_make_service())
-            .with_graceful_shutdown(begin_shutdown)
-            .into_future();
-        tokio::pin!(server);
-        let grace = self.server.shutdown_grace;
-        let server_done = tokio::select! {
-            result = &mut server => Some(result),
-            () = listener_closed.cancelled() => None,
-        };
+        let mut server =
+            HttpServer::start(self.listener, self.front_door, self.server.threads(), listener_closed)
+                .context("cannot start the HTTP server's threads")?;
+        tokio::select! {
+            () = begin_shutdown => {}
+            error = server.failed() => return Err(anyhow::Error::new(error).context("the HTTP server failed")),
+        }
         // One grace period, from the moment the listener closes, for everything still under way.
+        let grace = self.server.shutdown_grace;
         let deadline = tokio::time::Instant::now() + grace;
-        let result = match server_done {
-            Some(result) => result,
-            None => tokio::select! {
-                result = &mut server => result,
-                () = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(grace = %humantime::format_duration(grace), "shutdown grace ran out with requests still in flight");
-                    Ok(())
-                }
-            },
-        };
-        result.context("the HTTP server failed")?;
+        let finished = server.finish(deadline).await.context("the HTTP server failed")?;
+        if finished == Finished::CutOff {
+            tracing::warn!(grace = %humantime::format_duration(grace), "shutdown grace ran out with requests still in flight");
+        }
         // Subscriptions stop taking items, finish or spool what they hold, write their
         // checkpoints and release their leases.
         listening.stop(deadline).await;

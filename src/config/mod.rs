@@ -10,6 +10,7 @@ mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -80,6 +81,21 @@ pub struct ServerSettings {
     /// After the listener closes, how long in-flight requests may take to finish.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// Threads serving HTTP, each with the connections it accepted; one per CPU the relay
+    /// may use when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+}
+
+impl ServerSettings {
+    /// The threads to serve HTTP on: `threads`, or one per CPU the relay may use (its
+    /// container's CPU limit included).
+    pub fn threads(&self) -> NonZeroUsize {
+        self.threads
+            .and_then(NonZeroUsize::new)
+            .or_else(|| std::thread::available_parallelism().ok())
+            .unwrap_or(NonZeroUsize::MIN)
+    }
 }
 
 impl Default for ServerSettings {
@@ -91,6 +107,7 @@ impl Default for ServerSettings {
             max_in_flight: 4096,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
+            threads: None,
         }
     }
 }

@@ -16,6 +16,7 @@ mod ops;
 mod publish;
 mod request_id;
 mod request_span;
+mod server;
 mod subscribe;
 mod tokens;
 
@@ -46,6 +47,7 @@ pub use in_flight::InFlight;
 use middleware::GuardLayer;
 use request_id::SequentialRequestId;
 use request_span::RequestSpanLayer;
+pub use server::{Finished, HttpServer};
 
 /// What handlers share: one allocation, so that every layer's clone is a reference count.
 #[derive(Clone)]

@@ -11,6 +11,7 @@ mod delivery;
 mod fan_out;
 mod hot_path;
 mod http_step;
+mod http_threads;
 mod listening;
 mod listening_crash;
 mod moderated_chat;

@@ -1,7 +1,7 @@
 //! Step kinds for tests, registered through the same extension point users have.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,7 +49,50 @@ impl Processor for Fail {
     }
 }
 
-/// Registers `sleep` and `fail`.
+/// Where `hold_thread` steps wait: they block the thread they run on, as heavy work that
+/// never yields would, until the gate opens.
+pub struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    held: AtomicUsize,
+}
+
+/// The gate of every `hold_thread` step.
+pub static GATE: Gate = Gate { open: Mutex::new(false), opened: Condvar::new(), held: AtomicUsize::new(0) };
+
+impl Gate {
+    fn pass(&self) {
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+
+    /// Steps that have reached the gate.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every waiting and later step through.
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// `{ hold_thread = {} }`: blocks its thread at [`GATE`] until the gate opens.
+struct HoldThread;
+
+#[async_trait]
+impl Processor for HoldThread {
+    async fn process(&self, _: &mut Message, _: &StepContext<'_>) -> Result<Flow, StepError> {
+        GATE.pass();
+        Ok(Flow::Continue)
+    }
+}
+
+/// Registers `sleep`, `fail` and `hold_thread`.
 pub fn register(registry: &mut ProcessorRegistry) {
     registry.register("sleep", |options, _| {
         let ms = options.get("ms").and_then(toml::Value::as_integer).ok_or("sleep needs ms")?;
@@ -59,4 +102,5 @@ pub fn register(registry: &mut ProcessorRegistry) {
         let with = options.get("with").and_then(toml::Value::as_str).ok_or("fail needs with")?;
         Ok(Arc::new(Fail(with.to_owned(), AtomicUsize::new(0))) as Arc<dyn Processor>)
     });
+    registry.register("hold_thread", |_, _| Ok(Arc::new(HoldThread) as Arc<dyn Processor>));
 }
