@@ -97,3 +97,21 @@ async fn shutdown_ends_within_the_grace_period_even_with_redelivery_still_runnin
 
     assert!(started.elapsed() < Duration::from_millis(2500), "stopped after {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_connection_still_open_when_the_grace_runs_out_does_not_hold_shutdown_up() {
+    let config = SEED_CONFIG.replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nrequest_timeout = \"1s\"\nshutdown_grace = \"1s\"",
+    );
+    let app = spawn_app_with(&config).await;
+    // A client that never finishes its request's headers.
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, b"POST /webhook HTTP/1.1\r\nhost: relay\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let stopped = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
+    assert!(matches!(stopped, Ok(Ok(()))), "the relay stopped with the connection still open");
+}
