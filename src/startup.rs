@@ -1,6 +1,7 @@
 //! Startup and shutdown: [`App::build`] wires configuration into a running relay, binds the
 //! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,6 +33,7 @@ pub struct App {
     front_door: FrontDoor,
     state: AppState,
     server: ServerSettings,
+    http_threads: NonZeroUsize,
     stop: CancellationToken,
     redeliverer: Option<Redeliverer>,
     listeners: Listeners,
@@ -113,6 +115,7 @@ impl App {
             listener,
             front_door: http::front_door(state.clone()),
             state,
+            http_threads: settings.server.threads(),
             server: settings.server,
             stop: CancellationToken::new(),
             redeliverer,
@@ -128,7 +131,7 @@ impl App {
 
     /// How many threads will serve HTTP (`server.threads`, or one per CPU).
     pub fn http_threads(&self) -> usize {
-        self.server.threads().get()
+        self.http_threads.get()
     }
 
     /// The HTTP service, for driving the relay without a socket (`tower::ServiceExt::oneshot`).
@@ -163,7 +166,7 @@ impl App {
             listener_closed.clone(),
         );
         let mut server =
-            HttpServer::start(self.listener, self.front_door, self.server.threads(), listener_closed)
+            HttpServer::start(self.listener, self.front_door, self.http_threads, listener_closed)
                 .context("cannot start the HTTP server's threads")?;
         tokio::select! {
             () = begin_shutdown => {}
