@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +35,7 @@ pub struct App {
     state: AppState,
     server: ServerSettings,
     http_threads: NonZeroUsize,
+    http_connections: Vec<Gauge>,
     stop: CancellationToken,
     redeliverer: Option<Redeliverer>,
     listeners: Listeners,
@@ -52,6 +54,8 @@ impl App {
             .map_err(|(key, message)| anyhow!("`{key}`: {message}"))?;
         let route_names: Vec<&str> = settings.routes.iter().map(|route| route.name.as_str()).collect();
         let mut metrics = Metrics::new(http::error::ERROR_CODES, &route_names);
+        let http_threads = settings.server.threads();
+        let http_connections = metrics.http_connections(http_threads.get());
         routes.time_steps(&metrics);
         let mut connected = backend::connect(&settings).await?;
         connected.backend.register_metrics(&mut metrics);
@@ -115,7 +119,8 @@ impl App {
             listener,
             front_door: http::front_door(state.clone()),
             state,
-            http_threads: settings.server.threads(),
+            http_threads,
+            http_connections,
             server: settings.server,
             stop: CancellationToken::new(),
             redeliverer,
@@ -165,9 +170,14 @@ impl App {
             self.server.drain_delay,
             listener_closed.clone(),
         );
-        let mut server =
-            HttpServer::start(self.listener, self.front_door, self.http_threads, listener_closed)
-                .context("cannot start the HTTP server's threads")?;
+        let mut server = HttpServer::start(
+            self.listener,
+            self.front_door,
+            self.http_threads,
+            self.http_connections,
+            listener_closed,
+        )
+        .context("cannot start the HTTP server's threads")?;
         tokio::select! {
             () = begin_shutdown => {}
             error = server.failed() => return Err(anyhow::Error::new(error).context("the HTTP server failed")),

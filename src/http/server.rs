@@ -1,25 +1,39 @@
-//! The HTTP server's threads. Each runs its own single-threaded tokio runtime, accepts
-//! connections from the one listening socket, and serves each connection it accepted to the
-//! end. A request never changes threads, so the hot path pays no work-stealing scheduler:
-//! no wake-ups of other threads, no shared run queue. A busy thread accepts nothing new, so
-//! new connections go to the threads that are free. The relay's background work
-//! (subscriptions, redelivery, backend connections) stays on the main runtime.
+//! The HTTP server's threads. One acceptor, on the main runtime, hands each new connection to
+//! the thread serving the fewest; each thread runs its own single-threaded tokio runtime and
+//! serves the connections handed to it to the end. A request never changes threads, so the
+//! hot path pays no work-stealing scheduler: no wake-ups of other threads, no shared run
+//! queue. The relay's background work (subscriptions, redelivery, backend connections) stays
+//! on the main runtime.
+//!
+//! Connections are handed out rather than taken by whichever thread wakes first: a burst of
+//! new connections, as a load balancer opens them, would otherwise all go to one thread.
 
 use std::io;
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use axum::ServiceExt;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::FrontDoor;
+
+/// How long the acceptor waits after an accept error that is not one connection's own, such
+/// as running out of file descriptors, before it accepts again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// The threads serving HTTP.
 pub struct HttpServer {
     threads: Vec<JoinHandle<()>>,
     ended: Vec<oneshot::Receiver<io::Result<()>>>,
+    acceptor: tokio::task::JoinHandle<()>,
     cut_off: CancellationToken,
 }
 
@@ -33,30 +47,48 @@ pub enum Finished {
 }
 
 impl HttpServer {
-    /// Starts `threads` threads serving `front_door` on `listener`. Once `close` is
-    /// cancelled they stop accepting and finish the connections they hold.
+    /// Starts `threads` threads serving `front_door` on `listener`. Thread `i` counts the
+    /// connections it holds in `open[i]` (a thread without a gauge there counts in one of its
+    /// own, unseen). Once `close` is cancelled, the listener closes and the threads finish the
+    /// connections they hold. Call from within the main runtime, which runs the acceptor.
     pub fn start(
         listener: TcpListener,
         front_door: FrontDoor,
         threads: NonZeroUsize,
+        open: Vec<Gauge>,
         close: CancellationToken,
     ) -> io::Result<HttpServer> {
-        let listener = listener.into_std()?;
+        let local_addr = listener.local_addr()?;
         let cut_off = CancellationToken::new();
-        let mut server = HttpServer { threads: Vec::new(), ended: Vec::new(), cut_off: cut_off.clone() };
+        let open: Vec<Gauge> =
+            (0..threads.get()).map(|index| open.get(index).cloned().unwrap_or_default()).collect();
+        let mut hands = Vec::new();
+        let mut server_threads = Vec::new();
+        let mut ended = Vec::new();
         for index in 0..threads.get() {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let (listener, front_door) = (listener.try_clone()?, front_door.clone());
-            let (close, cut_off) = (close.clone(), cut_off.clone());
-            let (end, ended) = oneshot::channel();
+            let (hand, inbox) = mpsc::unbounded_channel();
+            hands.push(hand);
+            let inbox = Inbox { handed: inbox, local_addr };
+            let (front_door, stop_accepting, stop_serving) =
+                (front_door.clone(), close.clone(), cut_off.clone());
+            let (end, thread_ended) = oneshot::channel();
             let thread = std::thread::Builder::new().name(format!("http-{index}")).spawn(move || {
-                let served = runtime.block_on(serve(listener, front_door, close, cut_off));
+                let served = runtime.block_on(serve(inbox, front_door, stop_accepting, stop_serving));
                 let _ = end.send(served);
-            })?;
-            server.threads.push(thread);
-            server.ended.push(ended);
+            });
+            let thread = match thread {
+                Ok(thread) => thread,
+                Err(error) => {
+                    cut_off.cancel();
+                    return Err(error);
+                }
+            };
+            server_threads.push(thread);
+            ended.push(thread_ended);
         }
-        Ok(server)
+        let acceptor = tokio::spawn(hand_out(listener, hands, open, close, cut_off.clone()));
+        Ok(HttpServer { threads: server_threads, ended, acceptor, cut_off })
     }
 
     /// Resolves when a thread has stopped serving before it was told to: the server failed.
@@ -82,6 +114,7 @@ impl HttpServer {
             Err(_elapsed) => (Finished::CutOff, Vec::new()),
         };
         self.cut_off.cancel();
+        let _ = (&mut self.acceptor).await;
         let threads = std::mem::take(&mut self.threads);
         let _ =
             tokio::task::spawn_blocking(move || threads.into_iter().for_each(|thread| drop(thread.join())))
@@ -101,22 +134,201 @@ impl Drop for HttpServer {
     /// its threads rather than leave them serving.
     fn drop(&mut self) {
         self.cut_off.cancel();
+        self.acceptor.abort();
+    }
+}
+
+/// A connection on its way to the thread that will serve it.
+struct Handed {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    held: Held,
+}
+
+/// Counts one open connection in its thread's gauge for as long as it lives.
+struct Held(Gauge);
+
+impl Held {
+    fn take(open: &Gauge) -> Held {
+        open.inc();
+        Held(open.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Accepts connections until `close` or `cut_off`, handing each through `hands` to the thread
+/// holding the fewest, as counted in `open`.
+async fn hand_out(
+    listener: TcpListener,
+    hands: Vec<mpsc::UnboundedSender<Handed>>,
+    open: Vec<Gauge>,
+    close: CancellationToken,
+    cut_off: CancellationToken,
+) {
+    let mut turn = 0;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = close.cancelled() => return,
+            () = cut_off.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) if is_the_connections_own(&error) => continue,
+            Err(error) => {
+                tracing::error!(%error, "cannot accept a connection; pausing before the next");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        turn = (turn + 1) % hands.len();
+        let least = least_busy(&open, turn);
+        let held = Held::take(&open[least]);
+        match stream.into_std() {
+            // A thread that has stopped drops what it is handed; its failure is reported by
+            // `HttpServer::failed`.
+            Ok(stream) => drop(hands[least].send(Handed { stream, peer, held })),
+            Err(error) => tracing::warn!(%error, "cannot hand over an accepted connection"),
+        }
+    }
+}
+
+/// The index of the fewest open connections; of equals, the first from `turn` on, so that
+/// ties go round.
+fn least_busy(open: &[Gauge], turn: usize) -> usize {
+    (0..open.len())
+        .map(|offset| (turn + offset) % open.len())
+        .min_by_key(|&index| open[index].get())
+        .unwrap_or(0)
+}
+
+/// Errors of one connection, which end it but not the listener.
+fn is_the_connections_own(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The connections handed to one thread, as an [`axum::serve::Listener`].
+struct Inbox {
+    handed: mpsc::UnboundedReceiver<Handed>,
+    local_addr: SocketAddr,
+}
+
+impl axum::serve::Listener for Inbox {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        loop {
+            let Some(handed) = self.handed.recv().await else {
+                // The acceptor has stopped: nothing more comes, and shutdown is under way.
+                return std::future::pending().await;
+            };
+            match TcpStream::from_std(handed.stream) {
+                Ok(stream) => return (Connection { stream, _held: handed.held }, handed.peer),
+                Err(error) => tracing::warn!(%error, "cannot serve a connection handed to this thread"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local_addr)
+    }
+}
+
+/// A connection being served, counted in its thread's gauge until it closes.
+struct Connection {
+    stream: TcpStream,
+    _held: Held,
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
 /// One thread's server: serves until `close`, then finishes its connections, or drops them
 /// at `cut_off`.
 async fn serve(
-    listener: std::net::TcpListener,
+    inbox: Inbox,
     front_door: FrontDoor,
     close: CancellationToken,
     cut_off: CancellationToken,
 ) -> io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
     let serving =
-        axum::serve(listener, front_door.into_make_service()).with_graceful_shutdown(close.cancelled_owned());
+        axum::serve(inbox, front_door.into_make_service()).with_graceful_shutdown(close.cancelled_owned());
     tokio::select! {
         served = serving => served,
         () = cut_off.cancelled() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_busy;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    fn open(counts: &[i64]) -> Vec<Gauge> {
+        counts
+            .iter()
+            .map(|count| {
+                let gauge = Gauge::default();
+                gauge.set(*count);
+                gauge
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_connection_goes_to_the_thread_holding_the_fewest() {
+        assert_eq!(least_busy(&open(&[3, 1, 2]), 0), 1);
+        assert_eq!(least_busy(&open(&[3, 1, 2]), 2), 1);
+        assert_eq!(least_busy(&open(&[0, 5]), 1), 0);
+    }
+
+    #[test]
+    fn ties_go_round_from_the_turn() {
+        let even = open(&[2, 2, 2]);
+        let picks: Vec<usize> = (0..4).map(|turn| least_busy(&even, turn)).collect();
+        assert_eq!(picks, [0, 1, 2, 0]);
+        assert_eq!(least_busy(&open(&[1, 4, 1]), 1), 2);
     }
 }

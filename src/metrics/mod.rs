@@ -216,6 +216,17 @@ impl Metrics {
         self.registry.register(name, help, metric);
     }
 
+    /// One gauge per HTTP thread of the connections it holds open; taken once, at startup.
+    pub fn http_connections(&mut self, threads: usize) -> Vec<Gauge> {
+        let family = Family::<Label, Gauge>::default();
+        self.registry.register(
+            "topic_relay_http_connections",
+            "Open HTTP connections, by the HTTP thread serving them",
+            family.clone(),
+        );
+        (0..threads).map(|thread| family.get_or_create(&[("thread", thread.to_string())]).clone()).collect()
+    }
+
     /// The duration histogram of steps of this kind; taken once, when a pipeline is built.
     pub fn step_duration(&self, kind: &str) -> Histogram {
         self.step_duration.get_or_create(&[("kind", kind.to_owned())]).clone()

@@ -40,3 +40,42 @@ async fn a_request_holding_its_thread_does_not_hold_up_other_connections() {
     assert_eq!(held.status(), 200, "the held request finishes once let go");
     app.stop().await.unwrap();
 }
+
+/// Opens a connection and has one request answered on it, so that it has been accepted and
+/// handed to a thread; the connection stays open while the stream lives.
+async fn open_connection(port: u16) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: relay\r\n\r\n").await.unwrap();
+    let mut answer = [0; 64];
+    let read = stream.read(&mut answer).await.unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..read]));
+    stream
+}
+
+#[tokio::test]
+async fn connections_opened_together_are_spread_evenly_over_the_threads() {
+    const THREADS: usize = 3;
+    const CONNECTIONS: usize = 12;
+    let config = SEED_CONFIG
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:0\"\nthreads = {THREADS}"));
+    let app = spawn_app_with(&config).await;
+    // All at once, as a load balancer opens its pool: whichever thread woke first used to take
+    // nearly all of them.
+    let open = futures::future::join_all((0..CONNECTIONS).map(|_| open_connection(app.port))).await;
+    let metrics = reqwest::Client::new().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let per_thread: Vec<u64> = (0..THREADS)
+        .map(|thread| {
+            let series = format!("topic_relay_http_connections{{thread=\"{thread}\"}} ");
+            let line = metrics.lines().find(|line| line.starts_with(&series));
+            let line = line.unwrap_or_else(|| panic!("no {series}in /metrics:\n{metrics}"));
+            line[series.len()..].parse().unwrap()
+        })
+        .collect();
+    // The scrape's own connection is open too, on one of the threads.
+    assert_eq!(per_thread.iter().sum::<u64>(), CONNECTIONS as u64 + 1, "{per_thread:?}");
+    let (fewest, most) = (per_thread.iter().min().unwrap(), per_thread.iter().max().unwrap());
+    assert!(most - fewest <= 1, "connections per thread: {per_thread:?}");
+    drop(open);
+    app.stop().await.unwrap();
+}
