@@ -37,6 +37,13 @@ const SHARED_KEY_PREFIX: &str = "topic-relay:seen:";
 /// the event's own steps need the time.
 pub const SHARED_CHECK_LIMIT: Duration = Duration::from_millis(500);
 
+/// The remembered signatures are split over this many maps, by the first byte of the
+/// signature (uniform, since it is an HMAC). A map that outgrows its table moves to one twice
+/// the size, and the fresh memory is faulted in by the requests that insert next; one map of a
+/// million signatures would stall every request for a fifth of a second while it does, where
+/// each of these stalls only the few requests that land on it, for a few milliseconds.
+const SHARDS: usize = 64;
+
 /// How often forgotten signatures are swept away.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -76,8 +83,9 @@ pub enum Sighting {
 
 /// Remembers signatures while their events are fresh.
 pub struct ReplayGuard {
-    /// Signature prefix -> the second (since the epoch) after which it is forgotten.
-    seen: scc::HashMap<[u8; KEY_BYTES], u32>,
+    /// Signature prefix -> the second (since the epoch) after which it is forgotten, in
+    /// [`SHARDS`] maps.
+    seen: Box<[scc::HashMap<[u8; KEY_BYTES], u32>]>,
     remembered: AtomicU64,
     capacity: u64,
     when_full: WhenFull,
@@ -87,7 +95,7 @@ pub struct ReplayGuard {
 impl ReplayGuard {
     /// Remembers up to `capacity` signatures; what happens past it is `when_full`.
     pub fn new(capacity: u64, when_full: WhenFull, shared: Option<SharedSeenSet>) -> Self {
-        let seen = scc::HashMap::default();
+        let seen = (0..SHARDS).map(|_| scc::HashMap::default()).collect();
         ReplayGuard { seen, remembered: AtomicU64::new(0), capacity, when_full, shared }
     }
 
@@ -130,14 +138,15 @@ impl ReplayGuard {
         let key: [u8; KEY_BYTES] = signature.0[..KEY_BYTES].try_into().expect("a signature has 32 bytes");
         // Rounded up, so that a signature is never forgotten before its event goes stale.
         let forget_after = u32::try_from(forget_after_ms.div_ceil(1000)).unwrap_or(u32::MAX);
+        let seen = &self.seen[usize::from(key[0]) % SHARDS];
         if self.remembered.load(Ordering::Relaxed) >= self.capacity {
-            return match (self.seen.contains_sync(&key), self.when_full) {
+            return match (seen.contains_sync(&key), self.when_full) {
                 (true, _) => Sighting::Replay,
                 (false, WhenFull::Accept) => Sighting::Unremembered,
                 (false, WhenFull::Refuse) => Sighting::Full,
             };
         }
-        match self.seen.insert_sync(key, forget_after) {
+        match seen.insert_sync(key, forget_after) {
             Ok(()) => {
                 self.remembered.fetch_add(1, Ordering::Relaxed);
                 Sighting::First
@@ -150,11 +159,13 @@ impl ReplayGuard {
     pub fn sweep(&self, now_ms: u64) {
         let now = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
         let mut forgotten = 0;
-        self.seen.retain_sync(|_, forget_after| {
-            let keep = *forget_after >= now;
-            forgotten += u64::from(!keep);
-            keep
-        });
+        for seen in &self.seen {
+            seen.retain_sync(|_, forget_after| {
+                let keep = *forget_after >= now;
+                forgotten += u64::from(!keep);
+                keep
+            });
+        }
         self.remembered.fetch_sub(forgotten, Ordering::Relaxed);
     }
 }
@@ -232,6 +243,27 @@ mod tests {
         guard.sweep(forget_after_ms + 1_500);
         assert_eq!(guard.remembered(), 0);
         assert_eq!(guard.check_locally(&signature(1), forget_after_ms), Sighting::First);
+    }
+
+    #[test]
+    fn signatures_in_every_shard_are_remembered_and_swept() {
+        let guard = ReplayGuard::new(1_000, WhenFull::Accept, None);
+        let forget_after_ms = 1_000_000_000;
+        let spread = |first: u8| {
+            let mut bytes = [7; 32];
+            bytes[0] = first;
+            VerifiedSignature(bytes)
+        };
+        for first in 0..=u8::MAX {
+            assert_eq!(guard.check_locally(&spread(first), forget_after_ms), Sighting::First);
+        }
+        for first in 0..=u8::MAX {
+            assert_eq!(guard.check_locally(&spread(first), forget_after_ms), Sighting::Replay);
+        }
+        assert_eq!(guard.remembered(), 256);
+        guard.sweep(forget_after_ms + 1_000);
+        assert_eq!(guard.remembered(), 0);
+        assert_eq!(guard.check_locally(&spread(200), forget_after_ms), Sighting::First);
     }
 
     #[test]
