@@ -10,7 +10,19 @@ use topic_relay::{cli::Cli, commands};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    commands::run(Cli::parse()).await
+fn main() -> ExitCode {
+    // mimalloc asks for transparent huge pages. Each first touch of one zeroes 2 MiB at once,
+    // and in a microVM (Firecracker, as under Fargate and Lambda) that stalls the request that
+    // touched it for milliseconds, as when the replay check's maps grow. Small pages spread
+    // the same work thinly, and keep the resident set to what is used. Failing to turn them
+    // off (another OS, an old kernel) only leaves those stalls in place.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(commands::run(Cli::parse())),
+        Err(error) => {
+            eprintln!("topic-relay: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

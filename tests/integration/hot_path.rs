@@ -198,3 +198,19 @@ async fn every_answer_carries_a_request_id_and_a_callers_own_is_kept() {
     assert_ne!(made, following, "each request gets an id of its own");
     assert_eq!(made.split('-').next(), following.split('-').next(), "from the same process");
 }
+
+/// Transparent huge pages stall the request that first touches one while 2 MiB are zeroed;
+/// the binary turns them off for itself.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    let spool_section = format!("[delivery]\nspool_dir = {:?}\n\n[webhooks.chat]", dir.path().join("spool"));
+    std::fs::write(&config, SEED_CONFIG.replace("[webhooks.chat]", &spool_section)).unwrap();
+    let relay = support::binary::Relay::start(&config);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", relay.pid())).unwrap();
+    let thp = status.lines().find(|line| line.starts_with("THP_enabled:"));
+    assert_eq!(thp.map(|line| line.split_whitespace().last()), Some(Some("0")), "{status}");
+    assert!(relay.terminate(), "the relay stops cleanly");
+}
