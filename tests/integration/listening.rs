@@ -262,3 +262,29 @@ async fn a_lease_that_cannot_be_taken_shows_in_status_and_readiness() {
     assert!(wait_for_readiness(&app, 200, Duration::from_secs(10)).await, "ready once it owns and listens");
     app.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_slower_than_its_budget_at_shutdown_is_spooled_and_delivered_once_after_a_restart() {
+    const SLOW_MS: u64 = 4_000;
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = listener(&emulator, dir.path(), "");
+    let slow = config
+        .replace("shutdown_grace = \"5s\"", "shutdown_grace = \"2s\"\nrequest_timeout = \"2s\"")
+        .replace("\"uppercase\",", &format!("\"uppercase\", {{ sleep = {{ ms = {SLOW_MS} }} }},"));
+    let first = spawn_app_with(&slow).await;
+    wait_for_subscriber(&emulator).await;
+    emulator.publish_as("chat", "topic 1", "slow", "user-1");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The item's inline budget (3/4 of request_timeout) runs out within the shutdown grace, so
+    // the stream hands it to the spool and stops; nothing of it runs after the relay stopped.
+    first.stop().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(SLOW_MS + 500)).await;
+    assert!(republished(&emulator).is_empty(), "{:?}", republished(&emulator));
+
+    let second = spawn_app_with(&config).await;
+    let delivered = eventually(Duration::from_secs(20), || !republished(&emulator).is_empty()).await;
+    assert!(delivered, "the item is delivered after the restart");
+    assert_each_once(&emulator, ["USER-1: SLOW".to_owned()]);
+    second.stop().await.unwrap();
+}
