@@ -1,5 +1,5 @@
-//! The HTTP server's threads: each serves the connections it accepted, so one held up by a
-//! request does not hold up the others.
+//! The HTTP server's threads: each serves the connections handed to it, new ones going to the
+//! thread serving the fewest, so one held up by a request does not hold up the others.
 
 use crate::support;
 
