@@ -1,7 +1,6 @@
 //! Startup and shutdown: [`App::build`] wires configuration into a running relay, binds the
 //! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains.
 
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,7 +33,7 @@ pub struct App {
     front_door: FrontDoor,
     state: AppState,
     server: ServerSettings,
-    http_threads: NonZeroUsize,
+    /// One gauge per HTTP thread, of the connections it holds.
     http_connections: Vec<Gauge>,
     stop: CancellationToken,
     redeliverer: Option<Redeliverer>,
@@ -54,8 +53,7 @@ impl App {
             .map_err(|(key, message)| anyhow!("`{key}`: {message}"))?;
         let route_names: Vec<&str> = settings.routes.iter().map(|route| route.name.as_str()).collect();
         let mut metrics = Metrics::new(http::error::ERROR_CODES, &route_names);
-        let http_threads = settings.server.threads();
-        let http_connections = metrics.http_connections(http_threads.get());
+        let http_connections = metrics.http_connections(settings.server.threads().get());
         routes.time_steps(&metrics);
         let mut connected = backend::connect(&settings).await?;
         connected.backend.register_metrics(&mut metrics);
@@ -119,7 +117,6 @@ impl App {
             listener,
             front_door: http::front_door(state.clone()),
             state,
-            http_threads,
             http_connections,
             server: settings.server,
             stop: CancellationToken::new(),
@@ -136,7 +133,7 @@ impl App {
 
     /// How many threads will serve HTTP (`server.threads`, or one per CPU).
     pub fn http_threads(&self) -> usize {
-        self.http_threads.get()
+        self.http_connections.len()
     }
 
     /// The HTTP service, for driving the relay without a socket (`tower::ServiceExt::oneshot`).
@@ -170,14 +167,9 @@ impl App {
             self.server.drain_delay,
             listener_closed.clone(),
         );
-        let mut server = HttpServer::start(
-            self.listener,
-            self.front_door,
-            self.http_threads,
-            self.http_connections,
-            listener_closed,
-        )
-        .context("cannot start the HTTP server's threads")?;
+        let mut server =
+            HttpServer::start(self.listener, self.front_door, self.http_connections, listener_closed)
+                .context("cannot start the HTTP server's threads")?;
         tokio::select! {
             () = begin_shutdown => {}
             error = server.failed() => return Err(anyhow::Error::new(error).context("the HTTP server failed")),

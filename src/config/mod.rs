@@ -81,7 +81,7 @@ pub struct ServerSettings {
     /// After the listener closes, how long in-flight requests may take to finish.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
-    /// Threads serving HTTP, each with the connections it accepted; one per CPU the relay
+    /// Threads serving HTTP, each with the connections handed to it; one per CPU the relay
     /// may use when not set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,

@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -47,25 +46,25 @@ pub enum Finished {
 }
 
 impl HttpServer {
-    /// Starts `threads` threads serving `front_door` on `listener`. Thread `i` counts the
-    /// connections it holds in `open[i]` (a thread without a gauge there counts in one of its
-    /// own, unseen). Once `close` is cancelled, the listener closes and the threads finish the
-    /// connections they hold. Call from within the main runtime, which runs the acceptor.
+    /// Starts one thread per gauge of `open` serving `front_door` on `listener`; each counts
+    /// the connections it holds in its gauge. Once `close` is cancelled, the listener closes
+    /// and the threads finish the connections they hold. Call from within the main runtime,
+    /// which runs the acceptor.
     pub fn start(
         listener: TcpListener,
         front_door: FrontDoor,
-        threads: NonZeroUsize,
         open: Vec<Gauge>,
         close: CancellationToken,
     ) -> io::Result<HttpServer> {
+        if open.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no HTTP threads to start"));
+        }
         let local_addr = listener.local_addr()?;
         let cut_off = CancellationToken::new();
-        let open: Vec<Gauge> =
-            (0..threads.get()).map(|index| open.get(index).cloned().unwrap_or_default()).collect();
         let mut hands = Vec::new();
         let mut server_threads = Vec::new();
         let mut ended = Vec::new();
-        for index in 0..threads.get() {
+        for index in 0..open.len() {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (hand, inbox) = mpsc::unbounded_channel();
             hands.push(hand);
