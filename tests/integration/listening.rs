@@ -51,6 +51,32 @@ fn publish_items(emulator: &Emulator, from: usize, to: usize) {
     }
 }
 
+/// `config` with waits between subscribes of `initial` doubling to `max`, instead of the
+/// test listener's few milliseconds.
+fn slow_reconnects(config: String, initial: &str, max: &str) -> String {
+    config
+        .replace("reconnect_initial = \"1ms\"", &format!("reconnect_initial = \"{initial}\""))
+        .replace("reconnect_max = \"4ms\"", &format!("reconnect_max = \"{max}\""))
+}
+
+/// Subscribe calls the emulator receives over the next `span`.
+async fn subscribe_calls_during(emulator: &Emulator, span: Duration) -> usize {
+    let before = emulator.subscribe_calls();
+    tokio::time::sleep(span).await;
+    emulator.subscribe_calls() - before
+}
+
+/// Ends every injected failure, then checks that the relay subscribes again and processes
+/// an item published after that.
+async fn heal_and_receive(emulator: &Emulator) {
+    emulator.heal();
+    wait_for_subscriber(emulator).await;
+    emulator.publish_as("chat", "topic 1", "back", "user-1");
+    let arrived =
+        eventually(Duration::from_secs(10), || republished(emulator).contains_key("USER-1: BACK")).await;
+    assert!(arrived, "{:?}", republished(emulator));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_item_published_on_a_subscribed_topic_is_uppercased_and_republished() {
     let emulator = Emulator::start().await;
@@ -220,6 +246,37 @@ async fn a_topic_that_cannot_be_subscribed_to_shows_in_readiness_status_and_metr
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stream_broken_while_momento_refuses_subscribes_shows_as_failing_and_is_retried_with_backoff() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&slow_reconnects(listener(&emulator, dir.path(), ""), "200ms", "1s")).await;
+    wait_for_subscriber(&emulator).await;
+
+    emulator.fail_subscribes(usize::MAX, Code::Unavailable);
+    assert_eq!(emulator.cut_streams(), 1);
+    let mut stream = serde_json::Value::Null;
+    for _ in 0..250 {
+        stream = status(&app).await["subscriptions"][0].clone();
+        if stream["state"] == "failing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stream["state"], "failing", "{stream}");
+    assert!(stream["last_error"].as_str().unwrap().contains("unavailable"), "{stream}");
+    let readyz = app.client.get(app.url("/readyz")).send().await.unwrap().text().await.unwrap();
+    assert!(readyz.contains("subscription_failing"), "{readyz}");
+
+    // Waits of 200 ms doubling to 1 s: a handful of calls, not one after another.
+    let calls = subscribe_calls_during(&emulator, Duration::from_secs(2)).await;
+    assert!(calls <= 8, "{calls} subscribe calls in 2 s");
+
+    heal_and_receive(&emulator).await;
+    assert_eq!(status(&app).await["subscriptions"][0]["state"], "listening");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn items_past_a_full_queue_go_to_the_spool_and_are_still_processed_once() {
     let emulator = Emulator::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -287,4 +344,27 @@ async fn an_item_slower_than_its_budget_at_shutdown_is_spooled_and_delivered_onc
     assert!(delivered, "the item is delivered after the restart");
     assert_each_once(&emulator, ["USER-1: SLOW".to_owned()]);
     second.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_that_break_as_soon_as_they_open_are_subscribed_to_ever_more_rarely() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&slow_reconnects(listener(&emulator, dir.path(), ""), "50ms", "2s")).await;
+    wait_for_subscriber(&emulator).await;
+
+    // Momento takes each subscribe, then breaks the stream at once: the relay's own subscribe
+    // succeeds every time, and only the stream's end can slow it down.
+    emulator.break_new_streams();
+    assert_eq!(emulator.cut_streams(), 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stream = status(&app).await["subscriptions"][0].clone();
+    assert_eq!(stream["state"], "failing", "{stream}");
+    // By now the waits are 1 to 2 s, each after at most 51 calls (the relay's and the SDK's
+    // own); had they stayed at 25 to 50 ms, a thousand calls would fit in these 3 s.
+    let calls = subscribe_calls_during(&emulator, Duration::from_secs(3)).await;
+    assert!(calls <= 250, "{calls} subscribe calls in 3 s");
+
+    heal_and_receive(&emulator).await;
+    app.stop().await.unwrap();
 }

@@ -3,6 +3,7 @@
 
 mod calls;
 mod credentials;
+mod resubscribe_loop;
 mod subscriber;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,6 +7,8 @@
 //!   keep the old one's connections for as long as they last.
 //! - After a broken stream the SDK resubscribes by itself at the last item it received,
 //!   which then arrives twice. The caller skips it by its sequence number.
+//! - When resubscribing fails, the SDK tries again at once, without end and without a word.
+//!   [`LoopBreaker`] ends such a stream, so that the relay subscribes again with backoff.
 
 use std::sync::Mutex;
 
@@ -14,6 +16,7 @@ use futures::StreamExt;
 use momento::TopicClient;
 use momento::topics::{SubscribeRequest, SubscriptionValue, ValueKind};
 
+use super::resubscribe_loop::LoopBreaker;
 use crate::backend::{BackendError, ItemStream, ItemValue, Position, TopicItem};
 
 /// Subscriptions opened on one client before it is replaced; the SDK refuses the 401st.
@@ -66,7 +69,7 @@ impl Subscriber {
             resume.map(|position| position.page),
         );
         let subscription = client.send_request(request).await.map_err(|error| super::classify(&error))?;
-        Ok(subscription.map(topic_item).boxed())
+        Ok(LoopBreaker::new(subscription).map(topic_item).boxed())
     }
 
     /// Subscriptions opened on the current client.

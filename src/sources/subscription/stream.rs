@@ -5,7 +5,8 @@
 //! - A full queue does not stop the reader: the item goes to the spool at once.
 //! - The checkpoint is the first item not yet done (run, or in the spool), written on a timer
 //!   and when the stream stops.
-//! - Subscribing again after a failure waits a jittered, doubling delay.
+//! - Subscribing again after a failure waits a jittered, doubling delay. A stream that the
+//!   backend ends soon after it opened, having brought nothing new, counts as a failure.
 
 use std::sync::{Arc, Mutex};
 
@@ -47,6 +48,10 @@ pub struct TopicStream {
     /// This replica's id, held in the leases it owns.
     pub replica: String,
 }
+
+/// How long a subscription that brings no item must last for its end not to count as a
+/// failed attempt.
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a stream stopped listening.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,11 +209,9 @@ impl TopicStream {
                 Err(error) => {
                     failures += 1;
                     self.failed_to_subscribe(&error, failures);
-                    let pause = std::time::Duration::from_millis(backoff.delay_ms(failures));
-                    tokio::select! {
-                        () = stop.cancelled() => return Ended::Stopped,
-                        () = lost.cancelled() => return Ended::LeaseLost,
-                        () = tokio::time::sleep(pause) => continue,
+                    match pause(backoff.delay_ms(failures), stop, lost).await {
+                        Some(ended) => return ended,
+                        None => continue,
                     }
                 }
             };
@@ -217,15 +220,30 @@ impl TopicStream {
                 None => "the next item published".to_owned(),
             };
             tracing::info!(source = %self.source, topic = self.key.topic, from, "listening to the topic");
-            failures = 0;
             self.update(|report| (report.state, report.last_error) = (StreamState::Listening, None));
             self.metrics.listening.set(1);
-            let ended = self.read(items, progress, queue, stop, lost).await;
+            let opened = Instant::now();
+            let mut received = 0u64;
+            let ended = self.read(items, progress, queue, stop, lost, &mut received).await;
             self.metrics.listening.set(0);
             if let Some(ended) = ended {
                 return ended;
             }
-            tracing::debug!(topic = self.key.topic, "the subscription ended; subscribing again");
+            // The backend gave up on the stream. One that brought nothing and did not last
+            // counts as a failed attempt, so that a backend that accepts subscriptions only to
+            // break them is tried ever more rarely too.
+            if received > 0 || opened.elapsed() >= SETTLED {
+                failures = 0;
+                tracing::debug!(topic = self.key.topic, "the subscription ended; subscribing again");
+                continue;
+            }
+            failures += 1;
+            let error =
+                BackendError::Unavailable("the subscription broke and resubscribing failed".to_owned());
+            self.failed_to_subscribe(&error, failures);
+            if let Some(ended) = pause(backoff.delay_ms(failures), stop, lost).await {
+                return ended;
+            }
         }
     }
 
@@ -247,7 +265,7 @@ impl TopicStream {
     }
 
     /// Reads items until the relay stops, the lease is lost (`Some`), or the stream ends
-    /// (`None`).
+    /// (`None`), counting the new ones (not repeats) in `received`.
     async fn read(
         &self,
         mut items: ItemStream,
@@ -255,6 +273,7 @@ impl TopicStream {
         queue: &mpsc::Sender<Queued>,
         stop: &CancellationToken,
         lost: &CancellationToken,
+        received: &mut u64,
     ) -> Option<Ended> {
         loop {
             let item = tokio::select! {
@@ -267,6 +286,7 @@ impl TopicStream {
             if !self.take(&item, progress) {
                 continue;
             }
+            *received += 1;
             let message = item_message(&self.key, item, &self.metrics);
             match queue.try_send((position, message)) {
                 Ok(()) => {}
@@ -407,6 +427,16 @@ async fn write_checkpoints(
                 }
             }
         }
+    }
+}
+
+/// Waits `ms` before the next attempt, or returns early (`Some`) when the relay stops or the
+/// lease is lost.
+async fn pause(ms: u64, stop: &CancellationToken, lost: &CancellationToken) -> Option<Ended> {
+    tokio::select! {
+        () = stop.cancelled() => Some(Ended::Stopped),
+        () = lost.cancelled() => Some(Ended::LeaseLost),
+        () = tokio::time::sleep(std::time::Duration::from_millis(ms)) => None,
     }
 }
 

@@ -158,6 +158,7 @@ impl Topic {
 #[derive(Default)]
 struct State {
     fail_subscribes: Option<(usize, Code)>,
+    break_new_streams: bool,
     subscribe_calls: usize,
     expiries: HashMap<Key, std::time::Instant>,
     fail_next: Option<(usize, Code)>,
@@ -351,10 +352,15 @@ impl Pubsub for Service {
         let (sender, receiver) = mpsc::unbounded_channel();
         // Like the real service, open with a heartbeat; the SDK skips heartbeats.
         let _ = sender.send(Ok(item(ItemKind::Heartbeat(ps::Heartbeat {}))));
+        let break_at_once = state.break_new_streams;
         let topic = state.topics.entry((cache_name, topic)).or_default();
         // Under the same lock as publishes: nothing is sent twice or falls between the two.
         for held in topic.replay(resume_at_topic_sequence_number, sequence_page) {
             let _ = sender.send(Ok(held));
+        }
+        if break_at_once {
+            let _ = sender.send(Err(Status::unavailable("stream broken at once")));
+            return Ok(Response::new(UnboundedReceiverStream::new(receiver)));
         }
         topic.subscribers.push(sender);
         Ok(Response::new(UnboundedReceiverStream::new(receiver)))
@@ -635,6 +641,11 @@ impl Emulator {
         self.service.lock().fail_subscribes = (n > 0).then_some((n, code));
     }
 
+    /// Accepts subscribe calls, and breaks each stream right after it opens.
+    pub fn break_new_streams(&self) {
+        self.service.lock().break_new_streams = true;
+    }
+
     /// Subscribe calls received so far, refused ones included.
     pub fn subscribe_calls(&self) -> usize {
         self.service.lock().subscribe_calls
@@ -710,6 +721,7 @@ impl Emulator {
         state.fail_all = None;
         state.delay_next = None;
         state.fail_subscribes = None;
+        state.break_new_streams = false;
     }
 
     /// Publishes accepted so far, in arrival order (injected failures excluded).
