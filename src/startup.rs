@@ -39,6 +39,7 @@ pub struct App {
     redeliverer: Option<Redeliverer>,
     listeners: Listeners,
     spool_writer: Option<JoinHandle<()>>,
+    signals: ShutdownSignals,
 }
 
 impl App {
@@ -123,6 +124,7 @@ impl App {
             redeliverer,
             listeners,
             spool_writer,
+            signals: ShutdownSignals::catch(),
         })
     }
 
@@ -162,6 +164,7 @@ impl App {
         let listening = self.listeners.start();
         let listener_closed = CancellationToken::new();
         let begin_shutdown = drain_on_signal(
+            self.signals,
             self.stop.clone(),
             self.state.clone(),
             self.server.drain_delay,
@@ -206,13 +209,14 @@ impl App {
 /// Waits for SIGTERM, ctrl-c or `stop`; then turns `/readyz` to 503, keeps taking events for
 /// `drain_delay`, ends open subscribe streams, and lets the server close its listener.
 async fn drain_on_signal(
+    signals: ShutdownSignals,
     stop: CancellationToken,
     state: AppState,
     drain_delay: Duration,
     closed: CancellationToken,
 ) {
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = signals.received() => {}
         () = stop.cancelled() => {}
     }
     tracing::info!(drain_delay = %humantime::format_duration(drain_delay), "shutting down: /readyz now answers 503");
@@ -295,25 +299,51 @@ fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> Arc<ReplayGu
     guard
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// SIGTERM and ctrl-c, caught from the moment this is made. It is made before the relay says
+/// it is listening, so that a signal sent right after that meets the relay's own shutdown,
+/// never the default action, which ends the process at once.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Starts catching the signals; a signal that cannot be caught is never received.
+    fn catch() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            ShutdownSignals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    /// Resolves when either signal has come.
+    async fn received(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.terminate) => {}
+                () = next(self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

@@ -115,3 +115,42 @@ async fn a_connection_still_open_when_the_grace_runs_out_does_not_hold_shutdown_
     let stopped = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
     assert!(matches!(stopped, Ok(Ok(()))), "the relay stopped with the connection still open");
 }
+
+/// A SIGTERM sent the moment the relay says it is listening, as an orchestrator that gives up
+/// on a new replica might, gets the relay's own clean shutdown, never the default action that
+/// ends the process at once. Sent from the thread that reads the log, within microseconds of
+/// the line, and several times over, since the gap it guards is short.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_sigterm_sent_as_soon_as_the_relay_is_listening_shuts_it_down_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    use rustix::process::{Pid, Signal, kill_process};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    let spool_section = format!("[delivery]\nspool_dir = {:?}\n\n[webhooks.chat]", dir.path().join("spool"));
+    std::fs::write(&config, SEED_CONFIG.replace("[webhooks.chat]", &spool_section)).unwrap();
+    for attempt in 1..=5 {
+        let mut relay = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+            .args(["--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .env("TOPIC_RELAY_LOG_FORMAT", "json")
+            .env_remove("TOPIC_RELAY_CONFIG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the relay starts");
+        let pid = Pid::from_raw(relay.id() as i32).unwrap();
+        let mut log = Vec::new();
+        for line in BufReader::new(relay.stderr.take().unwrap()).lines().map_while(Result::ok) {
+            if line.contains("topic-relay is listening") {
+                kill_process(pid, Signal::TERM).unwrap();
+            }
+            log.push(line);
+        }
+        let status = relay.wait().unwrap();
+        assert!(status.success(), "attempt {attempt}: the relay ended with {status}\n{}", log.join("\n"));
+        assert!(log.iter().any(|line| line.contains("\"stopped\"")), "attempt {attempt}: {}", log.join("\n"));
+    }
+}
