@@ -65,13 +65,7 @@ impl HttpServer {
         let mut server_threads = Vec::new();
         let mut ended = Vec::new();
         for index in 0..open.len() {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                // A thread out of work first lets whatever is waiting for its CPU run, often
-                // the very client or proxy about to send it more, and only then sleeps: that
-                // spares a sleep and a wake-up per idle moment under load, for one syscall.
-                .on_thread_park(std::thread::yield_now)
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (hand, inbox) = mpsc::unbounded_channel();
             hands.push(hand);
             let inbox = Inbox { handed: inbox, local_addr };
