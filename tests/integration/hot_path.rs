@@ -97,13 +97,9 @@ async fn metrics_parse_as_openmetrics_with_a_route_whose_name_has_a_quote_and_a_
 #[test]
 fn the_binary_writes_no_log_line_per_event_at_the_default_level() {
     const EVENTS: usize = 40;
-    let spool = tempfile::tempdir().unwrap();
-    let config = tempfile::NamedTempFile::new().unwrap();
-    let spool_section = format!("[delivery]\nspool_dir = {:?}\n\n[webhooks.chat]", spool.path());
-    std::fs::write(config.path(), SEED_CONFIG.replace("[webhooks.chat]", &spool_section)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
-        .args(["--config", config.path().to_str().unwrap()])
-        .env("TOPIC_RELAY_LOG_FORMAT", "json")
+    let dir = tempfile::tempdir().unwrap();
+    // At the default log level, whatever the environment asks for.
+    let mut child = support::binary::command(&support::binary::seed_config_in(dir.path()))
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .spawn()
@@ -205,10 +201,7 @@ async fn every_answer_carries_a_request_id_and_a_callers_own_is_kept() {
 #[test]
 fn the_binary_runs_without_transparent_huge_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    let spool_section = format!("[delivery]\nspool_dir = {:?}\n\n[webhooks.chat]", dir.path().join("spool"));
-    std::fs::write(&config, SEED_CONFIG.replace("[webhooks.chat]", &spool_section)).unwrap();
-    let relay = support::binary::Relay::start(&config);
+    let relay = support::binary::Relay::start(&support::binary::seed_config_in(dir.path()));
     let status = std::fs::read_to_string(format!("/proc/{}/status", relay.pid())).unwrap();
     let thp = status.lines().find(|line| line.starts_with("THP_enabled:"));
     assert_eq!(thp.map(|line| line.split_whitespace().last()), Some(Some("0")), "{status}");

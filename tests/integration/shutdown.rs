@@ -124,23 +124,15 @@ async fn a_connection_still_open_when_the_grace_runs_out_does_not_hold_shutdown_
 #[test]
 fn a_sigterm_sent_as_soon_as_the_relay_is_listening_shuts_it_down_cleanly() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     use rustix::process::{Pid, Signal, kill_process};
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    let spool_section = format!("[delivery]\nspool_dir = {:?}\n\n[webhooks.chat]", dir.path().join("spool"));
-    std::fs::write(&config, SEED_CONFIG.replace("[webhooks.chat]", &spool_section)).unwrap();
+    let config = support::binary::seed_config_in(dir.path());
     for attempt in 1..=5 {
-        let mut relay = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
-            .args(["--config", config.to_str().unwrap()])
-            .env("RUST_LOG", "info")
-            .env("TOPIC_RELAY_LOG_FORMAT", "json")
-            .env_remove("TOPIC_RELAY_CONFIG")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the relay starts");
+        let mut relay =
+            support::binary::command(&config).stderr(Stdio::piped()).spawn().expect("the relay starts");
         let pid = Pid::from_raw(relay.id() as i32).unwrap();
         let mut log = Vec::new();
         for line in BufReader::new(relay.stderr.take().unwrap()).lines().map_while(Result::ok) {

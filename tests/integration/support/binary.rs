@@ -1,8 +1,30 @@
 //! The relay's real binary, run as a child process: for tests that kill it.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// Writes `relay.toml` in `dir`: the seed configuration, with its spool in `dir` too.
+pub fn seed_config_in(dir: &Path) -> PathBuf {
+    let config = dir.join("relay.toml");
+    let spool_section = format!("[delivery]\nspool_dir = {:?}\n\n[webhooks.chat]", dir.join("spool"));
+    std::fs::write(&config, super::SEED_CONFIG.replace("[webhooks.chat]", &spool_section)).unwrap();
+    config
+}
+
+/// The relay binary on the config file at `config`, with JSON logs at `info` and no
+/// configuration taken from the environment.
+pub fn command(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_topic-relay"));
+    command.args(["--config", config.to_str().unwrap()]).env("TOPIC_RELAY_LOG_FORMAT", "json");
+    // The port is read from the startup log line, whatever the environment asks for.
+    command.env("RUST_LOG", "info").env_remove("TOPIC_RELAY_CONFIG");
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TOPIC_RELAY__")) {
+        command.env_remove(name);
+    }
+    command
+}
 
 /// The relay binary, running on `config`; reports the port it listens on. Killed when
 /// dropped, so that a failing test leaves no process behind.
@@ -21,15 +43,8 @@ impl Drop for Relay {
 
 impl Relay {
     /// Starts the binary on the config file at `config`.
-    pub fn start(config: &std::path::Path) -> Relay {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_topic-relay"));
-        command.args(["--config", config.to_str().unwrap()]).env("TOPIC_RELAY_LOG_FORMAT", "json");
-        // The port is read from the startup log line, whatever the environment asks for.
-        command.env("RUST_LOG", "info").env_remove("TOPIC_RELAY_CONFIG");
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("TOPIC_RELAY__")) {
-            command.env_remove(name);
-        }
-        let mut child = command.stderr(Stdio::piped()).spawn().expect("the relay starts");
+    pub fn start(config: &Path) -> Relay {
+        let mut child = command(config).stderr(Stdio::piped()).spawn().expect("the relay starts");
         let lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let (found, port) = std::sync::mpsc::channel();
         // Reads the log until the port shows up, then keeps draining it so that the relay never
