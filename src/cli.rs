@@ -4,15 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::DEMO_SECRET;
-
 /// topic-relay: process Momento Topics events outside Lambda. Momento calls the relay as a
 /// webhook; it verifies each event, routes it by cache and topic through configured steps,
 /// and republishes the results through Momento.
 #[derive(Debug, Parser)]
 #[command(name = "topic-relay", version, propagate_version = true)]
 pub struct Cli {
-    /// Where the configuration comes from (for `serve` and `check-config`).
+    /// Where the configuration comes from: for `serve` and `check-config`, and for the
+    /// commands that talk to a running relay, which find it there unless given `--url`.
     #[command(flatten)]
     pub config: ConfigArgs,
     /// What to do; `serve` when omitted.
@@ -60,9 +59,10 @@ pub struct ConfigArgs {
 /// `publish`
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// The relay's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The relay's base URL [default: from the configuration's `server.listen`, such as
+    /// http://127.0.0.1:8080].
+    #[arg(long)]
+    pub url: Option<String>,
     /// A token from `topic-relay token` (needed when the relay has `[tokens]`; it then sets
     /// the token_id).
     #[arg(long, env = "TOPIC_RELAY_TOKEN", hide_env_values = true)]
@@ -75,9 +75,10 @@ pub struct PublishArgs {
 /// `token`
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// The relay's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The relay's base URL [default: from the configuration's `server.listen`, such as
+    /// http://127.0.0.1:8080].
+    #[arg(long)]
+    pub url: Option<String>,
     /// Your application's JWT for the user (see `topic-relay jwt`).
     #[arg(long, env = "TOPIC_RELAY_JWT", hide_env_values = true)]
     pub jwt: String,
@@ -118,10 +119,11 @@ pub struct CacheArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: CacheCommand,
-    /// The relay's base URL.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// The admin token (`[admin] token` in the relay's config).
+    /// The relay's base URL [default: from the configuration's `server.listen`, such as
+    /// http://127.0.0.1:8080].
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// The admin token [default: `[admin] token` in the relay's configuration].
     #[arg(long, global = true, env = "TOPIC_RELAY_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
@@ -183,12 +185,14 @@ pub struct SignArgs {
 /// `send`
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The relay's webhook URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080/webhook")]
-    pub url: String,
-    /// The webhook's signing secret (default: the demo secret of the embedded backend).
-    #[arg(long, env = "TOPIC_RELAY_SECRET", hide_env_values = true, default_value = DEMO_SECRET)]
-    pub secret: String,
+    /// The relay's webhook URL [default: the configured webhook's, such as
+    /// http://127.0.0.1:8080/webhooks/chat].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The webhook's signing secret [default: the configured webhook's first secret; the
+    /// public demo secret on the embedded backend when none is configured].
+    #[arg(long, env = "TOPIC_RELAY_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
     /// The event's message.
     #[command(flatten)]
     pub message: MessageArgs,
@@ -200,9 +204,10 @@ pub struct SendArgs {
 /// `healthcheck`
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// The health endpoint to probe.
-    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
-    pub url: String,
+    /// The health endpoint to probe [default: /healthz at the configuration's
+    /// `server.listen`, such as http://127.0.0.1:8080/healthz].
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 /// `spool`
@@ -211,10 +216,11 @@ pub struct SpoolArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: SpoolCommand,
-    /// The relay's base URL.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// The admin token (`[admin] token` in the relay's config).
+    /// The relay's base URL [default: from the configuration's `server.listen`, such as
+    /// http://127.0.0.1:8080].
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// The admin token [default: `[admin] token` in the relay's configuration].
     #[arg(long, global = true, env = "TOPIC_RELAY_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }

@@ -6,15 +6,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use reqwest::Url;
 
-use crate::cli::{CacheArgs, CacheCommand};
+use super::locate;
+use crate::cli::{CacheArgs, CacheCommand, ConfigArgs};
 
-/// Runs one cache subcommand against the relay at `--url`.
-pub async fn run(args: CacheArgs) -> anyhow::Result<ExitCode> {
+/// Runs one cache subcommand against the relay at `--url`, else the configured one.
+pub async fn run(args: CacheArgs, config: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let (base, token) = locate::admin_target(args.url, args.token, config)?;
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
     let (cache, key) = match &args.command {
         CacheCommand::Set { cache, key, .. } | CacheCommand::Get { cache, key } => (cache, key),
     };
-    let mut url = Url::parse(&args.url).context("--url is not a URL")?;
+    let mut url = Url::parse(&base).context("--url is not a URL")?;
     url.path_segments_mut()
         .map_err(|()| anyhow::anyhow!("--url cannot take a path"))?
         .pop_if_empty()
@@ -28,15 +30,15 @@ pub async fn run(args: CacheArgs) -> anyhow::Result<ExitCode> {
         }
         CacheCommand::Get { .. } => client.get(url),
     };
-    if let Some(token) = &args.token {
+    if let Some(token) = &token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.with_context(|| format!("cannot reach {}", args.url))?;
+    let response = request.send().await.with_context(|| format!("cannot reach {base}"))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     match (&args.command, status.is_success()) {
-        (CacheCommand::Set { cache, key, .. }, true) => println!("stored {key:?} in {cache:?}"),
-        (CacheCommand::Get { .. }, true) => println!("{body}"),
+        (CacheCommand::Set { cache, key, .. }, true) => say!("stored {key:?} in {cache:?}")?,
+        (CacheCommand::Get { .. }, true) => say!("{body}")?,
         (_, false) => {
             eprintln!("{status} {body}");
             return Ok(ExitCode::FAILURE);

@@ -12,7 +12,7 @@ use crate::route::RouteTable;
 
 /// Validates the configuration (routes, steps and loops included) and prints it resolved,
 /// with secrets redacted.
-pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(args.config.as_deref())?;
     RouteTable::build(&loaded.settings, &ProcessorRegistry::new())
         .map_err(|(key, message)| anyhow!("{}: `{key}`: {message}", loaded.source))?;
@@ -21,12 +21,12 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             .map_err(|error| anyhow!("{}: {error}", loaded.source))?;
     }
     let resolved = readable_toml(&toml::to_string_pretty(&loaded.settings)?)?;
-    println!("# configuration from {}: valid", loaded.source);
-    println!("# backend: {}", loaded.settings.momento.resolved_backend().name());
+    say!("# configuration from {}: valid", loaded.source)?;
+    say!("# backend: {}", loaded.settings.momento.resolved_backend().name())?;
     for notice in &loaded.notices {
-        println!("# NOTE: {notice}");
+        say!("# NOTE: {notice}")?;
     }
-    println!("\n{resolved}");
+    say!("\n{resolved}")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,15 +3,21 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::HealthcheckArgs;
+use super::locate;
+use crate::cli::{ConfigArgs, HealthcheckArgs};
 
-/// Exits 0 when the URL answers 200 within 3 seconds.
-pub async fn run(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
+/// Exits 0 when `--url`, else `/healthz` of the configured relay, answers 200 within 3
+/// seconds.
+pub async fn run(args: HealthcheckArgs, config: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let url = match args.url {
+        Some(url) => url,
+        None => format!("{}/healthz", locate::base_url(None, config)?),
+    };
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
-    match client.get(&args.url).send().await {
+    match client.get(&url).send().await {
         Ok(response) if response.status().is_success() => Ok(ExitCode::SUCCESS),
         Ok(response) => {
-            eprintln!("unhealthy: {} answered {}", args.url, response.status());
+            eprintln!("unhealthy: {url} answered {}", response.status());
             Ok(ExitCode::FAILURE)
         }
         Err(error) => {

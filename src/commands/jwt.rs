@@ -32,6 +32,6 @@ pub fn run(args: JwtArgs) -> anyhow::Result<ExitCode> {
     }
     let jwt =
         jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(args.secret.as_bytes()))?;
-    println!("{jwt}");
+    say!("{jwt}")?;
     Ok(ExitCode::SUCCESS)
 }

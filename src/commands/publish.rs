@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::PublishArgs;
+use super::locate;
+use crate::cli::{ConfigArgs, PublishArgs};
 
 /// Posts the message to `/v1/publish/{cache}/{topic}` and prints the answer.
-pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let mut url = reqwest::Url::parse(&args.url).context("--url is not a URL")?;
+pub async fn run(args: PublishArgs, config: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let base = locate::base_url(args.url, config)?;
+    let mut url = reqwest::Url::parse(&base).context("--url is not a URL")?;
     url.path_segments_mut()
         .map_err(|()| anyhow::anyhow!("--url cannot take a path"))?
         .pop_if_empty()
@@ -22,8 +24,8 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
     if let Some(token) = &args.token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.with_context(|| format!("cannot reach {}", args.url))?;
+    let response = request.send().await.with_context(|| format!("cannot reach {base}"))?;
     let status = response.status();
-    println!("{status} {}", response.text().await.unwrap_or_default());
+    say!("{status} {}", response.text().await.unwrap_or_default())?;
     Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

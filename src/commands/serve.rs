@@ -8,7 +8,7 @@ use crate::startup::App;
 use crate::telemetry;
 
 /// Runs the relay.
-pub async fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     telemetry::init();
     let loaded = config::load(args.config.as_deref())?;
     tracing::info!(config = %loaded.source, backend = loaded.settings.momento.resolved_backend().name(), "configuration loaded");

@@ -20,6 +20,6 @@ pub fn run(args: SignArgs) -> anyhow::Result<ExitCode> {
             body
         }
     };
-    println!("{}", verify::sign(args.secret.as_bytes(), &body));
+    say!("{}", verify::sign(args.secret.as_bytes(), &body))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,28 +8,26 @@ use anyhow::{Context, bail};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 
-use crate::cli::{SpoolArgs, SpoolCommand};
+use super::{StdoutError, locate};
+use crate::cli::{ConfigArgs, SpoolArgs, SpoolCommand};
 
-/// Runs one spool subcommand against the relay at `--url`.
-pub async fn run(args: SpoolArgs) -> anyhow::Result<ExitCode> {
-    let admin = Admin {
-        base: args.url.trim_end_matches('/').to_owned(),
-        token: args.token,
-        client: reqwest::Client::new(),
-    };
+/// Runs one spool subcommand against the relay at `--url`, else the configured one.
+pub async fn run(args: SpoolArgs, config: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let (base, token) = locate::admin_target(args.url, args.token, config)?;
+    let admin = Admin { base, token, client: reqwest::Client::new() };
     match args.command {
-        SpoolCommand::Status => print_status(&admin.call(Method::GET, "/v1/status").await?),
+        SpoolCommand::Status => print_status(&admin.call(Method::GET, "/v1/status").await?)?,
         SpoolCommand::Pending { limit } => {
             let answer = admin.call(Method::GET, &format!("/v1/admin/spool?limit={limit}")).await?;
-            print_pending(&answer);
+            print_pending(&answer)?;
         }
         SpoolCommand::DeadLetters { limit } => {
             let answer = admin.call(Method::GET, &format!("/v1/admin/dead-letters?limit={limit}")).await?;
-            print_dead_letters(&answer);
+            print_dead_letters(&answer)?;
         }
         SpoolCommand::Show { id } => {
             let answer = admin.call(Method::GET, &format!("/v1/admin/dead-letters/{id}")).await?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
+            say!("{}", serde_json::to_string_pretty(&answer)?)?;
         }
         SpoolCommand::Replay { id, all } => {
             let path = match (id, all) {
@@ -39,7 +37,7 @@ pub async fn run(args: SpoolArgs) -> anyhow::Result<ExitCode> {
             };
             let answer = admin.call(Method::POST, &path).await?;
             let replayed = answer["replayed"].as_array().map_or(0, Vec::len);
-            println!("replayed {replayed} dead letter(s); they are due now");
+            say!("replayed {replayed} dead letter(s); they are due now")?;
         }
         SpoolCommand::Purge { id, all } => {
             let path = match (id, all) {
@@ -48,7 +46,7 @@ pub async fn run(args: SpoolArgs) -> anyhow::Result<ExitCode> {
                 _ => bail!("give a dead letter's id, or --all"),
             };
             let answer = admin.call(Method::DELETE, &path).await?;
-            println!("purged {} dead letter(s)", answer["purged"]);
+            say!("purged {} dead letter(s)", answer["purged"])?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -86,22 +84,26 @@ impl Admin {
     }
 }
 
-fn print_status(status: &Value) {
+fn print_status(status: &Value) -> Result<(), StdoutError> {
     let delivery = &status["delivery"];
-    println!("backend:      {}", status["backend"].as_str().unwrap_or("?"));
-    println!("ready:        {}", status["ready"]);
-    println!("mode:         {}", delivery["mode"].as_str().unwrap_or("?"));
-    println!("spooled:      {}", delivery["spooled"]);
-    println!("dead letters: {}", delivery["dead_letters"]);
+    say!("backend:      {}", status["backend"].as_str().unwrap_or("?"))?;
+    say!("ready:        {}", status["ready"])?;
+    say!("mode:         {}", delivery["mode"].as_str().unwrap_or("?"))?;
+    say!("spooled:      {}", delivery["spooled"])?;
+    say!("dead letters: {}", delivery["dead_letters"])
 }
 
-fn print_pending(answer: &Value) {
-    println!(
+fn print_pending(answer: &Value) -> Result<(), StdoutError> {
+    say!(
         "{:<8} {:<20} {:>9} {:>8}  {:<20}  LAST ERROR",
-        "ID", "ROUTE", "NEXT STEP", "ATTEMPTS", "DUE (UTC)"
-    );
+        "ID",
+        "ROUTE",
+        "NEXT STEP",
+        "ATTEMPTS",
+        "DUE (UTC)"
+    )?;
     for event in answer["events"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "{:<8} {:<20} {:>9} {:>8}  {:<20}  {}",
             event["id"],
             event["route"].as_str().unwrap_or("?"),
@@ -109,22 +111,24 @@ fn print_pending(answer: &Value) {
             event["attempts"],
             time(&event["due_ms"]),
             event["last_error"].as_str().unwrap_or("")
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn print_dead_letters(answer: &Value) {
-    println!("{:<8} {:<20} {:>8}  {:<20}  REASON", "ID", "ROUTE", "ATTEMPTS", "DEAD SINCE (UTC)");
+fn print_dead_letters(answer: &Value) -> Result<(), StdoutError> {
+    say!("{:<8} {:<20} {:>8}  {:<20}  REASON", "ID", "ROUTE", "ATTEMPTS", "DEAD SINCE (UTC)")?;
     for letter in answer["dead_letters"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "{:<8} {:<20} {:>8}  {:<20}  {}",
             letter["id"],
             letter["event"]["route"].as_str().unwrap_or("?"),
             letter["event"]["attempts"],
             time(&letter["dead_at_ms"]),
             letter["reason"].as_str().unwrap_or("")
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn time(ms: &Value) -> String {

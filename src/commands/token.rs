@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cli::TokenArgs;
+use super::locate;
+use crate::cli::{ConfigArgs, TokenArgs};
 
 /// Posts the JWT as the bearer and prints the token (or the whole answer).
-pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
-    let url = format!("{}/v1/tokens", args.url.trim_end_matches('/'));
+pub async fn run(args: TokenArgs, config: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/v1/tokens", locate::base_url(args.url, config)?);
     let body = args.expires_in.map(|expires_in| json!({ "expires_in": expires_in }));
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
     let mut request = client.post(&url).bearer_auth(&args.jwt);
@@ -25,8 +26,8 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     match answer["token"].as_str() {
-        Some(token) if args.only_token => println!("{token}"),
-        _ => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Some(token) if args.only_token => say!("{token}")?,
+        _ => say!("{}", serde_json::to_string_pretty(&answer)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }

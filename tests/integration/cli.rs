@@ -5,13 +5,14 @@ use crate::support;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use support::{SECRET, spawn_app};
+use support::{ADMIN_TOKEN, SECRET, SEED_CONFIG, TestApp, spawn_app, spawn_app_with};
 
 fn topic_relay(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_topic-relay"))
         .args(args)
         .env_remove("TOPIC_RELAY_CONFIG")
         .env_remove("TOPIC_RELAY_SECRET")
+        .env_remove("TOPIC_RELAY_ADMIN_TOKEN")
         .output()
         .expect("the binary runs")
 }
@@ -121,6 +122,91 @@ async fn healthcheck_exits_0_for_a_live_relay_and_1_when_nothing_answers() {
     let dead =
         tokio::task::spawn_blocking(move || topic_relay(&["healthcheck", "--url", &dead_url])).await.unwrap();
     assert_eq!(dead.status.code(), Some(1));
+}
+
+/// The seed configuration with the admin API on.
+fn seed_config_with_admin() -> String {
+    format!("{SEED_CONFIG}\n[admin]\ntoken = {ADMIN_TOKEN:?}\n")
+}
+
+/// The configuration file an operator of `app` has: the one it runs on, with its port.
+fn config_file_of(app: &TestApp, config: &str) -> tempfile::NamedTempFile {
+    config_file(&config.replace("127.0.0.1:0", &format!("127.0.0.1:{}", app.port)))
+}
+
+#[tokio::test]
+async fn without_url_the_client_commands_find_the_relay_its_secret_and_its_admin_token_in_its_config() {
+    let config = seed_config_with_admin();
+    let app = spawn_app_with(&config).await;
+    let file = config_file_of(&app, &config);
+    let path = file.path().to_str().unwrap().to_owned();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || topic_relay(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    let with_config = |args: &[&str]| {
+        [&["--config", path.as_str()], args].concat().into_iter().map(String::from).collect::<Vec<_>>()
+    };
+
+    let health = run(with_config(&["healthcheck"])).await.unwrap();
+    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stderr));
+
+    // A 200 shows both the webhook's URL and its secret came from the file.
+    let sent =
+        run(with_config(&["send", "--cache", "chat", "--topic", "topic 1", "--text", "hi"])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        stdout.starts_with("200 OK {\"outcome\":\"processed\""),
+        "{stdout}{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+
+    let dead_letters = run(with_config(&["spool", "dead-letters"])).await.unwrap();
+    assert!(dead_letters.status.success(), "{}", String::from_utf8_lossy(&dead_letters.stderr));
+
+    // The configured admin token goes only where the configuration says the relay is.
+    let elsewhere = run(with_config(&["spool", "--url", &app.address, "dead-letters"])).await.unwrap();
+    assert!(!elsewhere.status.success());
+    assert!(
+        String::from_utf8_lossy(&elsewhere.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&elsewhere.stderr)
+    );
+
+    app.stop().await.unwrap();
+    let dead = run(with_config(&["healthcheck"])).await.unwrap();
+    assert_eq!(dead.status.code(), Some(1));
+}
+
+#[test]
+fn without_url_a_configuration_that_cannot_be_read_is_an_error_that_says_to_pass_one() {
+    for command in
+        [&["healthcheck"][..], &["spool", "status"], &["send", "--cache", "c", "--topic", "t", "--text", "x"]]
+    {
+        let output = topic_relay(&[&["--config", "/nonexistent/relay.toml"], command].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(
+            stderr.contains("without --url") && stderr.contains("/nonexistent/relay.toml"),
+            "{command:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn output_to_a_reader_that_has_gone_ends_the_command_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // As `topic-relay check-config | head -0` does: the reader is gone before anything is written.
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .arg("check-config")
+        .env_remove("TOPIC_RELAY_CONFIG")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 fn check_example(file: &str, api_key: &str) -> Output {
