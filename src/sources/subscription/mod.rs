@@ -169,11 +169,15 @@ impl Listeners {
 
 impl Listening {
     /// Stops taking items; each stream finishes the item in hand, spools what it queued,
-    /// writes its checkpoint and releases its lease, by `deadline` at the latest.
+    /// writes its checkpoint and releases its lease, by `deadline` at the latest. A stream
+    /// still busy then is ended, so that nothing of it runs after the spool closes; what it
+    /// held past its checkpoint is read again at the next start.
     pub async fn stop(self, deadline: tokio::time::Instant) {
         self.stop.cancel();
-        for task in self.tasks {
-            if tokio::time::timeout_at(deadline, task).await.is_err() {
+        for mut task in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
                 tracing::warn!("a subscription stream was cut off by the shutdown grace");
             }
         }
