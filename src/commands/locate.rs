@@ -17,10 +17,10 @@ pub struct ConfiguredRelay {
     settings: Settings,
 }
 
-/// A webhook of the configured relay: where to post to it, and a secret it accepts.
+/// A webhook of the configured relay.
 pub struct ConfiguredWebhook {
-    /// Its URL on the relay, `.../webhooks/<name>`.
-    pub url: String,
+    /// Its name: it is served at `/webhooks/<name>`.
+    pub name: String,
     /// Its first signing secret.
     pub secret: String,
 }
@@ -51,7 +51,7 @@ impl ConfiguredRelay {
         let names = || self.settings.webhooks.keys().cloned().collect::<Vec<_>>().join(", ");
         let (name, settings) = match name {
             Some(name) => self.settings.webhooks.get_key_value(name).with_context(|| {
-                format!("the configuration has no webhook `{name}` (it has: {})", names())
+                format!("the configuration has no webhook `{name}` (it has: {}): pass --secret", names())
             })?,
             None if self.settings.webhooks.len() == 1 => {
                 self.settings.webhooks.iter().next().expect("one webhook")
@@ -67,8 +67,12 @@ impl ConfiguredRelay {
             .secrets
             .first()
             .with_context(|| format!("webhook `{name}` has no signing secret configured: pass --secret"))?;
-        let url = format!("{}/webhooks/{name}", self.base_url()?);
-        Ok(ConfiguredWebhook { url, secret: secret.expose().to_owned() })
+        Ok(ConfiguredWebhook { name: name.clone(), secret: secret.expose().to_owned() })
+    }
+
+    /// The URL of `webhook` on the configured relay.
+    pub fn webhook_url(&self, webhook: &ConfiguredWebhook) -> anyhow::Result<String> {
+        Ok(format!("{}/webhooks/{}", self.base_url()?, webhook.name))
     }
 }
 
@@ -116,6 +120,37 @@ fn base_url_of(listen: SocketAddr) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ConfigSource, load_from_str};
+
+    fn relay(config: &str) -> ConfiguredRelay {
+        let loaded = load_from_str(config, ConfigSource::BuiltIn, &|_| None, Vec::new()).unwrap();
+        ConfiguredRelay { settings: loaded.settings }
+    }
+
+    const TWO_WEBHOOKS: &str = r#"
+        [server]
+        listen = "0.0.0.0:9000"
+        [webhooks.orders]
+        secrets = ["orders-secret", "orders-old"]
+        [webhooks.chat]
+        secrets = ["chat-secret"]
+    "#;
+
+    #[test]
+    fn a_named_webhook_gives_its_first_secret_and_its_url() {
+        let relay = relay(TWO_WEBHOOKS);
+        let orders = relay.webhook(Some("orders")).unwrap();
+        assert_eq!(orders.secret, "orders-secret");
+        assert_eq!(relay.webhook_url(&orders).unwrap(), "http://127.0.0.1:9000/webhooks/orders");
+    }
+
+    #[test]
+    fn of_several_webhooks_none_is_picked_and_the_error_names_them() {
+        let error = relay(TWO_WEBHOOKS).webhook(None).err().unwrap().to_string();
+        assert!(error.contains("chat, orders") && error.contains("--url"), "{error}");
+        let error = relay(TWO_WEBHOOKS).webhook(Some("billing")).err().unwrap().to_string();
+        assert!(error.contains("no webhook `billing`") && error.contains("--secret"), "{error}");
+    }
 
     #[test]
     fn an_address_on_every_interface_is_reached_on_loopback() {

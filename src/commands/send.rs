@@ -60,8 +60,9 @@ fn webhook_and_secret(
     match (url, secret) {
         (Some(url), Some(secret)) => Ok((url, secret)),
         (None, secret) => {
-            let webhook = ConfiguredRelay::load(config, ADDRESS)?.webhook(None)?;
-            Ok((webhook.url, secret.unwrap_or(webhook.secret)))
+            let relay = ConfiguredRelay::load(config, ADDRESS)?;
+            let webhook = relay.webhook(None)?;
+            Ok((relay.webhook_url(&webhook)?, secret.unwrap_or(webhook.secret)))
         }
         (Some(url), None) => {
             let name = webhook_named_in(&url);
