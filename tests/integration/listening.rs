@@ -246,6 +246,28 @@ async fn a_topic_that_cannot_be_subscribed_to_shows_in_readiness_status_and_metr
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_failing_topic_of_a_subscription_that_does_not_affect_readiness_leaves_the_relay_ready() {
+    let emulator = Emulator::start().await;
+    emulator.fail_subscribes(usize::MAX, Code::NotFound);
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "affects_readiness = false")).await;
+    let mut stream = serde_json::Value::Null;
+    for _ in 0..250 {
+        stream = status(&app).await["subscriptions"][0].clone();
+        if stream["state"] == "failing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stream["state"], "failing", "{stream}");
+    assert!(wait_for_readiness(&app, 200, Duration::from_secs(10)).await, "ready while the topic fails");
+    assert_eq!(status(&app).await["subscriptions"][0]["state"], "failing");
+    let readyz = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_stream_broken_while_momento_refuses_subscribes_shows_as_failing_and_is_retried_with_backoff() {
     let emulator = Emulator::start().await;
     let dir = tempfile::tempdir().unwrap();

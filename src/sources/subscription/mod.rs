@@ -66,6 +66,11 @@ pub struct SubscriptionSettings {
     /// The longest wait between attempts to subscribe.
     #[serde(default = "default_reconnect_max", with = "duration")]
     pub reconnect_max: Duration,
+    /// Whether a topic of this subscription that fails turns `/readyz` to 503. Without it, a
+    /// failing topic shows only in `/v1/status`, the metrics and the log, and the replica
+    /// keeps taking webhook calls.
+    #[serde(default = "default_affects_readiness")]
+    pub affects_readiness: bool,
 }
 
 fn default_lease_ttl() -> Duration {
@@ -82,6 +87,9 @@ fn default_reconnect_initial() -> Duration {
 }
 fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
+}
+fn default_affects_readiness() -> bool {
+    true
 }
 
 /// Which replicas listen to a topic.
@@ -102,7 +110,19 @@ pub struct Listeners {
 
 /// What the streams report, for `/v1/status` and `/readyz`.
 #[derive(Clone, Default)]
-pub struct ListenerReports(Arc<Vec<Arc<Mutex<StreamReport>>>>);
+pub struct ListenerReports(Arc<Vec<ReportedStream>>);
+
+/// One stream's live report, and whether its failure counts against readiness.
+struct ReportedStream {
+    report: Arc<Mutex<StreamReport>>,
+    affects_readiness: bool,
+}
+
+impl ReportedStream {
+    fn current(&self) -> std::sync::MutexGuard<'_, StreamReport> {
+        self.report.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// The running streams.
 pub struct Listening {
@@ -156,7 +176,11 @@ impl Listeners {
 
     /// What the streams report, live.
     pub fn reports(&self) -> ListenerReports {
-        ListenerReports(Arc::new(self.streams.iter().map(|stream| stream.report.clone()).collect()))
+        let streams = self.streams.iter().map(|stream| ReportedStream {
+            report: stream.report.clone(),
+            affects_readiness: stream.settings.affects_readiness,
+        });
+        ListenerReports(Arc::new(streams.collect()))
     }
 
     /// Starts every stream.
@@ -187,17 +211,13 @@ impl Listening {
 impl ListenerReports {
     /// Every stream's report, in configuration order.
     pub fn snapshot(&self) -> Vec<StreamReport> {
-        self.0
-            .iter()
-            .map(|report| report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
-            .collect()
+        self.0.iter().map(|stream| stream.current().clone()).collect()
     }
 
-    /// Whether some topic cannot be subscribed to, or its lease cannot be taken.
+    /// Whether some topic that affects readiness cannot be subscribed to, or its lease
+    /// cannot be taken.
     pub fn any_failing(&self) -> bool {
-        self.0.iter().any(|report| {
-            report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).state == StreamState::Failing
-        })
+        self.0.iter().any(|stream| stream.affects_readiness && stream.current().state == StreamState::Failing)
     }
 }
 
