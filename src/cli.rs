@@ -228,7 +228,8 @@ pub struct SpoolArgs {
 /// The `spool` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SpoolCommand {
-    /// Backend, readiness, and how many events are spooled and dead-lettered.
+    /// Backend, readiness, how many events are spooled and dead-lettered, and each
+    /// subscription stream's state.
     Status,
     /// Events waiting for redelivery.
     Pending {

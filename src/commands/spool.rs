@@ -90,7 +90,18 @@ fn print_status(status: &Value) -> Result<(), StdoutError> {
     say!("ready:        {}", status["ready"])?;
     say!("mode:         {}", delivery["mode"].as_str().unwrap_or("?"))?;
     say!("spooled:      {}", delivery["spooled"])?;
-    say!("dead letters: {}", delivery["dead_letters"])
+    say!("dead letters: {}", delivery["dead_letters"])?;
+    for stream in status["subscriptions"].as_array().into_iter().flatten() {
+        let owner = if stream["owned"] == true { "owned by this replica" } else { "not owned here" };
+        say!(
+            "stream:       {}/{}: {}, {owner}{}",
+            stream["subscription"].as_str().unwrap_or("?"),
+            stream["topic"].as_str().unwrap_or("?"),
+            stream["state"].as_str().unwrap_or("?"),
+            stream["last_error"].as_str().map(|error| format!(" ({error})")).unwrap_or_default()
+        )?;
+    }
+    Ok(())
 }
 
 fn print_pending(answer: &Value) -> Result<(), StdoutError> {

@@ -264,6 +264,13 @@ async fn a_failing_topic_of_a_subscription_that_does_not_affect_readiness_leaves
     assert_eq!(status(&app).await["subscriptions"][0]["state"], "failing");
     let readyz = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(readyz.status(), 200);
+    // An operator still sees it, without curl.
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .args(["spool", "--url", &app.address, "status"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("stream:       inbox/topic 1: failing") && shown.contains("not found"), "{shown}");
     app.stop().await.unwrap();
 }
 
