@@ -30,6 +30,19 @@ async fn status(app: &TestApp) -> serde_json::Value {
     app.client.get(app.url("/v1/status")).send().await.unwrap().json().await.unwrap()
 }
 
+/// The first stream in `/v1/status` once its state is `state`, or as it is after 5 s.
+async fn first_stream_once_it_is(app: &TestApp, state: &str) -> serde_json::Value {
+    let mut stream = serde_json::Value::Null;
+    for _ in 0..250 {
+        stream = status(app).await["subscriptions"][0].clone();
+        if stream["state"] == state {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream
+}
+
 /// Every one of `texts`, uppercased with its publisher, republished exactly once.
 fn assert_each_once(emulator: &Emulator, texts: impl IntoIterator<Item = String>) {
     let counts = republished(emulator);
@@ -251,14 +264,7 @@ async fn a_failing_topic_of_a_subscription_that_does_not_affect_readiness_leaves
     emulator.fail_subscribes(usize::MAX, Code::NotFound);
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(&listener(&emulator, dir.path(), "affects_readiness = false")).await;
-    let mut stream = serde_json::Value::Null;
-    for _ in 0..250 {
-        stream = status(&app).await["subscriptions"][0].clone();
-        if stream["state"] == "failing" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stream = first_stream_once_it_is(&app, "failing").await;
     assert_eq!(stream["state"], "failing", "{stream}");
     assert!(wait_for_readiness(&app, 200, Duration::from_secs(10)).await, "ready while the topic fails");
     assert_eq!(status(&app).await["subscriptions"][0]["state"], "failing");
@@ -283,14 +289,7 @@ async fn a_stream_broken_while_momento_refuses_subscribes_shows_as_failing_and_i
 
     emulator.fail_subscribes(usize::MAX, Code::Unavailable);
     assert_eq!(emulator.cut_streams(), 1);
-    let mut stream = serde_json::Value::Null;
-    for _ in 0..250 {
-        stream = status(&app).await["subscriptions"][0].clone();
-        if stream["state"] == "failing" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stream = first_stream_once_it_is(&app, "failing").await;
     assert_eq!(stream["state"], "failing", "{stream}");
     assert!(stream["last_error"].as_str().unwrap().contains("unavailable"), "{stream}");
     let readyz = app.client.get(app.url("/readyz")).send().await.unwrap().text().await.unwrap();
