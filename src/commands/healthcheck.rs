@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::locate;
+use super::locate::{ADDRESS, ConfiguredRelay};
 use crate::cli::{ConfigArgs, HealthcheckArgs};
 
 /// Exits 0 when `--url`, else `/healthz` of the configured relay, answers 200 within 3
@@ -11,7 +11,7 @@ use crate::cli::{ConfigArgs, HealthcheckArgs};
 pub async fn run(args: HealthcheckArgs, config: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let url = match args.url {
         Some(url) => url,
-        None => format!("{}/healthz", locate::base_url(None, config)?),
+        None => format!("{}/healthz", ConfiguredRelay::load(config, ADDRESS)?.base_url()?),
     };
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
     match client.get(&url).send().await {
