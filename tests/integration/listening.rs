@@ -375,6 +375,50 @@ async fn an_item_slower_than_its_budget_at_shutdown_is_spooled_and_delivered_onc
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stream_still_busy_when_the_shutdown_grace_ends_is_ended_and_resumes_at_its_checkpoint() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = listener(&emulator, dir.path(), "");
+    let short_grace =
+        config.replace("shutdown_grace = \"5s\"", "shutdown_grace = \"2s\"\nrequest_timeout = \"2s\"");
+    let first = spawn_app_with(&short_grace).await;
+    wait_for_subscriber(&emulator).await;
+    publish_items(&emulator, 0, 5);
+    let last = emulator.publish_as("chat", "topic 1", "item 5", "user-5");
+    let checkpointed = async {
+        for _ in 0..250 {
+            if status(&first).await["subscriptions"][0]["resume_at"]["sequence"] == last + 1 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    assert!(checkpointed.await, "the checkpoint moves past the six items");
+    // The local checkpoint file is written right after the status shows it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Momento stops answering: the shutdown's checkpoint write and lease release each time
+    // out and are retried, for longer than the grace.
+    emulator.delay_next(1_000, Duration::from_secs(30));
+    first.stop().await.unwrap();
+    let calls_at_stop = emulator.calls().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after_stop: Vec<&str> = emulator.calls()[calls_at_stop..].iter().map(|call| call.method).collect();
+    assert!(after_stop.is_empty(), "the stopped relay still called Momento: {after_stop:?}");
+
+    // The next start resumes after the six items, from the local checkpoint.
+    emulator.heal();
+    publish_items(&emulator, 6, 10);
+    let second = spawn_app_with(&config).await;
+    let all = eventually(Duration::from_secs(20), || republished(&emulator).len() >= 10).await;
+    assert!(all, "{:?}", republished(&emulator));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_each_once(&emulator, expected(0, 10));
+    second.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn streams_that_break_as_soon_as_they_open_are_subscribed_to_ever_more_rarely() {
     let emulator = Emulator::start().await;
     let dir = tempfile::tempdir().unwrap();
