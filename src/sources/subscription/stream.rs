@@ -14,6 +14,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::checkpoint::{CheckpointKey, Checkpoints};
 use super::lease::Lease;
@@ -86,7 +87,10 @@ impl TopicStream {
                 break;
             }
             let lost = CancellationToken::new();
-            let keeper = lease.take().map(|lease| tokio::spawn(keep(lease, lost.clone(), stop.clone())));
+            // The stream's helper tasks end with it, also when the shutdown grace aborts it.
+            let keeper = lease
+                .take()
+                .map(|lease| AbortOnDropHandle::new(tokio::spawn(keep(lease, lost.clone(), stop.clone()))));
             self.set_owned(true);
             let ended = self.listen(&stop, &lost).await;
             self.set_owned(false);
@@ -147,23 +151,23 @@ impl TopicStream {
         let resume = self.checkpoints.load(&self.key).await;
         let progress = Arc::new(Mutex::new(Progress::starting_at(resume)));
         let (queue, queued) = mpsc::channel(self.settings.queue);
-        let worker = tokio::spawn(work(
+        let worker = AbortOnDropHandle::new(tokio::spawn(work(
             queued,
             self.relay.clone(),
             self.source.clone(),
             progress.clone(),
             self.metrics.clone(),
             stop.clone(),
-        ));
+        )));
         let stop_writing = CancellationToken::new();
-        let writer = tokio::spawn(write_checkpoints(
+        let writer = AbortOnDropHandle::new(tokio::spawn(write_checkpoints(
             self.checkpoints.clone(),
             self.key.clone(),
             progress.clone(),
             self.settings.checkpoint_interval,
             self.report.clone(),
             stop_writing.clone(),
-        ));
+        )));
         let ended = self.subscribe_and_read(&progress, &queue, stop, lost).await;
         drop(queue);
         let _ = worker.await;
