@@ -39,7 +39,7 @@ pub struct Settings {
     #[serde(default)]
     pub webhooks: BTreeMap<String, WebhookSettings>,
     /// Topics the relay listens to itself, by name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, SubscriptionSettings>,
     /// Which backend to publish through, and how to reach Momento.
     #[serde(default)]

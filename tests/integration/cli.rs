@@ -76,6 +76,7 @@ fn check_config_prints_the_resolved_config_without_secrets() {
     assert!(stdout.contains("secrets = [\"<redacted>\"]"), "{stdout}");
     assert!(stdout.contains("request_timeout = \"4s\""), "defaults are shown: {stdout}");
     assert!(!stdout.contains("super-secret-signing-key"));
+    assert!(!stdout.contains("[subscriptions]"), "no empty table for a feature not configured: {stdout}");
 }
 
 #[test]
