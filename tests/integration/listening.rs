@@ -398,6 +398,7 @@ async fn a_stream_still_busy_when_the_shutdown_grace_ends_is_ended_and_resumes_a
     );
     let short_grace =
         config.replace("shutdown_grace = \"5s\"", "shutdown_grace = \"2s\"\nrequest_timeout = \"2s\"");
+    assert!(config.contains(r#"steps = ["uppercase"]"#) && short_grace.contains("shutdown_grace = \"2s\""));
     let first = spawn_app_with(&short_grace).await;
     wait_for_subscriber(&emulator).await;
     publish_items(&emulator, 0, 5);
