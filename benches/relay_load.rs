@@ -9,7 +9,9 @@
 //! hot path: verify, parse, freshness, replay check, route, uppercase, publish on the embedded
 //! backend. Scenarios run in interleaved rounds and the best round counts, because the
 //! machine this runs on is rarely quiet. Then the relay is run at about half its peak rate for
-//! its latency under ordinary load. Needs `wrk` (`apt-get install wrk`).
+//! its latency under ordinary load. Each run also reads the server's CPU time from `/proc`:
+//! CPU per request is what sizes a deployment, and it holds steadier than req/s when the load
+//! generator competes for the same cores. Needs `wrk` (`apt-get install wrk`).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -87,6 +89,26 @@ impl Server {
             .unwrap_or(0.0);
         kib / 1024.0
     }
+
+    /// CPU time the process has used so far, user and system, all threads, in seconds.
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The command name, in parentheses, may hold spaces: count the fields after it, where
+        // utime and stime (fields 14 and 15 of the line) are the 12th and 13th.
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / clock_ticks_per_second())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn clock_ticks_per_second() -> f64 {
+    rustix::param::clock_ticks_per_second() as f64
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clock_ticks_per_second() -> f64 {
+    100.0
 }
 
 fn free_port() -> u16 {
@@ -217,29 +239,33 @@ fn write_events(path: &Path, count: usize, salt: usize) {
     }
 }
 
-/// One wrk run: requests per second, non-2xx answers, p50 and p99 in ms.
+/// One wrk run: requests per second, non-2xx answers, p50 and p99 in ms, and the server's
+/// CPU time per request in µs (NaN where the system does not say).
 struct Run {
     per_second: f64,
     failures: u64,
     p50: f64,
     p99: f64,
+    cpu_us: f64,
 }
 
-fn run_wrk(work: &Path, url: &str, seconds: u64, pause_ms: u64, salt: usize) -> Run {
+fn run_wrk(work: &Path, server: &Server, seconds: u64, pause_ms: u64, salt: usize) -> Run {
     let events = work.join("events.tsv");
     write_events(&events, (seconds as usize) * 90_000, salt);
     let script = work.join("events.lua");
     std::fs::write(&script, WRK_SCRIPT).unwrap();
+    let cpu_before = server.cpu_seconds();
     let output = Command::new("wrk")
         .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-s"])
         .arg(&script)
-        .arg(url)
+        .arg(&server.url)
         .arg("--")
         .arg(&events)
         .arg(pause_ms.to_string())
         .stderr(Stdio::inherit())
         .output()
         .expect("wrk runs");
+    let cpu_seconds = server.cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
     let text = String::from_utf8_lossy(&output.stdout);
     let field = |prefix: &str| -> Option<&str> {
         text.lines().find_map(|line| line.trim().strip_prefix(prefix)).map(str::trim)
@@ -251,7 +277,12 @@ fn run_wrk(work: &Path, url: &str, seconds: u64, pause_ms: u64, salt: usize) -> 
             .find_map(|part| part.strip_prefix(name)?.parse().ok())
             .unwrap_or(f64::NAN)
     };
+    let requests: Option<f64> = text
+        .lines()
+        .find(|line| line.contains("requests in"))
+        .and_then(|line| line.split_whitespace().next()?.parse().ok());
     Run {
+        cpu_us: cpu_seconds.zip(requests).map_or(f64::NAN, |(cpu, requests)| cpu * 1e6 / requests),
         per_second: field("Requests/sec:").and_then(|value| value.parse().ok()).unwrap_or(0.0),
         failures: field("Non-2xx or 3xx responses:").and_then(|value| value.parse().ok()).unwrap_or(0),
         p50: quantile("p50="),
@@ -305,7 +336,7 @@ fn main() {
     let mut best: Vec<Option<Run>> = servers.iter().map(|_| None).collect();
     for round in 0..options.rounds {
         for (index, (_, server)) in servers.iter().enumerate() {
-            let run = run_wrk(work.path(), &server.url, options.seconds, 0, round * 10 + index);
+            let run = run_wrk(work.path(), server, options.seconds, 0, round * 10 + index);
             if best[index].as_ref().is_none_or(|known| run.per_second > known.per_second) {
                 best[index] = Some(run);
             }
@@ -313,28 +344,29 @@ fn main() {
     }
     let bare = best[0].as_ref().map_or(1.0, |run| run.per_second);
     println!(
-        "{:<40} {:>10} {:>8} {:>9} {:>9} {:>8}",
-        "server", "req/s", "× bare", "p50 ms", "p99 ms", "non-2xx"
+        "{:<40} {:>10} {:>8} {:>9} {:>9} {:>8} {:>12}",
+        "server", "req/s", "× bare", "p50 ms", "p99 ms", "non-2xx", "CPU µs/req"
     );
     for ((name, _), run) in servers.iter().zip(&best) {
         let run = run.as_ref().unwrap();
         println!(
-            "{name:<40} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>8}",
+            "{name:<40} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>8} {:>12.1}",
             run.per_second,
             run.per_second / bare,
             run.p50,
             run.p99,
-            run.failures
+            run.failures,
+            run.cpu_us
         );
     }
     let inline = &servers[2].1;
     let peak = best[2].as_ref().unwrap().per_second;
     // Each connection pausing this long between requests sends about half the peak rate.
     let pause = ((f64::from(CONNECTIONS) * 1000.0) / (peak / 2.0)).round().max(1.0) as u64;
-    let half = run_wrk(work.path(), &inline.url, options.seconds, pause, 99);
+    let half = run_wrk(work.path(), inline, options.seconds, pause, 99);
     println!(
-        "relay, inline, at about half its peak: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
-        half.per_second, half.p50, half.p99
+        "relay, inline, at about half its peak: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} µs of CPU per request",
+        half.per_second, half.p50, half.p99, half.cpu_us
     );
     if let Some((commits, changes)) = spool_batches(&servers[3].1.url).filter(|(commits, _)| *commits > 0.0) {
         // Each event is two changes to the spool: written ahead, then removed once done.
