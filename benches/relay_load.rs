@@ -90,25 +90,22 @@ impl Server {
         kib / 1024.0
     }
 
-    /// CPU time the process has used so far, user and system, all threads, in seconds.
+    /// CPU time the process has used so far, user and system, all threads, in seconds; `None`
+    /// where `/proc` does not say.
+    #[cfg(target_os = "linux")]
     fn cpu_seconds(&self) -> Option<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
         // The command name, in parentheses, may hold spaces: count the fields after it, where
         // utime and stime (fields 14 and 15 of the line) are the 12th and 13th.
         let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
         let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / clock_ticks_per_second())
+        Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
     }
-}
 
-#[cfg(target_os = "linux")]
-fn clock_ticks_per_second() -> f64 {
-    rustix::param::clock_ticks_per_second() as f64
-}
-
-#[cfg(not(target_os = "linux"))]
-fn clock_ticks_per_second() -> f64 {
-    100.0
+    #[cfg(not(target_os = "linux"))]
+    fn cpu_seconds(&self) -> Option<f64> {
+        None
+    }
 }
 
 fn free_port() -> u16 {
