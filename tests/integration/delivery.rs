@@ -10,28 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::emulator::Emulator;
 use support::on_emulator::{momento_section, wait_for_readiness};
-use support::{ADMIN_TOKEN, SECRET, TestApp, event, settings, spawn_settings};
+use support::{ADMIN_TOKEN, SECRET, TestApp, delivery_preamble, event, settings, spawn_settings};
 use tonic::Code;
 
 /// Two routes: the seed's, and one with two effect steps.
 fn config(emulator: &Emulator, delivery: &str) -> String {
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-request_timeout = "2s"
-
-[webhooks.chat]
-secrets = ["test-secret"]
-
-[delivery]
-retry_initial = "100ms"
-retry_max = "200ms"
-{delivery}
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
+        r#"{preamble}
 [[routes]]
 name = "shout"
 match = {{ cache = "chat", topic = "topic 1" }}
@@ -42,6 +27,7 @@ name = "two-effects"
 match = {{ cache = "chat", topic = "twice" }}
 steps = [{{ publish = {{ topic = "first" }} }}, {{ publish = {{ topic = "second" }} }}]
 {momento}"#,
+        preamble = delivery_preamble("100ms", "200ms", delivery),
         momento = momento_section(emulator)
     )
 }

@@ -10,27 +10,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::emulator::Emulator;
 use support::on_emulator::{momento_section, wait_for_readiness};
-use support::{ADMIN_TOKEN, TestApp, settings, spawn_settings};
+use support::{TestApp, delivery_preamble, settings, spawn_settings};
 use tonic::Code;
 
 async fn start(emulator: &Emulator, delivery: &str) -> TestApp {
     let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-request_timeout = "2s"
-
-[webhooks.chat]
-secrets = ["test-secret"]
-
-[delivery]
-retry_initial = "300ms"
-retry_max = "300ms"
-{delivery}
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
+        r#"{preamble}
 [[routes]]
 name = "languages"
 match = {{ cache = "chat", topic = "room" }}
@@ -40,6 +25,7 @@ steps = [
   {{ publish = {{ topic = "seen-{{item}}" }} }},
 ]
 {momento}"#,
+        preamble = delivery_preamble("300ms", "300ms", delivery),
         // No retries inside the SDK, so each failure the emulator makes is the relay's to handle.
         momento = momento_section(emulator).replace("max_retries = 2", "max_retries = 0")
     );

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::on_emulator::eventually;
 use support::service::{FakeService, Reply};
-use support::{ADMIN_TOKEN, TestApp, spawn_app_with};
+use support::{TestApp, delivery_preamble, spawn_app_with};
 
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -17,21 +17,7 @@ const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// publishes the text (or `publish_text`) on `done`.
 async fn relay(service: &FakeService, options: &str, publish_text: &str) -> TestApp {
     spawn_app_with(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-request_timeout = "2s"
-
-[webhooks.chat]
-secrets = ["test-secret"]
-
-[delivery]
-retry_initial = "100ms"
-retry_max = "200ms"
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
+        r#"{preamble}
 [[routes]]
 name = "calls"
 match = {{ cache = "chat", topic = "in" }}
@@ -41,6 +27,7 @@ steps = [
   {{ publish = {{ topic = "done" }} }},
 ]
 "#,
+        preamble = delivery_preamble("100ms", "200ms", ""),
         url = service.url
     ))
     .await

@@ -40,6 +40,30 @@ match = { cache = "chat", topic = "topic 1" }
 steps = ["uppercase", { publish = { topic = "topic 2" } }]
 "#;
 
+/// The sections the delivery tests share: a 2 s request timeout, the `chat` webhook, the
+/// admin routes, and a `[delivery]` retrying after `retry_initial` up to `retry_max`, with
+/// `delivery_extra` appended to it.
+pub fn delivery_preamble(retry_initial: &str, retry_max: &str, delivery_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+request_timeout = "2s"
+
+[webhooks.chat]
+secrets = ["{SECRET}"]
+
+[delivery]
+retry_initial = "{retry_initial}"
+retry_max = "{retry_max}"
+{delivery_extra}
+
+[admin]
+token = "{ADMIN_TOKEN}"
+"#
+    )
+}
+
 /// Parses a test configuration, with no environment.
 pub fn settings(config: &str) -> Settings {
     load_from_str(config, ConfigSource::BuiltIn, &|_| None, Vec::new())
