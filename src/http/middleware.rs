@@ -16,6 +16,7 @@ use super::AppState;
 use super::error::{ErrorCode, HttpError};
 use super::ingest::OutcomeCode;
 use crate::metrics::REFUSED;
+use crate::telemetry::Throttle;
 use crate::verify::VerifyRejection;
 
 /// The header carrying the request id (set, or kept, by the outermost layer).
@@ -117,28 +118,37 @@ fn count_answer(state: &AppState, response: &Response, arrived: Instant, request
 }
 
 /// Refusals that point at a fault to fix (a secret rotated wrongly, a clock off, a forged
-/// request) are warnings; those that a load spike or a client makes in numbers (overload,
-/// replays, slow bodies) are counted in metrics and logged at debug, so they cannot flood
-/// the log.
+/// request) are warnings, at most one a second for each code, since a client can make them in
+/// numbers too; those that a load spike or a client makes in numbers as a matter of course
+/// (overload, replays, slow bodies) are logged at debug. Metrics count every one.
 fn log_refusal(code: &str, status: u16, request_id: &str) {
-    match code {
-        "missing_signature"
-        | "malformed_signature"
-        | "invalid_signature"
-        | "stale_event"
-        | "future_event"
-        | "unknown_webhook"
-        | "no_default_webhook"
-        | "invalid_event"
-        | "body_too_large"
-        | "spool_full"
-        | "spool_unavailable"
-        | "internal_error" => {
-            tracing::warn!(error = code, status, request_id, "request refused");
+    static WARNINGS: [Throttle; WARNED_REFUSALS.len()] =
+        [const { Throttle::per_second() }; WARNED_REFUSALS.len()];
+    match WARNED_REFUSALS.iter().position(|warned| *warned == code) {
+        Some(index) => {
+            if let Some(suppressed) = WARNINGS[index].admit() {
+                tracing::warn!(error = code, status, request_id, suppressed, "request refused");
+            }
         }
-        _ => tracing::debug!(error = code, status, request_id, "request refused"),
+        None => tracing::debug!(error = code, status, request_id, "request refused"),
     }
 }
+
+/// The refusal codes logged as warnings.
+const WARNED_REFUSALS: [&str; 12] = [
+    "missing_signature",
+    "malformed_signature",
+    "invalid_signature",
+    "stale_event",
+    "future_event",
+    "unknown_webhook",
+    "no_default_webhook",
+    "invalid_event",
+    "body_too_large",
+    "spool_full",
+    "spool_unavailable",
+    "internal_error",
+];
 
 /// When a webhook request came in, before its body was read.
 #[derive(Debug, Clone, Copy)]

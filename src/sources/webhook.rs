@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Source;
 use crate::accept::replay::{ReplayGuard, Sighting};
@@ -12,6 +11,7 @@ use crate::accept::{self, AcceptError, Freshness};
 use crate::config::WebhookSettings;
 use crate::event::Message;
 use crate::metrics::Metrics;
+use crate::telemetry::Throttle;
 use crate::verify::{Verified, Verifier};
 
 /// One configured webhook: its name, its keyed secrets and its freshness window.
@@ -44,8 +44,8 @@ pub struct Webhooks {
     webhooks: BTreeMap<String, Arc<Webhook>>,
     replays: Arc<ReplayGuard>,
     metrics: Arc<Metrics>,
-    /// The second the replay check last warned that it is full, so it warns once a minute.
-    replay_full_warned: AtomicU64,
+    /// The replay check's memory being full is warned about once a minute.
+    replay_full_warnings: Throttle,
 }
 
 impl Webhooks {
@@ -65,7 +65,7 @@ impl Webhooks {
                 (name.clone(), Arc::new(Webhook { name: name.clone(), source, verifier, freshness }))
             })
             .collect();
-        Webhooks { webhooks, replays, metrics, replay_full_warned: AtomicU64::new(0) }
+        Webhooks { webhooks, replays, metrics, replay_full_warnings: Throttle::every(60) }
     }
 
     /// Every configured webhook.
@@ -110,16 +110,10 @@ impl Webhooks {
     }
 
     fn warn_replay_memory_full(&self, action: &str) {
-        let now = accept::now_ms() / 1000;
-        let last = self.replay_full_warned.load(Ordering::Relaxed);
-        if now >= last + 60
-            && self
-                .replay_full_warned
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if let Some(suppressed) = self.replay_full_warnings.admit() {
             tracing::warn!(
                 remembered = self.replays.remembered(),
+                suppressed,
                 "the replay check holds delivery.dedup_capacity signatures: {action}"
             );
         }

@@ -27,6 +27,7 @@ use crate::delivery::backoff::Backoff;
 use crate::event::Message;
 use crate::relay::{Refusal, Relay};
 use crate::sources::Source;
+use crate::telemetry::Throttle;
 
 /// Everything one topic's stream needs.
 pub struct TopicStream {
@@ -373,7 +374,12 @@ fn settle(outcome: Result<crate::relay::Outcome, Refusal>, source: &Source, metr
             metrics.lost.inc();
             tracing::error!(%source, %refusal, "an item is lost: the spool cannot take it");
         }
-        Err(refusal) => tracing::warn!(%source, %refusal, "an item was refused"),
+        Err(refusal) => {
+            static REFUSED: Throttle = Throttle::per_second();
+            if let Some(suppressed) = REFUSED.admit() {
+                tracing::warn!(%source, %refusal, suppressed, "an item was refused");
+            }
+        }
     }
 }
 

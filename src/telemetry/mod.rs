@@ -25,3 +25,7 @@ pub fn init() {
         builder.try_init()
     };
 }
+
+mod throttle;
+
+pub use throttle::Throttle;
