@@ -23,7 +23,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::telemetry::Throttle;
 use crate::verify::VerifiedSignature;
 
 /// Bytes of the signature kept as the key. A replay carries the whole signature, so it is
@@ -182,17 +181,11 @@ impl SharedSeenSet {
             // Refusing would lose the event for good, since Momento never retries; a replay
             // that slips through here is still caught by this replica's memory.
             Ok(Err(error)) => {
-                static FAILED: Throttle = Throttle::per_second();
-                if let Some(suppressed) = FAILED.admit() {
-                    tracing::warn!(%error, suppressed, "the shared replay check failed; accepting the event");
-                }
+                crate::warn_throttled!(%error, "the shared replay check failed; accepting the event");
                 Sighting::First
             }
             Err(_elapsed) => {
-                static SLOW: Throttle = Throttle::per_second();
-                if let Some(suppressed) = SLOW.admit() {
-                    tracing::warn!(suppressed, "the shared replay check took too long; accepting the event");
-                }
+                crate::warn_throttled!("the shared replay check took too long; accepting the event");
                 Sighting::First
             }
         }

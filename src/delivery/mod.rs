@@ -22,7 +22,6 @@ use crate::event::Message;
 use crate::pipeline::{Branch, Ended, Run as Work, StepError, StepFailure};
 use crate::route::Route;
 use crate::sources::Source;
-use crate::telemetry::Throttle;
 use backoff::Backoff;
 use record::{DeadLetter, SpooledEvent};
 use spool::{EventKey, Spool, SpoolError};
@@ -146,16 +145,12 @@ impl Sorted {
                     // Other branches have had their effects, so the event is not refused; the
                     // refused branch ends here, as a refused spooled event does.
                     StepError::Rejected(reason) => {
-                        static REFUSED: Throttle = Throttle::per_second();
-                        if let Some(suppressed) = REFUSED.admit() {
-                            tracing::warn!(
-                                route,
-                                step = failure.step,
-                                reason,
-                                suppressed,
-                                "a step refused one branch of an event"
-                            );
-                        }
+                        crate::warn_throttled!(
+                            route,
+                            step = failure.step,
+                            reason,
+                            "a step refused one branch of an event"
+                        );
                     }
                     ref error if error.is_retryable() => {
                         sorted.retry_after = sorted.retry_after.max(error.retry_after());
@@ -322,10 +317,7 @@ impl Delivery {
             Run::Finished(finished) => Ok(delivered(finished)),
             Run::Failed(failure) => Err(refusal(failure, &route.name)),
             Run::OutOfTime => {
-                static RAN_OUT: Throttle = Throttle::per_second();
-                if let Some(suppressed) = RAN_OUT.admit() {
-                    tracing::warn!(route = %route.name, step = branch.next_step, suppressed, "time budget ran out");
-                }
+                crate::warn_throttled!(route = %route.name, step = branch.next_step, "time budget ran out");
                 Err(DeliveryError::Unavailable)
             }
             Run::Panicked => Err(DeliveryError::Panicked),
@@ -408,10 +400,7 @@ impl Delivery {
             .bury
             .into_iter()
             .map(|(event, reason)| {
-                static BURIED: Throttle = Throttle::per_second();
-                if let Some(suppressed) = BURIED.admit() {
-                    tracing::warn!(route = event.route, branch = ?event.branch, reason, suppressed, "event branch moved to the dead letters");
-                }
+                crate::warn_throttled!(route = event.route, branch = ?event.branch, reason, "event branch moved to the dead letters");
                 DeadLetter { event, dead_at_ms: now, reason }
             })
             .collect();
@@ -515,16 +504,12 @@ impl Delivery {
         event: SpooledEvent,
         reason: String,
     ) -> Result<u64, SpoolError> {
-        static BURIED: Throttle = Throttle::per_second();
-        if let Some(suppressed) = BURIED.admit() {
-            tracing::warn!(
-                route = event.route,
-                attempts = event.attempts,
-                reason,
-                suppressed,
-                "event moved to the dead letters"
-            );
-        }
+        crate::warn_throttled!(
+            route = event.route,
+            attempts = event.attempts,
+            reason,
+            "event moved to the dead letters"
+        );
         let letter = DeadLetter { event, dead_at_ms: now_ms(), reason };
         let id = spool.bury(key, letter.clone()).await?;
         self.notify_dead_letter(id, letter);
@@ -541,10 +526,7 @@ impl Delivery {
         // must not wait on a backend that may be the reason it failed.
         tokio::spawn(async move {
             if let Err(error) = backend.publish(&topic.cache, &topic.topic, &notice).await {
-                static UNPUBLISHED: Throttle = Throttle::per_second();
-                if let Some(suppressed) = UNPUBLISHED.admit() {
-                    tracing::warn!(%error, suppressed, "could not publish the dead letter notice; it is kept in the spool");
-                }
+                crate::warn_throttled!(%error, "could not publish the dead letter notice; it is kept in the spool");
             }
         });
     }
@@ -576,10 +558,7 @@ fn delivered(finished: Finished) -> Delivered {
 }
 
 fn refusal(failure: StepFailure, route: &str) -> DeliveryError {
-    static FAILED: Throttle = Throttle::per_second();
-    if let Some(suppressed) = FAILED.admit() {
-        tracing::warn!(route, step = failure.step, kind = failure.kind, error = %failure.error, suppressed, "step failed");
-    }
+    crate::warn_throttled!(route, step = failure.step, kind = failure.kind, error = %failure.error, "step failed");
     match failure.error {
         StepError::Rejected(reason) => DeliveryError::Rejected(reason),
         ref error if error.is_retryable() => DeliveryError::Unavailable,

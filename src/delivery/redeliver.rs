@@ -18,7 +18,6 @@ use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::pipeline::{Branch, Ended, Run as Work, StepError};
 use crate::route::RouteTable;
-use crate::telemetry::Throttle;
 
 /// How often the spool is checked for due events.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -164,10 +163,7 @@ impl Redeliverer {
                 // A refusal on purpose ends the event here, as it would have been answered
                 // 403 inline.
                 StepError::Rejected(reason) => {
-                    static REFUSED: Throttle = Throttle::per_second();
-                    if let Some(suppressed) = REFUSED.admit() {
-                        tracing::warn!(route = %route.name, step = failure.step, reason, suppressed, "a step refused a spooled event; it is discarded");
-                    }
+                    crate::warn_throttled!(route = %route.name, step = failure.step, reason, "a step refused a spooled event; it is discarded");
                     self.spool.remove(key).await?;
                     Ok(Attempt::Refused)
                 }

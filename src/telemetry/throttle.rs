@@ -55,6 +55,18 @@ impl Throttle {
     }
 }
 
+/// `tracing::warn!` at most once a second from this place in the code, with a `suppressed`
+/// field counting the lines held back since the last one written.
+#[macro_export]
+macro_rules! warn_throttled {
+    ($($line:tt)+) => {{
+        static THROTTLE: $crate::telemetry::Throttle = $crate::telemetry::Throttle::per_second();
+        if let Some(suppressed) = THROTTLE.admit() {
+            ::tracing::warn!(suppressed, $($line)+);
+        }
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,6 @@ use crate::delivery::backoff::Backoff;
 use crate::event::Message;
 use crate::relay::{Refusal, Relay};
 use crate::sources::Source;
-use crate::telemetry::Throttle;
 
 /// Everything one topic's stream needs.
 pub struct TopicStream {
@@ -375,10 +374,7 @@ fn settle(outcome: Result<crate::relay::Outcome, Refusal>, source: &Source, metr
             tracing::error!(%source, %refusal, "an item is lost: the spool cannot take it");
         }
         Err(refusal) => {
-            static REFUSED: Throttle = Throttle::per_second();
-            if let Some(suppressed) = REFUSED.admit() {
-                tracing::warn!(%source, %refusal, suppressed, "an item was refused");
-            }
+            crate::warn_throttled!(%source, %refusal, "an item was refused");
         }
     }
 }
