@@ -145,7 +145,7 @@ impl Sorted {
                     // Other branches have had their effects, so the event is not refused; the
                     // refused branch ends here, as a refused spooled event does.
                     StepError::Rejected(reason) => {
-                        crate::warn_throttled!(
+                        tracing::debug!(
                             route,
                             step = failure.step,
                             reason,
@@ -558,10 +558,21 @@ fn delivered(finished: Finished) -> Delivered {
 }
 
 fn refusal(failure: StepFailure, route: &str) -> DeliveryError {
-    crate::warn_throttled!(route, step = failure.step, kind = failure.kind, error = %failure.error, "step failed");
     match failure.error {
-        StepError::Rejected(reason) => DeliveryError::Rejected(reason),
-        ref error if error.is_retryable() => DeliveryError::Unavailable,
-        _ => DeliveryError::Failed(failure),
+        // A refusal is the route doing what it was configured to do: counted, not a fault.
+        StepError::Rejected(reason) => {
+            tracing::debug!(
+                route,
+                step = failure.step,
+                kind = failure.kind,
+                reason,
+                "a step refused the event"
+            );
+            DeliveryError::Rejected(reason)
+        }
+        ref error => {
+            crate::warn_throttled!(route, step = failure.step, kind = failure.kind, %error, "step failed");
+            if error.is_retryable() { DeliveryError::Unavailable } else { DeliveryError::Failed(failure) }
+        }
     }
 }

@@ -155,7 +155,7 @@ impl Redeliverer {
         event.branch = branch.path;
         match branch.ended.take() {
             Some(Ended::Completed | Ended::Dropped { .. }) => {
-                tracing::info!(route = %route.name, attempts = event.attempts, "spooled event delivered");
+                crate::info_throttled!(route = %route.name, attempts = event.attempts, "spooled event delivered");
                 self.spool.remove(key).await?;
                 Ok(Attempt::Delivered)
             }
