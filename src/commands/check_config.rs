@@ -23,6 +23,10 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let resolved = readable_toml(&toml::to_string_pretty(&loaded.settings)?)?;
     say!("# configuration from {}: valid", loaded.source)?;
     say!("# backend: {}", loaded.settings.momento.resolved_backend().name())?;
+    let server = &loaded.settings.server;
+    let chosen_by =
+        if server.threads.is_some() { "server.threads" } else { "one per CPU this relay may use" };
+    say!("# http threads: {} ({chosen_by})", server.threads())?;
     for notice in &loaded.notices {
         say!("# NOTE: {notice}")?;
     }

@@ -75,6 +75,8 @@ fn check_config_prints_the_resolved_config_without_secrets() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("secrets = [\"<redacted>\"]"), "{stdout}");
     assert!(stdout.contains("request_timeout = \"4s\""), "defaults are shown: {stdout}");
+    let cpus = std::thread::available_parallelism().unwrap();
+    assert!(stdout.contains(&format!("# http threads: {cpus} (one per CPU")), "{stdout}");
     assert!(!stdout.contains("super-secret-signing-key"));
     assert!(!stdout.contains("[subscriptions]"), "no empty table for a feature not configured: {stdout}");
 }
