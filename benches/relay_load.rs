@@ -42,7 +42,15 @@ function init(args)
   pause = tonumber(args[2] or "0")
 end
 function request() i = i % #events + 1; return events[i] end
-function delay() return pause end
+-- wrk pauses in whole milliseconds; carrying the remainder over makes the average pause
+-- the fractional one asked for.
+local owed = 0
+function delay()
+  owed = owed + pause
+  local whole = math.floor(owed)
+  owed = owed - whole
+  return whole
+end
 function done(summary, latency, requests)
   io.write(string.format("p50=%.3f p99=%.3f\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
@@ -246,7 +254,7 @@ struct Run {
     cpu_us: f64,
 }
 
-fn run_wrk(work: &Path, server: &Server, seconds: u64, pause_ms: u64, salt: usize) -> Run {
+fn run_wrk(work: &Path, server: &Server, seconds: u64, pause_ms: f64, salt: usize) -> Run {
     let events = work.join("events.tsv");
     // More than the fastest server answers in that time, so that no event is sent twice: a
     // repeat is answered 409 as a replay, cheaply, and would flatter the relay.
@@ -335,7 +343,7 @@ fn main() {
     let mut best: Vec<Option<Run>> = servers.iter().map(|_| None).collect();
     for round in 0..options.rounds {
         for (index, (_, server)) in servers.iter().enumerate() {
-            let run = run_wrk(work.path(), server, options.seconds, 0, round * 10 + index);
+            let run = run_wrk(work.path(), server, options.seconds, 0.0, round * 10 + index);
             if best[index].as_ref().is_none_or(|known| run.per_second > known.per_second) {
                 best[index] = Some(run);
             }
@@ -359,13 +367,18 @@ fn main() {
         );
     }
     let inline = &servers[2].1;
-    let peak = best[2].as_ref().unwrap().per_second;
-    // Each connection pausing this long between requests sends about half the peak rate.
-    let pause = ((f64::from(CONNECTIONS) * 1000.0) / (peak / 2.0)).round().max(1.0) as u64;
+    let peak = best[2].as_ref().unwrap();
+    // Each connection waits for an answer and then pauses, so it sends one request per
+    // pause plus latency; the latency at half load is close to the median at the peak.
+    let pause = (f64::from(CONNECTIONS) * 1000.0 / (peak.per_second / 2.0) - peak.p50).max(0.0);
     let half = run_wrk(work.path(), inline, options.seconds, pause, 99);
     println!(
-        "relay, inline, at about half its peak: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} µs of CPU per request",
-        half.per_second, half.p50, half.p99, half.cpu_us
+        "relay, inline, paced to {:.2} of its peak: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} µs of CPU per request",
+        half.per_second / peak.per_second,
+        half.per_second,
+        half.p50,
+        half.p99,
+        half.cpu_us
     );
     if let Some((commits, changes)) = spool_batches(&servers[3].1.url).filter(|(commits, _)| *commits > 0.0) {
         // Each event is two changes to the spool: written ahead, then removed once done.
