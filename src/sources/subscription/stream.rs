@@ -373,9 +373,7 @@ fn settle(outcome: Result<crate::relay::Outcome, Refusal>, source: &Source, metr
             metrics.lost.inc();
             tracing::error!(%source, %refusal, "an item is lost: the spool cannot take it");
         }
-        Err(refusal) => {
-            crate::warn_throttled!(%source, %refusal, "an item was refused");
-        }
+        Err(refusal) => crate::warn_throttled!(%source, %refusal, "an item was refused"),
     }
 }
 
