@@ -118,6 +118,34 @@ pub enum Refusal {
     SpoolUnavailable,
 }
 
+impl Refusal {
+    /// Every refusal's code, for series made before any is counted.
+    pub const CODES: [&'static str; 8] = [
+        "no_route",
+        "rejected",
+        "processing_failed",
+        "backend_error",
+        "backend_unavailable",
+        "internal_error",
+        "spool_full",
+        "spool_unavailable",
+    ];
+
+    /// The refusal's name in responses, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NoRoute { .. } => "no_route",
+            Refusal::Rejected { .. } => "rejected",
+            Refusal::ProcessingFailed { .. } => "processing_failed",
+            Refusal::BackendRefused { .. } => "backend_error",
+            Refusal::Unavailable { .. } => "backend_unavailable",
+            Refusal::Panicked { .. } => "internal_error",
+            Refusal::SpoolFull => "spool_full",
+            Refusal::SpoolUnavailable => "spool_unavailable",
+        }
+    }
+}
+
 /// The relay: routes and delivery, built once at startup and shared by every source.
 pub struct Relay {
     routes: RouteTable,
@@ -206,5 +234,27 @@ fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<
             tracing::error!(%error, "an event could not be spooled");
             Err(Refusal::SpoolUnavailable)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_its_code_among_the_codes_series_are_made_for() {
+        let route: Arc<str> = Arc::from("r");
+        let refusals = [
+            Refusal::NoRoute { cache: "c".into(), topic: "t".into() },
+            Refusal::Rejected { route: route.clone(), reason: "no".into() },
+            Refusal::ProcessingFailed { route: route.clone(), step: 0, kind: "k".into() },
+            Refusal::BackendRefused { route: route.clone(), step: 0, kind: "k".into() },
+            Refusal::Unavailable { route: route.clone() },
+            Refusal::Panicked { route },
+            Refusal::SpoolFull,
+            Refusal::SpoolUnavailable,
+        ];
+        let codes: std::collections::BTreeSet<&str> = refusals.iter().map(Refusal::code).collect();
+        assert_eq!(codes, Refusal::CODES.into_iter().collect(), "one code each, and no other");
     }
 }

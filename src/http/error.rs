@@ -136,16 +136,19 @@ impl HttpError {
     pub fn status(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         match self {
-            HttpError::Refused(refusal) => match refusal {
-                Refusal::NoRoute { .. } => (S::NOT_FOUND, "no_route"),
-                Refusal::SpoolFull => (S::SERVICE_UNAVAILABLE, "spool_full"),
-                Refusal::Panicked { .. } => (S::INTERNAL_SERVER_ERROR, "internal_error"),
-                Refusal::SpoolUnavailable => (S::SERVICE_UNAVAILABLE, "spool_unavailable"),
-                Refusal::Rejected { .. } => (S::FORBIDDEN, "rejected"),
-                Refusal::BackendRefused { .. } => (S::BAD_GATEWAY, "backend_error"),
-                Refusal::ProcessingFailed { .. } => (S::UNPROCESSABLE_ENTITY, "processing_failed"),
-                Refusal::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "backend_unavailable"),
-            },
+            HttpError::Refused(refusal) => {
+                let status = match refusal {
+                    Refusal::NoRoute { .. } => S::NOT_FOUND,
+                    Refusal::Rejected { .. } => S::FORBIDDEN,
+                    Refusal::ProcessingFailed { .. } => S::UNPROCESSABLE_ENTITY,
+                    Refusal::BackendRefused { .. } => S::BAD_GATEWAY,
+                    Refusal::Panicked { .. } => S::INTERNAL_SERVER_ERROR,
+                    Refusal::Unavailable { .. } | Refusal::SpoolFull | Refusal::SpoolUnavailable => {
+                        S::SERVICE_UNAVAILABLE
+                    }
+                };
+                (status, refusal.code())
+            }
             HttpError::NotAccepted(refusal) => match refusal {
                 NotAccepted::Invalid(AcceptError::Malformed(_)) => (S::BAD_REQUEST, "invalid_event"),
                 NotAccepted::Invalid(AcceptError::Stale { .. }) => (S::UNPROCESSABLE_ENTITY, "stale_event"),
@@ -279,6 +282,13 @@ mod tests {
         ];
         for error in errors {
             assert!(ERROR_CODES.contains(&error.status().1), "{:?}", error.status());
+        }
+    }
+
+    #[test]
+    fn every_refusal_of_the_core_is_a_documented_code() {
+        for code in Refusal::CODES {
+            assert!(ERROR_CODES.contains(&code), "{code}");
         }
     }
 
