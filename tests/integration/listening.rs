@@ -212,6 +212,51 @@ async fn a_jump_in_sequence_numbers_is_counted_as_missed_and_a_new_page_is_not()
     app.stop().await.unwrap();
 }
 
+/// The value of the series `name{subscription="inbox",topic="topic 1",label="value"}`.
+async fn metric_by(app: &TestApp, name: &str, label: &str, value: &str) -> f64 {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = format!("{name}{{subscription=\"inbox\",topic=\"topic 1\",{label}=\"{value}\"}} ");
+    let line = text.lines().find(|line| line.starts_with(&series));
+    line.and_then(|line| line[series.len()..].parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn items_a_route_refuses_on_purpose_are_counted_by_error_and_the_rest_by_outcome() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let moderated = listener(&emulator, dir.path(), "").replace(
+        "[[routes]]\nname = \"shout\"",
+        "[[routes]]\nname = \"banned\"\nmatch = { subscription = \"inbox\", token_id = \"banned-*\" }\n\
+         steps = [{ reject = { reason = \"banned\" } }]\n\n[[routes]]\nname = \"shout\"",
+    );
+    assert!(moderated.contains("name = \"banned\""), "the route is added:\n{moderated}");
+    let app = spawn_app_with(&moderated).await;
+    wait_for_subscriber(&emulator).await;
+    for n in 0..3 {
+        emulator.publish_as("chat", "topic 1", &format!("spam {n}"), &format!("banned-{n}"));
+    }
+    publish_items(&emulator, 0, 2);
+    let events = "topic_relay_subscription_events_total";
+    // Items run in order, so once the last one is counted the refused ones are too.
+    let mut processed = 0.0;
+    for _ in 0..500 {
+        processed = metric_by(&app, events, "outcome", "processed").await;
+        if processed >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(processed, 2.0);
+    assert_each_once(&emulator, expected(0, 2));
+    let refusals = "topic_relay_subscription_refusals_total";
+    assert_eq!(metric_by(&app, refusals, "error", "rejected").await, 3.0);
+    assert_eq!(metric_by(&app, refusals, "error", "no_route").await, 0.0);
+    assert_eq!(metric_by(&app, events, "outcome", "spooled").await, 0.0);
+    assert_eq!(metric(&app, "topic_relay_subscription_items_total").await, 5.0);
+    app.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn after_many_hundreds_of_failed_subscribes_the_relay_still_subscribes_and_receives() {
     let emulator = Emulator::start().await;

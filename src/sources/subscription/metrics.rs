@@ -5,7 +5,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OUTCOMES};
+use crate::relay::{Outcome, Refusal};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -20,6 +21,8 @@ pub struct SubscriptionMetrics {
     lost: Family<Labels, Counter>,
     binary: Family<Labels, Counter>,
     subscribe_failures: Family<Labels, Counter>,
+    events: Family<Labels, Counter>,
+    refusals: Family<Labels, Counter>,
     owned: Family<Labels, Gauge>,
     listening: Family<Labels, Gauge>,
 }
@@ -47,6 +50,24 @@ pub struct StreamMetrics {
     pub owned: Gauge,
     /// 1 while the stream is subscribed.
     pub listening: Gauge,
+    /// Items the relay took, by outcome.
+    events: Vec<(&'static str, Counter)>,
+    /// Items the relay refused, by error code.
+    refusals: Vec<(&'static str, Counter)>,
+}
+
+impl StreamMetrics {
+    /// Counts what became of an item: each item taken or refused is counted once, by its
+    /// outcome or its error code.
+    pub fn count(&self, settled: &Result<Outcome, Refusal>) {
+        let (series, code) = match settled {
+            Ok(outcome) => (&self.events, outcome.code()),
+            Err(refusal) => (&self.refusals, refusal.code()),
+        };
+        if let Some((_, counter)) = series.iter().find(|(known, _)| *known == code) {
+            counter.inc();
+        }
+    }
 }
 
 impl SubscriptionMetrics {
@@ -90,6 +111,12 @@ impl SubscriptionMetrics {
                 "Attempts to subscribe to a topic that failed",
                 &this.subscribe_failures,
             ),
+            ("topic_relay_subscription_events", "Items the relay took, by outcome", &this.events),
+            (
+                "topic_relay_subscription_refusals",
+                "Items the relay refused, by error code (spool_full and spool_unavailable ones are lost)",
+                &this.refusals,
+            ),
         ];
         for (name, help, family) in counters {
             metrics.register(name, help, family.clone());
@@ -121,6 +148,25 @@ impl SubscriptionMetrics {
             subscribe_failures: self.subscribe_failures.get_or_create(&labels).clone(),
             owned: self.owned.get_or_create(&labels).clone(),
             listening: self.listening.get_or_create(&labels).clone(),
+            events: series(&self.events, &labels, "outcome", OUTCOMES),
+            refusals: series(&self.refusals, &labels, "error", &Refusal::CODES),
         }
     }
+}
+
+/// One counter per `values` for a stream, so that each shows from the start.
+fn series(
+    family: &Family<Labels, Counter>,
+    stream: &Labels,
+    label: &'static str,
+    values: &[&'static str],
+) -> Vec<(&'static str, Counter)> {
+    values
+        .iter()
+        .map(|value| {
+            let mut labels = stream.clone();
+            labels.push((label, (*value).to_owned()));
+            (*value, family.get_or_create(&labels).clone())
+        })
+        .collect()
 }

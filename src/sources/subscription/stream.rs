@@ -365,15 +365,18 @@ async fn work(
     }
 }
 
-/// Logs and counts what became of an item; it is done either way.
-fn settle(outcome: Result<crate::relay::Outcome, Refusal>, source: &Source, metrics: &StreamMetrics) {
-    match outcome {
+/// Counts and logs what became of an item; it is done either way. As for webhooks, a
+/// refusal is counted and logged at debug: a route refusing on purpose is not a fault, and a
+/// failed step or a panic was logged where it happened. Only a lost item is an error.
+fn settle(settled: Result<crate::relay::Outcome, Refusal>, source: &Source, metrics: &StreamMetrics) {
+    metrics.count(&settled);
+    match settled {
         Ok(outcome) => tracing::debug!(%source, outcome = outcome.code(), "item handled"),
         Err(refusal @ (Refusal::SpoolFull | Refusal::SpoolUnavailable)) => {
             metrics.lost.inc();
             tracing::error!(%source, %refusal, "an item is lost: the spool cannot take it");
         }
-        Err(refusal) => crate::warn_throttled!(%source, %refusal, "an item was refused"),
+        Err(refusal) => tracing::debug!(%source, error = refusal.code(), %refusal, "an item was refused"),
     }
 }
 
