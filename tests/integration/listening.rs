@@ -222,7 +222,7 @@ async fn metric_by(app: &TestApp, name: &str, label: &str, value: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn items_a_route_refuses_on_purpose_are_counted_by_error_and_the_rest_by_outcome() {
+async fn items_a_route_refuses_on_purpose_are_counted_by_error_and_the_rest_by_outcome_and_all_timed() {
     let emulator = Emulator::start().await;
     let dir = tempfile::tempdir().unwrap();
     let moderated = listener(&emulator, dir.path(), "").replace(
@@ -254,6 +254,8 @@ async fn items_a_route_refuses_on_purpose_are_counted_by_error_and_the_rest_by_o
     assert_eq!(metric_by(&app, refusals, "error", "no_route").await, 0.0);
     assert_eq!(metric_by(&app, events, "outcome", "spooled").await, 0.0);
     assert_eq!(metric(&app, "topic_relay_subscription_items_total").await, 5.0);
+    let timed = metric(&app, "topic_relay_subscription_item_duration_seconds_count").await;
+    assert_eq!(timed, 5.0, "each item done is timed, refused or not");
     app.stop().await.unwrap();
 }
 

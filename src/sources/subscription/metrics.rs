@@ -5,13 +5,22 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{Metrics, OUTCOMES};
+use crate::metrics::{Histogram, Metrics, OUTCOMES};
 use crate::relay::{Outcome, Refusal};
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Upper bounds, in seconds, for an item's time from receipt to done: that of one event, up
+/// to a backlog of a minute, when the queue is full and the backend slow.
+const ITEM_DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+fn item_duration_histogram() -> Histogram {
+    Histogram::new(ITEM_DURATION_BUCKETS)
+}
+
 /// Every subscription family.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SubscriptionMetrics {
     received: Family<Labels, Counter>,
     missed: Family<Labels, Counter>,
@@ -23,12 +32,13 @@ pub struct SubscriptionMetrics {
     subscribe_failures: Family<Labels, Counter>,
     events: Family<Labels, Counter>,
     refusals: Family<Labels, Counter>,
+    item_duration: Family<Labels, Histogram, fn() -> Histogram>,
     owned: Family<Labels, Gauge>,
     listening: Family<Labels, Gauge>,
 }
 
 /// One stream's series.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct StreamMetrics {
     /// Items received (repeats excluded).
     pub received: Counter,
@@ -50,6 +60,8 @@ pub struct StreamMetrics {
     pub owned: Gauge,
     /// 1 while the stream is subscribed.
     pub listening: Gauge,
+    /// Each item's time from receipt to done, its wait in the queue included.
+    pub item_duration: Histogram,
     /// Items the relay took, by outcome.
     events: Vec<(&'static str, Counter)>,
     /// Items the relay refused, by error code.
@@ -66,6 +78,26 @@ impl StreamMetrics {
         };
         if let Some((_, counter)) = series.iter().find(|(known, _)| *known == code) {
             counter.inc();
+        }
+    }
+}
+
+impl Default for SubscriptionMetrics {
+    fn default() -> Self {
+        SubscriptionMetrics {
+            received: Family::default(),
+            missed: Family::default(),
+            repeats: Family::default(),
+            new_pages: Family::default(),
+            spilled: Family::default(),
+            lost: Family::default(),
+            binary: Family::default(),
+            subscribe_failures: Family::default(),
+            events: Family::default(),
+            refusals: Family::default(),
+            item_duration: Family::new_with_constructor(item_duration_histogram),
+            owned: Family::default(),
+            listening: Family::default(),
         }
     }
 }
@@ -122,6 +154,11 @@ impl SubscriptionMetrics {
             metrics.register(name, help, family.clone());
         }
         metrics.register(
+            "topic_relay_subscription_item_duration_seconds",
+            "Time from an item's receipt to its being done (processed, dropped, refused or spooled), its wait in the queue included",
+            this.item_duration.clone(),
+        );
+        metrics.register(
             "topic_relay_subscription_owned",
             "1 while this replica owns the topic (holds its lease, or needs none)",
             this.owned.clone(),
@@ -148,6 +185,7 @@ impl SubscriptionMetrics {
             subscribe_failures: self.subscribe_failures.get_or_create(&labels).clone(),
             owned: self.owned.get_or_create(&labels).clone(),
             listening: self.listening.get_or_create(&labels).clone(),
+            item_duration: self.item_duration.get_or_create(&labels).clone(),
             events: series(&self.events, &labels, "outcome", OUTCOMES),
             refusals: series(&self.refusals, &labels, "error", &Refusal::CODES),
         }

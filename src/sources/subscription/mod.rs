@@ -261,7 +261,11 @@ mod tests {
 
     #[test]
     fn an_item_becomes_a_message_with_its_publishers_token_id_and_place() {
-        let message = item_message(&key(), item(ItemValue::Text("hi".into())), &StreamMetrics::default());
+        let message = item_message(
+            &key(),
+            item(ItemValue::Text("hi".into())),
+            &SubscriptionMetrics::default().stream("inbox", "topic 1"),
+        );
         assert_eq!((message.token_id.as_str(), message.text.as_str()), ("user-42", "hi"));
         assert_eq!((message.topic_sequence_number, message.sequence_page), (7, 3));
         assert_eq!((message.cache.as_str(), message.topic.as_str()), ("chat", "topic 1"));
@@ -269,7 +273,7 @@ mod tests {
 
     #[test]
     fn binary_items_are_kept_as_text_or_base64_never_dropped() {
-        let metrics = StreamMetrics::default();
+        let metrics = SubscriptionMetrics::default().stream("inbox", "topic 1");
         let utf8 = item_message(&key(), item(ItemValue::Binary(b"plain".to_vec())), &metrics);
         assert_eq!(utf8.text, "plain");
         assert!(utf8.attached.is_empty());

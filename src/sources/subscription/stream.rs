@@ -63,7 +63,7 @@ enum Ended {
     LeaseLost,
 }
 
-type Queued = (Position, Message);
+type Queued = (Position, Message, Instant);
 
 impl TopicStream {
     /// Runs until `stop`: waits for ownership, listens while it lasts, and on shutdown leaves
@@ -291,12 +291,16 @@ impl TopicStream {
                 continue;
             }
             *received += 1;
+            let received_at = Instant::now();
             let message = item_message(&self.key, item, &self.metrics);
-            match queue.try_send((position, message)) {
+            match queue.try_send((position, message, received_at)) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full((position, message))) if self.relay.can_hold() => {
+                Err(mpsc::error::TrySendError::Full((position, message, received_at)))
+                    if self.relay.can_hold() =>
+                {
                     self.metrics.spilled.inc();
-                    settle(self.relay.hold(&self.source, message).await, &self.source, &self.metrics);
+                    let held = self.relay.hold(&self.source, message).await;
+                    settle(held, received_at, &self.source, &self.metrics);
                     lock(progress).done(position);
                 }
                 // Without a spool, the topic waits for the queue.
@@ -354,13 +358,13 @@ async fn work(
     metrics: StreamMetrics,
     stop: CancellationToken,
 ) {
-    while let Some((position, message)) = queued.recv().await {
+    while let Some((position, message, received_at)) = queued.recv().await {
         let outcome = if stop.is_cancelled() && relay.can_hold() {
             relay.hold(&source, message).await
         } else {
             relay.dispatch(&source, message, Instant::now()).await
         };
-        settle(outcome, &source, &metrics);
+        settle(outcome, received_at, &source, &metrics);
         lock(&progress).done(position);
     }
 }
@@ -368,7 +372,13 @@ async fn work(
 /// Counts and logs what became of an item; it is done either way. As for webhooks, a
 /// refusal is counted and logged at debug: a route refusing on purpose is not a fault, and a
 /// failed step or a panic was logged where it happened. Only a lost item is an error.
-fn settle(settled: Result<crate::relay::Outcome, Refusal>, source: &Source, metrics: &StreamMetrics) {
+fn settle(
+    settled: Result<crate::relay::Outcome, Refusal>,
+    received_at: Instant,
+    source: &Source,
+    metrics: &StreamMetrics,
+) {
+    metrics.item_duration.observe_duration(received_at.elapsed());
     metrics.count(&settled);
     match settled {
         Ok(outcome) => tracing::debug!(%source, outcome = outcome.code(), "item handled"),
