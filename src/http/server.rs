@@ -271,8 +271,12 @@ impl AsyncWrite for Connection {
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
+    // hyper then copies each small answer's body behind its head and sends both in one
+    // write, instead of queueing them for a writev. Over 18 alternating runs that gave 2% more
+    // webhook requests a second (median) at 3% less CPU per request. Answers here are small,
+    // so the copy costs little.
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
