@@ -39,6 +39,7 @@ pub fn duration_histogram() -> Histogram {
 }
 
 /// Handles on the series of one family, created at startup for a label set known then.
+#[derive(Clone)]
 pub struct Series<M> {
     entries: Vec<(String, M)>,
 }
@@ -49,12 +50,18 @@ impl<M: Clone> Series<M> {
         label: &'static str,
         values: &[&str],
     ) -> Self {
+        Series::with_labels(family, values, |value| [(label, value.to_owned())])
+    }
+
+    /// The series of `family` for each of `values`, labelled by `labels`.
+    pub fn with_labels<L, C>(family: &Family<L, M, C>, values: &[&str], labels: impl Fn(&str) -> L) -> Self
+    where
+        L: Clone + std::hash::Hash + Eq,
+        C: MetricConstructor<M>,
+    {
         let entries = values
             .iter()
-            .map(|value| {
-                let series = family.get_or_create(&[(label, (*value).to_owned())]).clone();
-                ((*value).to_owned(), series)
-            })
+            .map(|value| ((*value).to_owned(), family.get_or_create(&labels(value)).clone()))
             .collect();
         Series { entries }
     }

@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{Histogram, Metrics, OUTCOMES};
+use crate::metrics::{Histogram, Metrics, OUTCOMES, Series};
 use crate::relay::{Outcome, Refusal};
 
 type Labels = Vec<(&'static str, String)>;
@@ -63,21 +63,18 @@ pub struct StreamMetrics {
     /// Each item's time from receipt to done, its wait in the queue included.
     pub item_duration: Histogram,
     /// Items the relay took, by outcome.
-    events: Vec<(&'static str, Counter)>,
+    events: Series<Counter>,
     /// Items the relay refused, by error code.
-    refusals: Vec<(&'static str, Counter)>,
+    refusals: Series<Counter>,
 }
 
 impl StreamMetrics {
     /// Counts what became of an item: each item taken or refused is counted once, by its
     /// outcome or its error code.
     pub fn count(&self, settled: &Result<Outcome, Refusal>) {
-        let (series, code) = match settled {
-            Ok(outcome) => (&self.events, outcome.code()),
-            Err(refusal) => (&self.refusals, refusal.code()),
-        };
-        if let Some((_, counter)) = series.iter().find(|(known, _)| *known == code) {
-            counter.inc();
+        match settled {
+            Ok(outcome) => self.events.increment(outcome.code()),
+            Err(refusal) => self.refusals.increment(refusal.code()),
         }
     }
 }
@@ -186,25 +183,12 @@ impl SubscriptionMetrics {
             owned: self.owned.get_or_create(&labels).clone(),
             listening: self.listening.get_or_create(&labels).clone(),
             item_duration: self.item_duration.get_or_create(&labels).clone(),
-            events: series(&self.events, &labels, "outcome", OUTCOMES),
-            refusals: series(&self.refusals, &labels, "error", &Refusal::CODES),
+            events: Series::with_labels(&self.events, OUTCOMES, |outcome| {
+                [labels.clone(), vec![("outcome", outcome.to_owned())]].concat()
+            }),
+            refusals: Series::with_labels(&self.refusals, &Refusal::CODES, |error| {
+                [labels.clone(), vec![("error", error.to_owned())]].concat()
+            }),
         }
     }
-}
-
-/// One counter per `values` for a stream, so that each shows from the start.
-fn series(
-    family: &Family<Labels, Counter>,
-    stream: &Labels,
-    label: &'static str,
-    values: &[&'static str],
-) -> Vec<(&'static str, Counter)> {
-    values
-        .iter()
-        .map(|value| {
-            let mut labels = stream.clone();
-            labels.push((label, (*value).to_owned()));
-            (*value, family.get_or_create(&labels).clone())
-        })
-        .collect()
 }
