@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
+use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -19,8 +20,9 @@ use crate::metrics::REFUSED;
 use crate::telemetry::Throttle;
 use crate::verify::VerifyRejection;
 
-/// The header carrying the request id (set, or kept, by the outermost layer).
-const REQUEST_ID: &str = "x-request-id";
+/// The header carrying the request id (set, or kept, by the outermost layer). A `HeaderName`,
+/// not a `&str`, so that looking it up does not parse the name on every request.
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Everything in front of a webhook's verification, in one layer: refuse past
 /// `server.max_in_flight`, answer 503 `timeout` if the request outlives
@@ -69,7 +71,7 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let arrived = Instant::now();
-        let request_id = request.headers().get(REQUEST_ID).cloned();
+        let request_id = request.headers().get(&REQUEST_ID).cloned();
         request.extensions_mut().insert(Arrived(arrived));
         // Calling only builds the inner future; nothing is read or run until it is polled,
         // after the in-flight check. A panic in either is answered 500.

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -21,6 +21,10 @@ use super::{SIGNATURE_HEADER, VerifiedSignature, Verifier, VerifyError};
 
 /// The body limit when none is set: Momento's payloads are at most 4 KB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// [`SIGNATURE_HEADER`] as a `HeaderName`, so that looking it up does not parse the name on
+/// every request.
+static SIGNATURE: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
 
 /// A request body whose `momento-signature` matched one of the webhook's secrets.
 /// Extract it in a handler behind a [`VerifyLayer`].
@@ -186,7 +190,7 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
-    let claimed = super::parse_signature(headers.get(SIGNATURE_HEADER).map(|value| value.as_bytes()))?;
+    let claimed = super::parse_signature(headers.get(&SIGNATURE).map(|value| value.as_bytes()))?;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse().ok());
     if declared.is_some_and(|length: usize| length > limit) {
         return Err(VerifyRejection::BodyTooLarge(limit));
