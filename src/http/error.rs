@@ -1,10 +1,12 @@
 //! Every way a request can be refused, with its status code and a small JSON body:
 //! `{"error": "<code>", "detail": "<what to do>"}`. Details never carry internal state.
 
+use std::fmt;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Serialize, Serializer};
 
 use crate::accept::AcceptError;
 use crate::relay::Refusal;
@@ -193,39 +195,12 @@ impl HttpError {
             HttpError::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
-
-    /// What the client is told: never the token, never why a signature failed, never what
-    /// Momento said.
-    fn detail(&self) -> String {
-        match self {
-            HttpError::Vend(VendRefusal::Caller(refusal)) => refusal_detail(refusal),
-            HttpError::Vend(VendRefusal::Issue(IssueError::Unavailable(_))) => {
-                "Momento's token service cannot be reached; retry shortly".to_owned()
-            }
-            HttpError::Vend(VendRefusal::Issue(IssueError::Refused(_))) => {
-                "Momento refused to vend the token; the relay's log has the reason".to_owned()
-            }
-            HttpError::Vend(VendRefusal::RateLimited(_)) => {
-                "too many tokens for this identity; retry after the Retry-After seconds".to_owned()
-            }
-            HttpError::Publish(PublishRefusal::Missing) => {
-                "publishing needs Authorization: Bearer <token from POST /v1/tokens>".to_owned()
-            }
-            HttpError::Publish(PublishRefusal::Invalid) => {
-                "the token is not one this relay vended, or it has expired; get a new one".to_owned()
-            }
-            HttpError::Publish(PublishRefusal::NotAllowed) => {
-                "this token may not publish on that topic".to_owned()
-            }
-            _ => self.to_string(),
-        }
-    }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let (status, code) = self.status();
-        let mut response = (status, Json(json!({ "error": code, "detail": self.detail() }))).into_response();
+        let mut response = (status, Json(Body { error: code, detail: Detail(&self) })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -241,7 +216,50 @@ impl IntoResponse for HttpError {
     }
 }
 
-fn refusal_detail(refusal: &CallerRefusal) -> String {
+/// The JSON body of a refusal, written straight from the error without building a value first.
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    detail: Detail<'a>,
+}
+
+/// What the client is told: never the token, never why a signature failed, never what
+/// Momento said.
+struct Detail<'a>(&'a HttpError);
+
+impl fmt::Display for Detail<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fixed = match self.0 {
+            HttpError::Vend(VendRefusal::Caller(refusal)) => refusal_detail(refusal),
+            HttpError::Vend(VendRefusal::Issue(IssueError::Unavailable(_))) => {
+                "Momento's token service cannot be reached; retry shortly"
+            }
+            HttpError::Vend(VendRefusal::Issue(IssueError::Refused(_))) => {
+                "Momento refused to vend the token; the relay's log has the reason"
+            }
+            HttpError::Vend(VendRefusal::RateLimited(_)) => {
+                "too many tokens for this identity; retry after the Retry-After seconds"
+            }
+            HttpError::Publish(PublishRefusal::Missing) => {
+                "publishing needs Authorization: Bearer <token from POST /v1/tokens>"
+            }
+            HttpError::Publish(PublishRefusal::Invalid) => {
+                "the token is not one this relay vended, or it has expired; get a new one"
+            }
+            HttpError::Publish(PublishRefusal::NotAllowed) => "this token may not publish on that topic",
+            error => return fmt::Display::fmt(error, formatter),
+        };
+        formatter.write_str(fixed)
+    }
+}
+
+impl Serialize for Detail<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+fn refusal_detail(refusal: &CallerRefusal) -> &'static str {
     match refusal {
         CallerRefusal::Missing => "send Authorization: Bearer <your application's JWT>",
         CallerRefusal::Invalid | CallerRefusal::Expired | CallerRefusal::UnknownKey => {
@@ -254,7 +272,6 @@ fn refusal_detail(refusal: &CallerRefusal) -> String {
             "the keys that verify bearer tokens cannot be fetched; retry shortly"
         }
     }
-    .to_owned()
 }
 
 /// The error code of a refused response, for the layer that counts refusals.
@@ -296,6 +313,31 @@ mod tests {
     fn a_spool_that_cannot_be_written_answers_503_spool_unavailable() {
         let (status, code) = HttpError::Refused(Refusal::SpoolUnavailable).status();
         assert_eq!((status, code), (StatusCode::SERVICE_UNAVAILABLE, "spool_unavailable"));
+    }
+
+    async fn body_of(error: HttpError) -> serde_json::Value {
+        let body = axum::body::to_bytes(error.into_response().into_body(), usize::MAX).await.unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refusal_answers_its_code_and_detail_as_json_even_with_quotes_in_it() {
+        let body = body_of(HttpError::UnknownWebhook("say \"hi\"\n".into())).await;
+        assert_eq!(body["error"], "unknown_webhook");
+        assert_eq!(body["detail"], r#"no webhook named "say \"hi\"\n" is configured"#);
+        let body = body_of(HttpError::NotAccepted(NotAccepted::Duplicate)).await;
+        assert_eq!(body["error"], "duplicate_event");
+        assert_eq!(body["detail"], NotAccepted::Duplicate.to_string());
+    }
+
+    #[tokio::test]
+    async fn a_refused_publish_is_told_what_to_do_and_nothing_of_the_token() {
+        let body = body_of(HttpError::Publish(PublishRefusal::Invalid)).await;
+        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(
+            body["detail"],
+            "the token is not one this relay vended, or it has expired; get a new one"
+        );
     }
 
     #[test]
