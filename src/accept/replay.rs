@@ -47,6 +47,11 @@ const SHARDS: usize = 64;
 /// How often forgotten signatures are swept away.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// One shard of the remembered signatures. Hashed with foldhash rather than the standard
+/// library's SipHash, which costs several times more per key: SipHash resists keys chosen to
+/// collide, but these keys are verified HMACs, which nobody without the secret can choose.
+type SeenMap = scc::HashMap<[u8; KEY_BYTES], u32, foldhash::fast::RandomState>;
+
 /// What the replay check does once it remembers `dedup_capacity` signatures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,7 +90,7 @@ pub enum Sighting {
 pub struct ReplayGuard {
     /// Signature prefix -> the second (since the epoch) after which it is forgotten, in
     /// [`SHARDS`] maps.
-    seen: Box<[scc::HashMap<[u8; KEY_BYTES], u32>]>,
+    seen: Box<[SeenMap]>,
     remembered: AtomicU64,
     capacity: u64,
     when_full: WhenFull,
@@ -95,7 +100,8 @@ pub struct ReplayGuard {
 impl ReplayGuard {
     /// Remembers up to `capacity` signatures; what happens past it is `when_full`.
     pub fn new(capacity: u64, when_full: WhenFull, shared: Option<SharedSeenSet>) -> Self {
-        let seen = (0..SHARDS).map(|_| scc::HashMap::default()).collect();
+        let seen =
+            (0..SHARDS).map(|_| SeenMap::with_hasher(foldhash::fast::RandomState::default())).collect();
         ReplayGuard { seen, remembered: AtomicU64::new(0), capacity, when_full, shared }
     }
 
