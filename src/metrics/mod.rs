@@ -2,18 +2,20 @@
 //! (which escapes label values, so a route named with a quote cannot break a scrape).
 //!
 //! Every series the hot path touches is created at startup and kept as a handle: counting
-//! is an atomic add, with no lock and no look-up in the registry.
+//! is an atomic add to the counting thread's own cells, with no lock and no look-up in the
+//! registry.
 
 pub mod histogram;
+pub mod per_thread;
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
 use histogram::DURATION_BUCKETS;
 pub use histogram::Histogram;
+pub use per_thread::Tally;
 
 /// The content type of `GET /metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -72,7 +74,7 @@ impl<M: Clone> Series<M> {
     }
 }
 
-impl Series<Counter> {
+impl Series<Tally> {
     /// Adds one to `value`'s counter; values outside the set are ignored.
     pub fn increment(&self, value: &str) {
         if let Some(counter) = self.get(value) {
@@ -82,7 +84,7 @@ impl Series<Counter> {
 
     /// The count for `value`.
     pub fn value(&self, value: &str) -> u64 {
-        self.get(value).map_or(0, Counter::get)
+        self.get(value).map_or(0, Tally::get)
     }
 }
 
@@ -105,20 +107,20 @@ pub struct Levels {
 pub struct Metrics {
     registry: Registry,
     /// Answered events by outcome.
-    pub events: Series<Counter>,
+    pub events: Series<Tally>,
     /// Refused requests by error code (including `overloaded`).
-    pub refusals: Series<Counter>,
+    pub refusals: Series<Tally>,
     /// Events per route.
-    pub routes: Series<Counter>,
+    pub routes: Series<Tally>,
     /// Background redelivery attempts by outcome.
-    pub redelivery: Series<Counter>,
+    pub redelivery: Series<Tally>,
     /// Webhook request duration, by 2xx outcome, or [`REFUSED`] for any error answer (the
     /// refusals are counted by code in `refusals`; a histogram per code would be noise).
     pub request_duration: Series<Histogram>,
     /// Events accepted without being remembered by the replay check, because it was full.
-    pub replay_unremembered: Counter,
+    pub replay_unremembered: Tally,
     /// Events refused because the replay check was full (with `dedup_when_full = "refuse"`).
-    pub replay_refused: Counter,
+    pub replay_refused: Tally,
     step_duration: Durations,
     backend_duration: Durations,
     levels: [Gauge; 5],
@@ -129,7 +131,7 @@ impl Metrics {
     pub fn new(error_codes: &[&str], route_names: &[&str]) -> Self {
         let mut registry = Registry::default();
         let mut counters = |name: &str, help: &str, label: &'static str, values: &[&str]| {
-            let family = Family::<Label, Counter>::default();
+            let family = Family::<Label, Tally>::default();
             registry.register(name, help, family.clone());
             Series::new(&family, label, values)
         };
@@ -169,8 +171,8 @@ impl Metrics {
             backend_duration.clone(),
         );
         let metrics = Metrics {
-            replay_unremembered: Counter::default(),
-            replay_refused: Counter::default(),
+            replay_unremembered: Tally::default(),
+            replay_refused: Tally::default(),
             levels: Default::default(),
             registry,
             events,

@@ -1,11 +1,10 @@
 //! The subscription families, labelled by subscription and topic; each stream makes its
 //! series when it starts.
 
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{Histogram, Metrics, OUTCOMES, Series};
+use crate::metrics::{Histogram, Metrics, OUTCOMES, Series, Tally};
 use crate::relay::{Outcome, Refusal};
 
 type Labels = Vec<(&'static str, String)>;
@@ -22,16 +21,16 @@ fn item_duration_histogram() -> Histogram {
 /// Every subscription family.
 #[derive(Clone)]
 pub struct SubscriptionMetrics {
-    received: Family<Labels, Counter>,
-    missed: Family<Labels, Counter>,
-    repeats: Family<Labels, Counter>,
-    new_pages: Family<Labels, Counter>,
-    spilled: Family<Labels, Counter>,
-    lost: Family<Labels, Counter>,
-    binary: Family<Labels, Counter>,
-    subscribe_failures: Family<Labels, Counter>,
-    events: Family<Labels, Counter>,
-    refusals: Family<Labels, Counter>,
+    received: Family<Labels, Tally>,
+    missed: Family<Labels, Tally>,
+    repeats: Family<Labels, Tally>,
+    new_pages: Family<Labels, Tally>,
+    spilled: Family<Labels, Tally>,
+    lost: Family<Labels, Tally>,
+    binary: Family<Labels, Tally>,
+    subscribe_failures: Family<Labels, Tally>,
+    events: Family<Labels, Tally>,
+    refusals: Family<Labels, Tally>,
     item_duration: Family<Labels, Histogram, fn() -> Histogram>,
     owned: Family<Labels, Gauge>,
     listening: Family<Labels, Gauge>,
@@ -41,21 +40,21 @@ pub struct SubscriptionMetrics {
 #[derive(Clone)]
 pub struct StreamMetrics {
     /// Items received (repeats excluded).
-    pub received: Counter,
+    pub received: Tally,
     /// Items never received, seen from jumps in sequence numbers.
-    pub missed: Counter,
+    pub missed: Tally,
     /// Items received again and skipped.
-    pub repeats: Counter,
+    pub repeats: Tally,
     /// New sequence pages.
-    pub new_pages: Counter,
+    pub new_pages: Tally,
     /// Items spooled at once because the stream's queue was full.
-    pub spilled: Counter,
+    pub spilled: Tally,
     /// Items lost because the spool could not take them.
-    pub lost: Counter,
+    pub lost: Tally,
     /// Binary items, taken as described in the README.
-    pub binary: Counter,
+    pub binary: Tally,
     /// Attempts to subscribe that failed.
-    pub subscribe_failures: Counter,
+    pub subscribe_failures: Tally,
     /// 1 while this replica owns the topic.
     pub owned: Gauge,
     /// 1 while the stream is subscribed.
@@ -63,9 +62,9 @@ pub struct StreamMetrics {
     /// Each item's time from receipt to done, its wait in the queue included.
     pub item_duration: Histogram,
     /// Items the relay took, by outcome.
-    events: Series<Counter>,
+    events: Series<Tally>,
     /// Items the relay refused, by error code.
-    refusals: Series<Counter>,
+    refusals: Series<Tally>,
 }
 
 impl StreamMetrics {
