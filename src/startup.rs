@@ -102,7 +102,7 @@ impl App {
             spool,
             admin_token: settings.admin.token.clone(),
             delivery_mode: settings.delivery.mode,
-            in_flight: InFlight::new(settings.server.max_in_flight),
+            in_flight: Arc::new(InFlight::new(settings.server.max_in_flight)),
             request_timeout: settings.server.request_timeout,
             max_body_bytes: settings.server.max_body_bytes,
             streams_closed: CancellationToken::new(),
@@ -170,9 +170,10 @@ impl App {
             self.server.drain_delay,
             listener_closed.clone(),
         );
-        let mut server =
-            HttpServer::start(self.listener, self.front_door, self.http_connections, listener_closed)
-                .context("cannot start the HTTP server's threads")?;
+        let state = self.state.clone();
+        let front_door = move || http::front_door(state.for_thread());
+        let mut server = HttpServer::start(self.listener, front_door, self.http_connections, listener_closed)
+            .context("cannot start the HTTP server's threads")?;
         tokio::select! {
             () = begin_shutdown => {}
             error = server.failed() => return Err(anyhow::Error::new(error).context("the HTTP server failed")),

@@ -58,6 +58,13 @@ impl AppState {
     pub fn new(shared: Shared) -> Self {
         AppState(Arc::new(shared))
     }
+
+    /// The same state in an allocation of its own, for one HTTP thread: every request clones
+    /// the state, and on a count shared with the other threads each clone would take its
+    /// cache line away from them.
+    pub fn for_thread(&self) -> Self {
+        AppState::new((*self.0).clone())
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -68,7 +75,8 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The parts of [`AppState`].
+/// The parts of [`AppState`]; a clone shares every part.
+#[derive(Clone)]
 pub struct Shared {
     /// The relay core.
     pub relay: Arc<Relay>,
@@ -93,7 +101,7 @@ pub struct Shared {
     /// `delivery.mode`, for the status endpoint.
     pub delivery_mode: DeliveryMode,
     /// Webhook requests in flight, up to `server.max_in_flight`.
-    pub in_flight: InFlight,
+    pub in_flight: Arc<InFlight>,
     /// `server.request_timeout`.
     pub request_timeout: Duration,
     /// `server.max_body_bytes`, enforced by each webhook's verification layer.

@@ -1,6 +1,7 @@
 //! Request ids that cost no system call: a random prefix chosen at startup and a counter,
 //! such as `9f2c41d0-1842`. tower-http's UUIDs read the kernel's random source on every
-//! request, which showed in the relay's profile.
+//! request, which showed in the relay's profile. Each HTTP thread has a maker, and so a
+//! prefix and a counter, of its own, so that no two threads count on one cache line.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::{HeaderValue, Request};
 use tower_http::request_id::{MakeRequestId, RequestId};
 
-/// Makes `<prefix>-<n>` ids; the prefix tells this process's ids from another replica's.
+/// Makes `<prefix>-<n>` ids; the prefix tells this maker's ids from another's, in this
+/// process or another replica.
 #[derive(Clone)]
 pub struct SequentialRequestId {
     prefix: Arc<str>,

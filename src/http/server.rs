@@ -46,13 +46,13 @@ pub enum Finished {
 }
 
 impl HttpServer {
-    /// Starts one thread per gauge of `open` serving `front_door` on `listener`; each counts
-    /// the connections it holds in its gauge. Once `close` is cancelled, the listener closes
+    /// Starts one thread per gauge of `open` serving a front door of its own, made by
+    /// `front_door`, on `listener`; each counts the connections it holds in its gauge. Once `close` is cancelled, the listener closes
     /// and the threads finish the connections they hold. Call from within the main runtime,
     /// which runs the acceptor.
     pub fn start(
         listener: TcpListener,
-        front_door: FrontDoor,
+        front_door: impl Fn() -> FrontDoor,
         open: Vec<Gauge>,
         close: CancellationToken,
     ) -> io::Result<HttpServer> {
@@ -69,8 +69,7 @@ impl HttpServer {
             let (hand, inbox) = mpsc::unbounded_channel();
             hands.push(hand);
             let inbox = Inbox { handed: inbox, local_addr };
-            let (front_door, stop_accepting, stop_serving) =
-                (front_door.clone(), close.clone(), cut_off.clone());
+            let (front_door, stop_accepting, stop_serving) = (front_door(), close.clone(), cut_off.clone());
             let (end, thread_ended) = oneshot::channel();
             let thread = std::thread::Builder::new().name(format!("http-{index}")).spawn(move || {
                 let served = runtime.block_on(serve(inbox, front_door, stop_accepting, stop_serving));
