@@ -3,14 +3,17 @@
 //! items live in a map in memory.
 
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::{Stream, StreamExt};
 use tokio::sync::broadcast;
-
-use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::{Backend, BackendError, ItemStream, ItemValue, Position, SetCondition, TopicItem};
 use crate::config::BackendKind;
@@ -39,6 +42,9 @@ pub struct Published {
 #[derive(Clone)]
 pub struct MemoryBus {
     sender: broadcast::Sender<Arc<Published>>,
+    /// Open [`Listener`]s. Every publish asks whether anyone listens, and the sender's own
+    /// count takes a lock that each HTTP thread would take from the others.
+    listeners: Arc<AtomicUsize>,
     /// The last sequence number of each (cache, topic).
     sequences: Arc<Mutex<HashMap<(String, String), u64>>>,
     /// The sequence page of every topic: the bus keeps nothing across restarts, so each
@@ -48,8 +54,9 @@ pub struct MemoryBus {
 
 impl MemoryBus {
     /// Receives everything published from now on; callers filter by cache and topic.
-    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Published>> {
-        self.sender.subscribe()
+    pub fn subscribe_all(&self) -> Listener {
+        self.listeners.fetch_add(1, Ordering::AcqRel);
+        Listener { receiver: self.sender.subscribe(), _counted: Counted(self.listeners.clone()) }
     }
 
     /// The items published on `topic` in `cache` from now on. The bus keeps no history, so
@@ -57,7 +64,8 @@ impl MemoryBus {
     /// misses items, which shows as a jump in their sequence numbers.
     pub fn items(&self, cache: &str, topic: &str) -> ItemStream {
         let (cache, topic) = (cache.to_owned(), topic.to_owned());
-        BroadcastStream::new(self.sender.subscribe())
+        self.subscribe_all()
+            .into_stream()
             .filter_map(move |published| {
                 let item = match published {
                     Ok(published) if published.cache == cache && published.topic == topic => {
@@ -77,7 +85,7 @@ impl MemoryBus {
     /// Publishes `text` as `publisher_id`; returns its sequence number on the topic, or 0 when
     /// nobody listens (the message then goes nowhere, as on a real topic, and is not built).
     pub fn publish(&self, cache: &str, topic: &str, text: &str, publisher_id: &str) -> u64 {
-        if self.sender.receiver_count() == 0 {
+        if self.listeners.load(Ordering::Acquire) == 0 {
             return 0;
         }
         let mut sequences = self.sequences.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -93,6 +101,49 @@ impl MemoryBus {
             published_ms: crate::accept::now_ms(),
         }));
         *sequence
+    }
+}
+
+/// Everything published on the bus from the moment it was made; counted as a listener until
+/// dropped.
+pub struct Listener {
+    receiver: broadcast::Receiver<Arc<Published>>,
+    _counted: Counted,
+}
+
+impl Listener {
+    /// The next item already published, without waiting.
+    pub fn try_recv(&mut self) -> Result<Arc<Published>, broadcast::error::TryRecvError> {
+        self.receiver.try_recv()
+    }
+
+    /// The items as a stream; a listener that falls behind gets a `Lagged` error with the count
+    /// it missed.
+    pub fn into_stream(self) -> ListenerStream {
+        ListenerStream { items: BroadcastStream::new(self.receiver), _counted: self._counted }
+    }
+}
+
+/// A [`Listener`] as a stream.
+pub struct ListenerStream {
+    items: BroadcastStream<Arc<Published>>,
+    _counted: Counted,
+}
+
+impl Stream for ListenerStream {
+    type Item = Result<Arc<Published>, BroadcastStreamRecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.items.poll_next_unpin(context)
+    }
+}
+
+/// One listener in the bus's count, until dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -124,7 +175,12 @@ impl MemoryBackend {
     /// An empty backend whose items live until replaced.
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(BUS_CAPACITY);
-        let bus = MemoryBus { sender, sequences: Arc::default(), page: crate::accept::now_ms() };
+        let bus = MemoryBus {
+            sender,
+            listeners: Arc::default(),
+            sequences: Arc::default(),
+            page: crate::accept::now_ms(),
+        };
         MemoryBackend { bus, store: Arc::default(), default_ttl: None }
     }
 
@@ -326,6 +382,18 @@ mod tests {
         let backend = MemoryBackend::with_default_ttl(Duration::ZERO);
         backend.set("c", "k", b"v", None).await.unwrap();
         assert_eq!(backend.get("c", "k").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_publish_with_no_listener_left_goes_nowhere_and_is_not_numbered() {
+        let backend = MemoryBackend::new();
+        let listener = backend.bus().subscribe_all();
+        assert_eq!(backend.bus().publish("chat", "t", "one", ""), 1);
+        drop(listener);
+        assert_eq!(backend.bus().publish("chat", "t", "two", ""), 0);
+        let mut listener = backend.bus().subscribe_all().into_stream();
+        assert_eq!(backend.bus().publish("chat", "t", "three", ""), 2);
+        assert_eq!(listener.next().await.unwrap().unwrap().text, "three");
     }
 
     #[tokio::test]

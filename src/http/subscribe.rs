@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt, stream};
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::AppState;
@@ -22,7 +21,7 @@ pub async fn subscribe(
     let bus = state.bus.as_ref().ok_or(HttpError::NotFound)?;
     // The names stay out of the comment: a name may hold a line break, which SSE cannot carry.
     let greeting = Event::default().comment("subscribed");
-    let published = BroadcastStream::new(bus.subscribe_all()).filter_map(move |item| {
+    let published = bus.subscribe_all().into_stream().filter_map(move |item| {
         let event = match item {
             Ok(published) if published.cache == cache && published.topic == topic => {
                 // SSE cannot carry a carriage return; line breaks become separate data lines.
