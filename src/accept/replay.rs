@@ -178,7 +178,7 @@ impl ReplayGuard {
 
 impl SharedSeenSet {
     async fn check(&self, signature: &VerifiedSignature, forget_after_ms: u64) -> Sighting {
-        let key = format!("{SHARED_KEY_PREFIX}{}", hex::encode(signature.0));
+        let key = format!("{SHARED_KEY_PREFIX}{}", const_hex::encode(signature.0));
         let ttl = Duration::from_millis(forget_after_ms.saturating_sub(crate::accept::now_ms()).max(1000));
         let check = self.backend.set_if_absent(&self.cache, &key, b"1", Some(ttl));
         match tokio::time::timeout(SHARED_CHECK_LIMIT, check).await {

@@ -228,7 +228,7 @@ mod tests {
     fn app(limit: usize) -> axum::Router {
         let handler = |verified: Verified, body: Bytes| async move {
             assert_eq!(verified.body, body, "the handler's body is the verified bytes");
-            format!("{}:{}", verified.body.len(), hex::encode(verified.signature.0))
+            format!("{}:{}", verified.body.len(), const_hex::encode(verified.signature.0))
         };
         axum::Router::new()
             .route("/", axum::routing::post(handler))

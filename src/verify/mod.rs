@@ -72,7 +72,7 @@ impl Verifier {
 fn parse_signature(header: Option<&[u8]>) -> Result<[u8; 32], VerifyError> {
     let header = header.ok_or(VerifyError::Missing)?;
     let mut claimed = [0u8; 32];
-    hex::decode_to_slice(header, &mut claimed).map_err(|_| VerifyError::Malformed)?;
+    const_hex::decode_to_slice(header, &mut claimed).map_err(|_| VerifyError::Malformed)?;
     Ok(claimed)
 }
 
@@ -84,7 +84,7 @@ fn keyed_mac(secret: &[u8]) -> HmacSha3 {
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = keyed_mac(secret);
     mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    const_hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]

@@ -75,8 +75,8 @@ fn header() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         Just(None),
         "[ -~]{0,80}".prop_map(Some),
-        proptest::array::uniform32(any::<u8>()).prop_map(|bytes| Some(hex::encode(bytes))),
-        proptest::array::uniform32(any::<u8>()).prop_map(|bytes| Some(hex::encode_upper(bytes))),
+        proptest::array::uniform32(any::<u8>()).prop_map(|bytes| Some(const_hex::encode(bytes))),
+        proptest::array::uniform32(any::<u8>()).prop_map(|bytes| Some(const_hex::encode_upper(bytes))),
     ]
 }
 

@@ -76,7 +76,7 @@ fn message_id(message: &Message, request: &str, body: &[u8]) -> String {
         hash.update(number.to_be_bytes());
     }
     hash.update(body);
-    format!("msg_{}", hex::encode(&hash.finalize()[..16]))
+    format!("msg_{}", const_hex::encode(&hash.finalize()[..16]))
 }
 
 #[cfg(test)]
