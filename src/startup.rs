@@ -30,7 +30,6 @@ use crate::tokens::{Issuer, LocalTokens, TokenMetrics, TokenVendor};
 /// A relay with its listener bound, ready to serve.
 pub struct App {
     listener: TcpListener,
-    front_door: FrontDoor,
     state: AppState,
     server: ServerSettings,
     /// One gauge per HTTP thread, of the connections it holds.
@@ -116,7 +115,6 @@ impl App {
         });
         Ok(App {
             listener,
-            front_door: http::front_door(state.clone()),
             state,
             http_connections,
             server: settings.server,
@@ -138,9 +136,10 @@ impl App {
         self.http_connections.len()
     }
 
-    /// The HTTP service, for driving the relay without a socket (`tower::ServiceExt::oneshot`).
+    /// The HTTP service, for driving the relay without a socket (`tower::ServiceExt::oneshot`):
+    /// a front door of its own, as each HTTP thread has.
     pub fn service(&self) -> FrontDoor {
-        self.front_door.clone()
+        http::front_door(self.state.clone())
     }
 
     /// The spool, unless `delivery.mode = "off"`: for code that embeds the relay and wants to

@@ -47,9 +47,9 @@ pub enum Finished {
 
 impl HttpServer {
     /// Starts one thread per gauge of `open` serving a front door of its own, made by
-    /// `front_door`, on `listener`; each counts the connections it holds in its gauge. Once `close` is cancelled, the listener closes
-    /// and the threads finish the connections they hold. Call from within the main runtime,
-    /// which runs the acceptor.
+    /// `front_door`, on `listener`; each counts the connections it holds in its gauge. Once
+    /// `close` is cancelled, the listener closes and the threads finish the connections they
+    /// hold. Call from within the main runtime, which runs the acceptor.
     pub fn start(
         listener: TcpListener,
         front_door: impl Fn() -> FrontDoor,
