@@ -8,9 +8,9 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use keccak_asm::Sha3_256;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha3::{Digest, Sha3_256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;

@@ -5,8 +5,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+use keccak_asm::{Digest, Sha3_256};
 use sha2::Sha256;
-use sha3::{Digest, Sha3_256};
 
 use crate::event::Message;
 
