@@ -16,18 +16,20 @@ use crate::pipeline::StepError;
 use crate::route::{Route, RouteTable};
 use crate::sources::Source;
 
-/// What became of an event the relay took (a webhook's answer to it is a 2xx).
+/// What became of an event the relay took (a webhook's answer to it is a 2xx). It borrows the
+/// route's name from the relay: a clone of the shared name would move its reference count
+/// between the HTTP threads' cores on every event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Outcome<'r> {
     /// Every step of the route ran.
     Processed {
         /// The route's name.
-        route: Arc<str>,
+        route: &'r str,
     },
     /// A step dropped the event on purpose.
     Dropped {
         /// The route's name.
-        route: Arc<str>,
+        route: &'r str,
         /// Why, as the step said.
         reason: String,
     },
@@ -36,16 +38,16 @@ pub enum Outcome {
     /// The event is in the spool and will be finished in the background.
     Spooled {
         /// The route's name.
-        route: Arc<str>,
+        route: &'r str,
     },
     /// A step failed in a way retrying cannot fix; the event is kept as a dead letter.
     DeadLettered {
         /// The route's name.
-        route: Arc<str>,
+        route: &'r str,
     },
 }
 
-impl Outcome {
+impl Outcome<'_> {
     /// The outcome's name in responses, logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {
@@ -172,7 +174,7 @@ impl Relay {
         source: &Source,
         message: Message,
         arrived: Instant,
-    ) -> Result<Outcome, Refusal> {
+    ) -> Result<Outcome<'_>, Refusal> {
         let Some(route) = self.routes.select(source, &message.cache, &message.topic, &message.token_id)
         else {
             return self.unmatched(&message.cache, &message.topic);
@@ -184,7 +186,7 @@ impl Relay {
 
     /// Routes a message from `source` and puts it in the spool for the background worker,
     /// without running it now. For sources with more messages in hand than they can run.
-    pub async fn hold(&self, source: &Source, message: Message) -> Result<Outcome, Refusal> {
+    pub async fn hold(&self, source: &Source, message: Message) -> Result<Outcome<'_>, Refusal> {
         let Some(route) = self.routes.select(source, &message.cache, &message.topic, &message.token_id)
         else {
             return self.unmatched(&message.cache, &message.topic);
@@ -199,7 +201,7 @@ impl Relay {
         self.delivery.can_hold()
     }
 
-    fn unmatched(&self, cache: &str, topic: &str) -> Result<Outcome, Refusal> {
+    fn unmatched(&self, cache: &str, topic: &str) -> Result<Outcome<'static>, Refusal> {
         tracing::debug!(cache, topic, "no route matches the event");
         match self.unmatched {
             UnmatchedAction::Ack => Ok(Outcome::Unmatched),
@@ -210,25 +212,26 @@ impl Relay {
     }
 }
 
-fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<Outcome, Refusal> {
-    let route = route.name.clone();
+fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<Outcome<'_>, Refusal> {
+    let name = &*route.name;
+    let route = || route.name.clone();
     match delivered {
-        Ok(Delivered::Processed) => Ok(Outcome::Processed { route }),
+        Ok(Delivered::Processed) => Ok(Outcome::Processed { route: name }),
         Ok(Delivered::Dropped { reason }) => {
-            tracing::debug!(%route, reason, "event dropped by a step");
-            Ok(Outcome::Dropped { route, reason })
+            tracing::debug!(route = name, reason, "event dropped by a step");
+            Ok(Outcome::Dropped { route: name, reason })
         }
-        Ok(Delivered::Spooled) => Ok(Outcome::Spooled { route }),
-        Ok(Delivered::DeadLettered) => Ok(Outcome::DeadLettered { route }),
-        Err(DeliveryError::Rejected(reason)) => Err(Refusal::Rejected { route, reason }),
+        Ok(Delivered::Spooled) => Ok(Outcome::Spooled { route: name }),
+        Ok(Delivered::DeadLettered) => Ok(Outcome::DeadLettered { route: name }),
+        Err(DeliveryError::Rejected(reason)) => Err(Refusal::Rejected { route: route(), reason }),
         Err(DeliveryError::Failed(failure)) => Err(match failure.error {
             StepError::Backend(_) | StepError::Call { .. } => {
-                Refusal::BackendRefused { route, step: failure.step, kind: failure.kind }
+                Refusal::BackendRefused { route: route(), step: failure.step, kind: failure.kind }
             }
-            _ => Refusal::ProcessingFailed { route, step: failure.step, kind: failure.kind },
+            _ => Refusal::ProcessingFailed { route: route(), step: failure.step, kind: failure.kind },
         }),
-        Err(DeliveryError::Unavailable) => Err(Refusal::Unavailable { route }),
-        Err(DeliveryError::Panicked) => Err(Refusal::Panicked { route }),
+        Err(DeliveryError::Unavailable) => Err(Refusal::Unavailable { route: route() }),
+        Err(DeliveryError::Panicked) => Err(Refusal::Panicked { route: route() }),
         Err(DeliveryError::Spool(SpoolError::Full)) => Err(Refusal::SpoolFull),
         Err(DeliveryError::Spool(error)) => {
             tracing::error!(%error, "an event could not be spooled");

@@ -110,12 +110,12 @@ struct Answer<'a> {
 fn respond(outcome: Outcome) -> Response {
     let code = outcome.code();
     let (status, route, reason) = match &outcome {
-        Outcome::Processed { route } => (StatusCode::OK, Some(&**route), None),
-        Outcome::Dropped { route, reason } => (StatusCode::OK, Some(&**route), Some(reason.as_str())),
+        Outcome::Processed { route } => (StatusCode::OK, Some(*route), None),
+        Outcome::Dropped { route, reason } => (StatusCode::OK, Some(*route), Some(reason.as_str())),
         Outcome::Unmatched => (StatusCode::OK, None, None),
         // 202: safe on disk, not yet done.
         Outcome::Spooled { route } | Outcome::DeadLettered { route } => {
-            (StatusCode::ACCEPTED, Some(&**route), None)
+            (StatusCode::ACCEPTED, Some(*route), None)
         }
     };
     let mut response = (status, Json(Answer { outcome: code, route, reason })).into_response();

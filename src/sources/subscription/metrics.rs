@@ -70,7 +70,7 @@ pub struct StreamMetrics {
 impl StreamMetrics {
     /// Counts what became of an item: each item taken or refused is counted once, by its
     /// outcome or its error code.
-    pub fn count(&self, settled: &Result<Outcome, Refusal>) {
+    pub fn count(&self, settled: &Result<Outcome<'_>, Refusal>) {
         match settled {
             Ok(outcome) => self.events.increment(outcome.code()),
             Err(refusal) => self.refusals.increment(refusal.code()),

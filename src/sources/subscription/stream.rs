@@ -373,7 +373,7 @@ async fn work(
 /// refusal is counted and logged at debug: a route refusing on purpose is not a fault, and a
 /// failed step or a panic was logged where it happened. Only a lost item is an error.
 fn settle(
-    settled: Result<crate::relay::Outcome, Refusal>,
+    settled: Result<crate::relay::Outcome<'_>, Refusal>,
     received_at: Instant,
     source: &Source,
     metrics: &StreamMetrics,
