@@ -214,7 +214,8 @@ impl Relay {
 
 fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<Outcome<'_>, Refusal> {
     let name = &*route.name;
-    let route = || route.name.clone();
+    // Refusals are rare, and become errors that carry the name on, so they own it.
+    let owned_name = || route.name.clone();
     match delivered {
         Ok(Delivered::Processed) => Ok(Outcome::Processed { route: name }),
         Ok(Delivered::Dropped { reason }) => {
@@ -223,15 +224,15 @@ fn answer(route: &Route, delivered: Result<Delivered, DeliveryError>) -> Result<
         }
         Ok(Delivered::Spooled) => Ok(Outcome::Spooled { route: name }),
         Ok(Delivered::DeadLettered) => Ok(Outcome::DeadLettered { route: name }),
-        Err(DeliveryError::Rejected(reason)) => Err(Refusal::Rejected { route: route(), reason }),
+        Err(DeliveryError::Rejected(reason)) => Err(Refusal::Rejected { route: owned_name(), reason }),
         Err(DeliveryError::Failed(failure)) => Err(match failure.error {
             StepError::Backend(_) | StepError::Call { .. } => {
-                Refusal::BackendRefused { route: route(), step: failure.step, kind: failure.kind }
+                Refusal::BackendRefused { route: owned_name(), step: failure.step, kind: failure.kind }
             }
-            _ => Refusal::ProcessingFailed { route: route(), step: failure.step, kind: failure.kind },
+            _ => Refusal::ProcessingFailed { route: owned_name(), step: failure.step, kind: failure.kind },
         }),
-        Err(DeliveryError::Unavailable) => Err(Refusal::Unavailable { route: route() }),
-        Err(DeliveryError::Panicked) => Err(Refusal::Panicked { route: route() }),
+        Err(DeliveryError::Unavailable) => Err(Refusal::Unavailable { route: owned_name() }),
+        Err(DeliveryError::Panicked) => Err(Refusal::Panicked { route: owned_name() }),
         Err(DeliveryError::Spool(SpoolError::Full)) => Err(Refusal::SpoolFull),
         Err(DeliveryError::Spool(error)) => {
             tracing::error!(%error, "an event could not be spooled");
