@@ -100,8 +100,7 @@ pub struct ReplayGuard {
 impl ReplayGuard {
     /// Remembers up to `capacity` signatures; what happens past it is `when_full`.
     pub fn new(capacity: u64, when_full: WhenFull, shared: Option<SharedSeenSet>) -> Self {
-        let seen =
-            (0..SHARDS).map(|_| SeenMap::with_hasher(foldhash::fast::RandomState::default())).collect();
+        let seen = (0..SHARDS).map(|_| SeenMap::default()).collect();
         ReplayGuard { seen, remembered: AtomicU64::new(0), capacity, when_full, shared }
     }
 
