@@ -171,8 +171,14 @@ impl App {
         );
         let state = self.state.clone();
         let front_door = move || http::front_door(state.for_thread());
-        let mut server = HttpServer::start(self.listener, front_door, self.http_connections, listener_closed)
-            .context("cannot start the HTTP server's threads")?;
+        let mut server = HttpServer::start(
+            self.listener,
+            front_door,
+            self.http_connections,
+            self.server.scheduling,
+            listener_closed,
+        )
+        .context("cannot start the HTTP server's threads")?;
         tokio::select! {
             () = begin_shutdown => {}
             error = server.failed() => return Err(anyhow::Error::new(error).context("the HTTP server failed")),

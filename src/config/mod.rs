@@ -20,6 +20,7 @@ pub use load::{ConfigError, ConfigSource, LoadedConfig, load, load_from_str};
 pub use secret::{REDACTED, Secret};
 
 pub use crate::accept::replay::WhenFull;
+pub use crate::http::ThreadScheduling;
 use crate::processors::StepSettings;
 pub use crate::sources::subscription::SubscriptionSettings;
 pub use crate::tokens::TokenSettings;
@@ -85,6 +86,8 @@ pub struct ServerSettings {
     /// may use when not set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// The Linux scheduling policy of the threads serving HTTP.
+    pub scheduling: ThreadScheduling,
 }
 
 impl ServerSettings {
@@ -108,6 +111,7 @@ impl Default for ServerSettings {
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
             threads: None,
+            scheduling: ThreadScheduling::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod ops;
 mod publish;
 mod request_id;
 mod request_span;
+mod scheduling;
 mod server;
 mod subscribe;
 mod tokens;
@@ -47,6 +48,7 @@ pub use in_flight::InFlight;
 use middleware::GuardLayer;
 use request_id::SequentialRequestId;
 use request_span::RequestSpanLayer;
+pub use scheduling::ThreadScheduling;
 pub use server::{Finished, HttpServer};
 
 /// What handlers share: one allocation, so that every layer's clone is a reference count.

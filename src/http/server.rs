@@ -7,6 +7,8 @@
 //!
 //! Connections are handed out rather than taken by whichever thread wakes first: a burst of
 //! new connections, as a load balancer opens them, would otherwise all go to one thread.
+//!
+//! Each thread first puts itself under the configured scheduling policy (`scheduling`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::FrontDoor;
+use super::scheduling::ThreadScheduling;
 
 /// How long the acceptor waits after an accept error that is not one connection's own, such
 /// as running out of file descriptors, before it accepts again.
@@ -47,13 +50,14 @@ pub enum Finished {
 
 impl HttpServer {
     /// Starts one thread per gauge of `open` serving a front door of its own, made by
-    /// `front_door`, on `listener`; each counts the connections it holds in its gauge. Once
-    /// `close` is cancelled, the listener closes and the threads finish the connections they
-    /// hold. Call from within the main runtime, which runs the acceptor.
+    /// `front_door`, on `listener`, under `scheduling`; each counts the connections it holds
+    /// in its gauge. Once `close` is cancelled, the listener closes and the threads finish the
+    /// connections they hold. Call from within the main runtime, which runs the acceptor.
     pub fn start(
         listener: TcpListener,
         front_door: impl Fn() -> FrontDoor,
         open: Vec<Gauge>,
+        scheduling: ThreadScheduling,
         close: CancellationToken,
     ) -> io::Result<HttpServer> {
         if open.is_empty() {
@@ -64,6 +68,7 @@ impl HttpServer {
         let mut hands = Vec::new();
         let mut server_threads = Vec::new();
         let mut ended = Vec::new();
+        let (scheduled, scheduling_results) = std::sync::mpsc::channel();
         for index in 0..open.len() {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (hand, inbox) = mpsc::unbounded_channel();
@@ -71,7 +76,10 @@ impl HttpServer {
             let inbox = Inbox { handed: inbox, local_addr };
             let (front_door, stop_accepting, stop_serving) = (front_door(), close.clone(), cut_off.clone());
             let (end, thread_ended) = oneshot::channel();
+            let scheduled = scheduled.clone();
             let thread = std::thread::Builder::new().name(format!("http-{index}")).spawn(move || {
+                let _ = scheduled.send(scheduling.apply_to_this_thread());
+                drop(scheduled);
                 let served = runtime.block_on(serve(inbox, front_door, stop_accepting, stop_serving));
                 let _ = end.send(served);
             });
@@ -84,6 +92,15 @@ impl HttpServer {
             };
             server_threads.push(thread);
             ended.push(thread_ended);
+        }
+        drop(scheduled);
+        // Each thread reports once, first thing; a refusal is the same for all, so it is told once.
+        if let Some(error) = scheduling_results.iter().find_map(Result::err) {
+            tracing::warn!(
+                %error,
+                scheduling = scheduling.as_str(),
+                "cannot set the HTTP threads' scheduling policy; they keep the one they started with"
+            );
         }
         let acceptor = tokio::spawn(hand_out(listener, hands, open, close, cut_off.clone()));
         Ok(HttpServer { threads: server_threads, ended, acceptor, cut_off })

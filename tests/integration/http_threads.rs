@@ -79,3 +79,51 @@ async fn connections_opened_together_are_spread_evenly_over_the_threads() {
     drop(open);
     app.stop().await.unwrap();
 }
+
+/// The scheduling policy of each of `pid`'s threads named `http-N`, from field 41 of its
+/// `stat`, and of its other threads.
+#[cfg(target_os = "linux")]
+fn policies(pid: u32) -> (Vec<u32>, Vec<u32>) {
+    let (mut http, mut others) = (Vec::new(), Vec::new());
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+        // The fields after the name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let policy = fields[41 - 3].parse().unwrap();
+        if name.trim_end().starts_with("http-") { http.push(policy) } else { others.push(policy) }
+    }
+    (http, others)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_http_threads_run_under_sched_batch_unless_told_otherwise() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    for (extra, expected) in [("", SCHED_BATCH), ("scheduling = \"normal\"\n", SCHED_OTHER)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = support::binary::seed_config_in(dir.path());
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text.replace(
+            "listen = \"127.0.0.1:0\"\n",
+            &format!("listen = \"127.0.0.1:0\"\nthreads = 2\n{extra}"),
+        );
+        std::fs::write(&config, text).unwrap();
+        let relay = support::binary::Relay::start(&config);
+        // The port is logged as the listener opens, a moment before the threads start.
+        let mut found = policies(relay.pid());
+        for _ in 0..100 {
+            if found.0.len() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            found = policies(relay.pid());
+        }
+        let (http, others) = found;
+        assert_eq!(http, [expected; 2], "the HTTP threads, with {extra:?}");
+        assert!(others.iter().all(|&policy| policy == SCHED_OTHER), "the other threads: {others:?}");
+        assert!(relay.terminate(), "the relay shuts down cleanly");
+    }
+}
