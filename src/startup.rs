@@ -136,6 +136,11 @@ impl App {
         self.http_connections.len()
     }
 
+    /// The scheduling policy the HTTP threads will ask for (`server.scheduling`).
+    pub fn http_scheduling(&self) -> &'static str {
+        self.server.scheduling.as_str()
+    }
+
     /// The HTTP service, for driving the relay without a socket (`tower::ServiceExt::oneshot`):
     /// a front door of its own, as each HTTP thread has.
     pub fn service(&self) -> FrontDoor {

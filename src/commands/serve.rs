@@ -16,7 +16,12 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("{notice}");
     }
     let app = App::build(loaded.settings).await?;
-    tracing::info!(port = app.port(), http_threads = app.http_threads(), "topic-relay is listening");
+    tracing::info!(
+        port = app.port(),
+        http_threads = app.http_threads(),
+        http_scheduling = app.http_scheduling(),
+        "topic-relay is listening"
+    );
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
 }
