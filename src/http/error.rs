@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 use crate::accept::AcceptError;
 use crate::relay::Refusal;
 use crate::sources::webhook::NotAccepted;
-use crate::tokens::{CallerRefusal, IssueError, PublishRefusal, VendRefusal};
+use crate::tokens::{CallerRefusal, GrantRefusal, IssueError, PublishRefusal, VendRefusal};
 
 /// Every error code the relay answers with; the README's status table lists them all.
 pub const ERROR_CODES: &[&str] = &[
@@ -47,6 +47,7 @@ pub const ERROR_CODES: &[&str] = &[
     "missing_token",
     "invalid_token",
     "forbidden",
+    "invalid_claim",
     "rate_limited",
     "token_service_unavailable",
     "token_vending_failed",
@@ -104,7 +105,9 @@ pub enum HttpError {
     MethodNotAllowed,
     /// `/v1/tokens` refused: 401 `missing_token` or `invalid_token` (malformed, expired,
     /// badly signed, or signed by a key unknown even after fetching the JWKS again), 403
-    /// `forbidden` (another issuer or audience, or claims that make no valid token), 429
+    /// `forbidden` (another issuer or audience, or claims that make no valid token), 403
+    /// `invalid_claim` (a claim whose value is `*`, empty or holds a control character where
+    /// a cache, topic or `token_id` is made from it), 429
     /// `rate_limited` with Retry-After, 503 `token_service_unavailable` (JWKS or Momento
     /// unreachable), 502 `token_vending_failed` (Momento refused).
     #[error(transparent)]
@@ -176,6 +179,7 @@ impl HttpError {
                 VendRefusal::Caller(
                     CallerRefusal::Invalid | CallerRefusal::Expired | CallerRefusal::UnknownKey,
                 ) => (S::UNAUTHORIZED, "invalid_token"),
+                VendRefusal::Grant(GrantRefusal::UnsafeClaim(_)) => (S::FORBIDDEN, "invalid_claim"),
                 VendRefusal::Caller(CallerRefusal::WrongIssuer | CallerRefusal::WrongAudience)
                 | VendRefusal::Grant(_) => (S::FORBIDDEN, "forbidden"),
                 VendRefusal::Caller(CallerRefusal::KeysUnavailable)

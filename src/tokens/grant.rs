@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::caller::Claims;
-use super::claims::ClaimTemplate;
+use super::claims::{ClaimError, ClaimTemplate, is_literal_name, is_token_id_part};
 use super::settings::{MAX_TOKEN_ID_LEN, Role, TokenSettings};
 
 /// Everything, cache or topic, when a permission names it.
@@ -59,6 +59,13 @@ pub enum GrantRefusal {
     /// A permission's cache or topic came out empty.
     #[error("a permission's cache or topic made from the caller's claims is empty")]
     EmptyScope,
+    /// `token_id` would start or end with white space.
+    #[error("the token_id made from the caller's claims starts or ends with white space")]
+    TokenIdNotTrimmed,
+    /// A claim's value cannot be used where the template puts it: `*`, empty or a control
+    /// character in a cache or topic name, or a control character in a `token_id`.
+    #[error("the caller's claim `{0}` cannot be used: it is empty, holds `*` or a control character")]
+    UnsafeClaim(String),
 }
 
 impl GrantRefusal {
@@ -69,6 +76,8 @@ impl GrantRefusal {
             GrantRefusal::EmptyTokenId => "empty_token_id",
             GrantRefusal::TokenIdTooLong => "token_id_too_long",
             GrantRefusal::EmptyScope => "empty_scope",
+            GrantRefusal::TokenIdNotTrimmed => "token_id_not_trimmed",
+            GrantRefusal::UnsafeClaim(_) => "unsafe_claim",
         }
     }
 }
@@ -104,23 +113,28 @@ impl GrantTemplate {
         self.expires_in
     }
 
-    /// What `claims` earn; `asked` shortens the lifetime, never lengthens it.
+    /// What `claims` earn; `asked` shortens the lifetime, never lengthens it. A value taken
+    /// from a claim is a literal name: a claim of `"*"` never widens a permission to every
+    /// cache or topic.
     pub fn grant(&self, claims: &Claims, asked: Option<Duration>) -> Result<Grant, GrantRefusal> {
-        let token_id = self.token_id.render(claims).map_err(GrantRefusal::MissingClaim)?;
+        let token_id = self.token_id.render(claims, is_token_id_part).map_err(refusal)?;
         if token_id.trim().is_empty() {
             return Err(GrantRefusal::EmptyTokenId);
         }
-        if token_id.trim().len() > MAX_TOKEN_ID_LEN {
+        if token_id.trim() != token_id {
+            return Err(GrantRefusal::TokenIdNotTrimmed);
+        }
+        if token_id.chars().count() > MAX_TOKEN_ID_LEN {
             return Err(GrantRefusal::TokenIdTooLong);
         }
         let mut permissions = Vec::with_capacity(self.permissions.len());
         for (role, cache, topic) in &self.permissions {
-            let cache = cache.render(claims).map_err(GrantRefusal::MissingClaim)?;
+            let cache = cache.render(claims, is_literal_name).map_err(refusal)?;
             let topic = topic
                 .as_ref()
-                .map(|topic| topic.render(claims))
+                .map(|topic| topic.render(claims, is_literal_name))
                 .transpose()
-                .map_err(GrantRefusal::MissingClaim)?;
+                .map_err(refusal)?;
             if cache.is_empty() || topic.as_deref() == Some("") {
                 return Err(GrantRefusal::EmptyScope);
             }
@@ -129,6 +143,13 @@ impl GrantTemplate {
         let expires_in =
             asked.map_or(self.expires_in, |asked| asked.clamp(Duration::from_secs(1), self.expires_in));
         Ok(Grant { token_id, permissions, expires_in })
+    }
+}
+
+fn refusal(error: ClaimError) -> GrantRefusal {
+    match error {
+        ClaimError::Missing(claim) => GrantRefusal::MissingClaim(claim),
+        ClaimError::Unacceptable(claim) => GrantRefusal::UnsafeClaim(claim),
     }
 }
 
@@ -187,5 +208,27 @@ mod tests {
         assert_eq!(refused(json!({"sub": "x".repeat(65)})), GrantRefusal::TokenIdTooLong);
         assert_eq!(refused(json!({})), GrantRefusal::MissingClaim("sub".into()));
         assert!(template.grant(&claims(json!({"sub": "x".repeat(64)})), None).is_ok());
+        assert_eq!(refused(json!({"sub": " user-42"})), GrantRefusal::TokenIdNotTrimmed);
+        assert_eq!(refused(json!({"sub": "user-42\n"})), GrantRefusal::UnsafeClaim("sub".into()));
+        assert_eq!(refused(json!({"sub": "é".repeat(65)})), GrantRefusal::TokenIdTooLong);
+    }
+
+    #[test]
+    fn a_claim_of_star_never_widens_a_permission_to_every_topic_or_cache() {
+        let template = template("{sub}", "{room}");
+        let refused = |value| template.grant(&claims(value), None).unwrap_err();
+        assert_eq!(refused(json!({"sub": "a", "room": "*"})), GrantRefusal::UnsafeClaim("room".into()));
+        assert_eq!(refused(json!({"sub": "a", "room": "room-*"})), GrantRefusal::UnsafeClaim("room".into()));
+        assert_eq!(refused(json!({"sub": "a", "room": ""})), GrantRefusal::UnsafeClaim("room".into()));
+        assert_eq!(refused(json!({"sub": "a", "room": "r\u{7}"})), GrantRefusal::UnsafeClaim("room".into()));
+        let granted = template.grant(&claims(json!({"sub": "a", "room": "room-1"})), None).unwrap();
+        assert!(granted.permissions[0].allows_publish("chat", "room-1"));
+        assert!(!granted.permissions[0].allows_publish("chat", "room-2"));
+    }
+
+    #[test]
+    fn a_star_written_in_the_settings_still_means_every_topic() {
+        let granted = template("{sub}", "*").grant(&claims(json!({"sub": "a"})), None).unwrap();
+        assert!(granted.permissions[0].allows_publish("chat", "anything"));
     }
 }

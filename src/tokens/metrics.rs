@@ -18,6 +18,8 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "empty_token_id",
     "token_id_too_long",
     "empty_scope",
+    "token_id_not_trimmed",
+    "unsafe_claim",
     "rate_limited",
     "momento_unavailable",
     "momento_refused",

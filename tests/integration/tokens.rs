@@ -212,6 +212,13 @@ async fn bad_callers_get_their_documented_answers_and_no_token() {
         ("wrong audience", Some(hs256(&other_audience)), StatusCode::FORBIDDEN, "forbidden"),
         ("token_id too long", Some(hs256(&claims(&"x".repeat(65)))), StatusCode::FORBIDDEN, "forbidden"),
         ("empty token_id", Some(hs256(&claims(""))), StatusCode::FORBIDDEN, "forbidden"),
+        ("token_id with spaces", Some(hs256(&claims(" user-42"))), StatusCode::FORBIDDEN, "forbidden"),
+        (
+            "token_id with a line break",
+            Some(hs256(&claims("user-42\nuser-1"))),
+            StatusCode::FORBIDDEN,
+            "invalid_claim",
+        ),
     ];
     for (case, jwt, status, code) in cases {
         let response = vend(&app, jwt.as_deref()).await;
@@ -354,4 +361,29 @@ async fn the_cache_admin_api_needs_the_admin_token() {
     assert_eq!(put.status(), StatusCode::UNAUTHORIZED);
     let missing = app.client.get(app.url("/v1/cache/chat/user:x")).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND, "the refused write changed nothing");
+}
+
+#[tokio::test]
+async fn a_claim_of_star_cannot_widen_a_token_to_every_topic() {
+    let relay = hs256_config("").replace(r#"topic = "room-1" }]"#, r#"topic = "{room}" }]"#);
+    assert!(relay.contains(r#"topic = "{room}""#), "the permission's topic comes from a claim");
+    let app = spawn_app_with(&relay).await;
+    let with_room = |room: &str| {
+        let mut claims = claims("user-42");
+        claims["room"] = json!(room);
+        hs256(&claims)
+    };
+
+    for room in ["*", "", "room-*", "room\n1"] {
+        let refused = vend(&app, Some(&with_room(room))).await;
+        assert_eq!(answer(refused).await, (StatusCode::FORBIDDEN, "invalid_claim".into()), "{room:?}");
+    }
+
+    let vended: Value = vend(&app, Some(&with_room("room-1"))).await.json().await.unwrap();
+    let token = vended["token"].as_str().unwrap();
+    assert_eq!(publish(&app, "room-1", Some(token), "hi").await.status(), StatusCode::OK);
+    assert_eq!(
+        answer(publish(&app, "room-2", Some(token), "hi").await).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
 }
