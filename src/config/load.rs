@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use toml::Table;
 
 use super::expand::{self, ExpandError};
-use super::{BackendKind, DEMO_SECRET, REDACTED, Secret, Settings, validate};
+use super::{BackendKind, DEMO_SECRET, REDACTED, Secret, Settings, is_published_demo_value, validate};
 
 /// The demo configuration, used when no config file is given and `config/default.toml` is
 /// not in the working directory.
@@ -161,8 +161,9 @@ fn forget_empty_values(settings: &mut Settings) {
     settings.admin.token = settings.admin.token.take().filter(|token| !token.is_empty());
 }
 
-/// On the embedded backend, a webhook without secrets uses the public demo secret, loudly.
-/// (Validation has already refused that case for the Momento backend.)
+/// On the embedded backend, a webhook without secrets uses the public demo secret, loudly, and
+/// every other published demo value in use is named. (Validation has already refused them
+/// for the Momento backend.)
 fn apply_demo_secret(settings: &mut Settings) -> Vec<String> {
     let mut notices = Vec::new();
     if settings.momento.resolved_backend() != BackendKind::Memory {
@@ -177,6 +178,21 @@ fn apply_demo_secret(settings: &mut Settings) -> Vec<String> {
                  this relay"
             ));
         }
+    }
+    let jwt_secret = settings.tokens.as_ref().and_then(|tokens| tokens.jwt.hs256_secret.as_ref());
+    if jwt_secret.is_some_and(|secret| is_published_demo_value(secret.expose())) {
+        notices.push(
+            "tokens.jwt.hs256_secret is the PUBLISHED demo secret, so anyone can sign callers' \
+             JWTs; set APP_JWT_SECRET before exposing this relay (the momento backend refuses it)"
+                .to_owned(),
+        );
+    }
+    if settings.admin.token.as_ref().is_some_and(|token| is_published_demo_value(token.expose())) {
+        notices.push(
+            "admin.token is the PUBLISHED demo admin token, so anyone can use the admin API; set \
+             ADMIN_TOKEN before exposing this relay (the momento backend refuses it)"
+                .to_owned(),
+        );
     }
     notices
 }

@@ -22,12 +22,24 @@ pub use secret::{REDACTED, Secret};
 pub use crate::accept::replay::WhenFull;
 pub use crate::http::ThreadScheduling;
 use crate::processors::StepSettings;
+pub use crate::processors::http::HttpStepSettings;
 pub use crate::sources::subscription::SubscriptionSettings;
 pub use crate::tokens::TokenSettings;
 
 /// The signing secret used when the embedded backend runs without one configured. It is
 /// public (it is in the README), so the relay refuses it with the Momento backend.
 pub const DEMO_SECRET: &str = "topic-relay-demo-secret";
+
+/// Every secret value the project publishes for trying it locally: the demo webhook secret,
+/// and the fallbacks of `config/examples/identity-local.toml`. Anyone can read them, so the
+/// Momento backend refuses each of them wherever a secret goes.
+pub const PUBLISHED_DEMO_VALUES: [&str; 3] =
+    [DEMO_SECRET, "local-demo-secret-for-trying-topic-relay", "local-demo-admin-token"];
+
+/// Whether `value` is one of [`PUBLISHED_DEMO_VALUES`].
+pub fn is_published_demo_value(value: &str) -> bool {
+    PUBLISHED_DEMO_VALUES.contains(&value)
+}
 
 /// The whole configuration, after defaults, the config file and the environment are merged.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -60,6 +72,9 @@ pub struct Settings {
     /// Token vending on `POST /v1/tokens` (off unless configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<TokenSettings>,
+    /// Where `http` steps may connect.
+    #[serde(default)]
+    pub http_steps: HttpStepSettings,
 }
 
 /// `[server]`

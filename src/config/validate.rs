@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{BackendKind, DEMO_SECRET, DedupMode, Secret, Settings};
+use super::{BackendKind, DedupMode, Secret, Settings, is_published_demo_value};
 
 /// Momento abandons a webhook call after this long; nothing the relay does may take longer.
 pub const MOMENTO_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -14,9 +14,11 @@ type Failure = (String, String);
 pub fn check(settings: &Settings) -> Result<(), Failure> {
     check_server(settings)?;
     check_webhooks(settings)?;
+    check_no_demo_values(settings)?;
     check_subscriptions(settings)?;
     check_momento(settings)?;
     check_delivery(settings)?;
+    crate::processors::http::DestinationPolicy::new(&settings.http_steps)?;
     if let Some(tokens) = &settings.tokens {
         tokens.check()?;
     }
@@ -129,12 +131,42 @@ fn check_webhooks(settings: &Settings) -> Result<(), Failure> {
                  backend requires one",
             );
         }
-        if momento && webhook.secrets.iter().any(|secret| secret.expose() == DEMO_SECRET) {
+    }
+    Ok(())
+}
+
+/// The published demo values are for the embedded backend only: on Momento, a JWT secret
+/// anyone can read lets anyone mint callers and get real tokens with any `token_id`, and a
+/// known admin token opens the admin API.
+fn check_no_demo_values(settings: &Settings) -> Result<(), Failure> {
+    if settings.momento.resolved_backend() != BackendKind::Momento {
+        return Ok(());
+    }
+    let is_demo = |secret: &Secret| is_published_demo_value(secret.expose());
+    for (name, webhook) in &settings.webhooks {
+        if webhook.secrets.iter().any(is_demo) {
             return fail(
-                format!("{key}.secrets"),
-                "the public demo secret is refused with the momento backend",
+                format!("webhooks.{name}.secrets"),
+                "the public demo secret is refused with the momento backend; set the webhook's \
+                 own signing secret",
             );
         }
+    }
+    let jwt_secret = settings.tokens.as_ref().and_then(|tokens| tokens.jwt.hs256_secret.as_ref());
+    if jwt_secret.is_some_and(is_demo) {
+        return fail(
+            "tokens.jwt.hs256_secret",
+            "is the published demo secret, refused with the momento backend: anyone could sign \
+             callers' JWTs with it; set APP_JWT_SECRET (or the variable your file names) to a \
+             long random value",
+        );
+    }
+    if settings.admin.token.as_ref().is_some_and(is_demo) {
+        return fail(
+            "admin.token",
+            "is the published demo admin token, refused with the momento backend; set \
+             ADMIN_TOKEN (or the variable your file names) to a long random value",
+        );
     }
     Ok(())
 }

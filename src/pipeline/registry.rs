@@ -8,6 +8,7 @@ use super::template::{EVENT_FIELDS, Template};
 use super::{Pipeline, Processor, Step};
 use crate::config::RouteSettings;
 use crate::processors::for_each::ForEach;
+use crate::processors::http::DestinationPolicy;
 use crate::processors::{BUILTIN_KINDS, StepSettings};
 
 /// Builds a processor from its options (the table under the step's kind in the config).
@@ -18,12 +19,25 @@ pub type ProcessorFactory =
 pub struct BuildContext {
     route: String,
     attached: Vec<String>,
+    http_destinations: DestinationPolicy,
 }
 
 impl BuildContext {
-    /// A context for building the steps of `route`.
+    /// A context for building the steps of `route`, whose `http` steps may call any host
+    /// whose addresses are not local.
     pub fn new(route: &str) -> Self {
-        BuildContext { route: route.to_owned(), attached: Vec::new() }
+        Self::with_http_destinations(route, DestinationPolicy::default())
+    }
+
+    /// A context for building the steps of `route`, whose `http` steps may call what
+    /// `http_destinations` allows.
+    pub fn with_http_destinations(route: &str, http_destinations: DestinationPolicy) -> Self {
+        BuildContext { route: route.to_owned(), attached: Vec::new(), http_destinations }
+    }
+
+    /// Where `http` steps may connect.
+    pub fn http_destinations(&self) -> &DestinationPolicy {
+        &self.http_destinations
     }
 
     /// Name of the route being built.
@@ -80,9 +94,15 @@ impl ProcessorRegistry {
         self
     }
 
-    /// Builds the pipeline of route number `index`; an error names the step's key.
-    pub fn build(&self, route: &RouteSettings, index: usize) -> Result<Pipeline, (String, String)> {
-        let mut context = BuildContext::new(&route.name);
+    /// Builds the pipeline of route number `index`, whose `http` steps may call what
+    /// `http_destinations` allows; an error names the step's key.
+    pub fn build(
+        &self,
+        route: &RouteSettings,
+        index: usize,
+        http_destinations: &DestinationPolicy,
+    ) -> Result<Pipeline, (String, String)> {
+        let mut context = BuildContext::with_http_destinations(&route.name, http_destinations.clone());
         let mut steps = Vec::with_capacity(route.steps.len());
         for (position, settings) in route.steps.iter().enumerate() {
             let key = format!("routes[{index}].steps[{position}]");

@@ -79,6 +79,24 @@ impl Template {
         }
     }
 
+    /// Fills the placeholders from `message`, passing each field's value through `escape`
+    /// (literal text goes as written), as a URL's path needs its values percent-encoded.
+    pub fn render_escaped(&self, message: &Message, escape: impl Fn(&str, &mut String)) -> String {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        let mut value = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Field { root, path } => {
+                    value.clear();
+                    write_field(&mut value, message, root, path);
+                    escape(&value, &mut out);
+                }
+            }
+        }
+        out
+    }
+
     /// Fills the placeholders from `message`.
     pub fn render(&self, message: &Message) -> String {
         let mut out = String::with_capacity(self.source.len() + 16);
@@ -236,6 +254,17 @@ mod tests {
         assert_eq!(render("{topic}-enriched"), "room-1-enriched");
         assert_eq!(render("user:{token_id}"), "user:user-42");
         assert_eq!(render("{user.name} ({user.age}) says {text}"), "Ada (36) says hello");
+    }
+
+    #[test]
+    fn escaped_rendering_escapes_field_values_but_not_literal_text() {
+        let template = Template::parse("/a?b={token_id}&c={user.name}", &["user".into()]).unwrap();
+        let escaped = template.render_escaped(&message(), |value, out| {
+            out.push('[');
+            out.push_str(value);
+            out.push(']');
+        });
+        assert_eq!(escaped, "/a?b=[user-42]&c=[Ada]");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub use pattern::{NamePattern, TokenIdRule};
 
 use crate::config::{MatchSettings, Settings};
 use crate::pipeline::{Pipeline, ProcessorRegistry};
+use crate::processors::http::DestinationPolicy;
 use crate::sources::Source;
 
 /// Which events a route takes.
@@ -86,11 +87,12 @@ impl RouteTable {
     /// into themselves. The error is the offending key and what is wrong.
     pub fn build(settings: &Settings, registry: &ProcessorRegistry) -> Result<Self, (String, String)> {
         let mut routes = Vec::with_capacity(settings.routes.len());
+        let http_destinations = DestinationPolicy::new(&settings.http_steps)?;
         for (index, route) in settings.routes.iter().enumerate() {
             routes.push(Route {
                 name: route.name.as_str().into(),
                 matcher: Matcher::parse(&route.matcher, &format!("routes[{index}].match"))?,
-                pipeline: registry.build(route, index)?,
+                pipeline: registry.build(route, index, &http_destinations)?,
             });
         }
         let table = RouteTable { routes };

@@ -254,3 +254,35 @@ fn check_config_refuses_a_malformed_api_key_without_printing_it() {
     assert!(stderr.contains("momento.api_key"), "{stderr}");
     assert!(!stderr.contains("my-leaked-key-123"), "{stderr}");
 }
+
+#[test]
+fn check_config_refuses_the_local_identity_example_switched_to_momento_with_its_demo_secrets() {
+    let example = std::fs::read_to_string("config/examples/identity-local.toml").unwrap();
+    let on_momento = config_file(&example.replace(
+        "\nbackend = \"memory\"\n",
+        "\napi_key = \"${MOMENTO_API_KEY}\"\nendpoint = \"${MOMENTO_ENDPOINT}\"\n",
+    ));
+    let check = |variables: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_topic-relay"));
+        command
+            .args(["check-config", "--config", on_momento.path().to_str().unwrap()])
+            .env("MOMENTO_API_KEY", support::emulator::test_api_key())
+            .env("MOMENTO_ENDPOINT", "cell-1.example.momentohq.com")
+            .env_remove("APP_JWT_SECRET")
+            .env_remove("ADMIN_TOKEN");
+        command.envs(variables.iter().copied());
+        command.output().expect("the binary runs")
+    };
+
+    let refused = check(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("tokens.jwt.hs256_secret") && stderr.contains("APP_JWT_SECRET"), "{stderr}");
+
+    let own = [
+        ("APP_JWT_SECRET", "our-own-application-secret-of-32-bytes"),
+        ("ADMIN_TOKEN", "our-own-admin-token"),
+    ];
+    let accepted = check(&own);
+    assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
+}

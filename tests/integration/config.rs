@@ -23,6 +23,21 @@ token_id = "{sub}"
 expires_in = "30m"
 permissions = [{ role = "publish_only", cache = "chat", topic = "room-1" }]"#;
 
+/// `http` steps that must be refused at load: they call the relay's own machine, a cloud's
+/// metadata service, a host the message names, or a host off the allow-list.
+const HTTP_TO_LOOPBACK: &str = r#"{ http = { url = "http://127.0.0.1:9090/admin" } }"#;
+const HTTP_TO_METADATA: &str = r#"{ http = { url = "http://169.254.169.254/latest/meta-data/" } }"#;
+const HTTP_HOST_FROM_MESSAGE: &str = r#"{ http = { url = "https://{token_id}.example.com/x" } }"#;
+const HTTP_TO_OTHER_HOST: &str = r#"{ http = { url = "https://other.example.com/x" } }"#;
+
+#[test]
+fn a_listed_loopback_destination_is_allowed() {
+    let config = format!("{BASE}\n[http_steps]\nallowed_destinations = [\"127.0.0.1:9090\"]")
+        .replace("\"uppercase\"", HTTP_TO_LOOPBACK);
+    let loaded = load_from_str(&config, source(), &env, Vec::new()).unwrap();
+    assert!(RouteTable::build(&loaded.settings, &ProcessorRegistry::new()).is_ok());
+}
+
 #[test]
 fn a_valid_tokens_section_loads_and_its_secret_is_redacted() {
     let loaded = load_from_str(&format!("{BASE}\n{TOKENS}"), source(), &env, Vec::new()).expect("valid");
@@ -82,6 +97,18 @@ fn each_invalid_config_gets_an_error_naming_its_key() {
         (format!("{BASE}\n{TOKENS}").replace("30m", "2d"), "tokens.expires_in"),
         (format!("{BASE}\n{TOKENS}\nrate_limit = \"10/day\""), "tokens.rate_limit"),
         (format!("{BASE}\n{TOKENS}\ncors_origins = [\"chat.example.com\"]"), "tokens.cors_origins[0]"),
+        (BASE.replace("\"uppercase\"", HTTP_TO_LOOPBACK), "routes[0].steps[0].http"),
+        (BASE.replace("\"uppercase\"", HTTP_TO_METADATA), "routes[0].steps[0].http"),
+        (BASE.replace("\"uppercase\"", HTTP_HOST_FROM_MESSAGE), "routes[0].steps[0].http"),
+        (
+            format!("{BASE}\n[http_steps]\nallowed_destinations = [\"https://x/y\"]"),
+            "http_steps.allowed_destinations[0]",
+        ),
+        (
+            format!("{BASE}\n[http_steps]\nallowed_destinations = [\"api.example.com\"]")
+                .replace("\"uppercase\"", HTTP_TO_OTHER_HOST),
+            "routes[0].steps[0].http",
+        ),
     ];
     for (config, key) in cases {
         let error = error_for(&config);
@@ -220,4 +247,42 @@ fn the_shipped_default_config_is_valid() {
     let text = std::fs::read_to_string("config/default.toml").unwrap();
     let loaded = load_from_str(&text, source(), &|_| None, Vec::new()).unwrap();
     assert!(RouteTable::build(&loaded.settings, &ProcessorRegistry::new()).is_ok());
+}
+
+/// `config/examples/identity-local.toml` as a user would switch it to Momento: `backend =
+/// "memory"` dropped and an API key set, with `variables` set in the environment.
+fn identity_local_on_momento(variables: &[(&str, &str)]) -> Result<(), String> {
+    let text = std::fs::read_to_string("config/examples/identity-local.toml").unwrap();
+    let text = text.replace("\nbackend = \"memory\"\n", "\napi_key = \"${API_KEY}\"\n");
+    assert!(text.contains("api_key = "), "the example names its backend on a line of its own");
+    let variables: Vec<(String, String)> =
+        variables.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+    let lookup = |name: &str| {
+        variables
+            .iter()
+            .find(|(variable, _)| variable == name)
+            .map(|(_, value)| value.clone())
+            .or_else(|| env(name))
+    };
+    load_from_str(&text, source(), &lookup, Vec::new()).map(drop).map_err(|error| error.to_string())
+}
+
+#[test]
+fn the_published_demo_jwt_secret_and_admin_token_are_refused_on_momento() {
+    let error = identity_local_on_momento(&[]).unwrap_err();
+    assert!(error.contains("`tokens.jwt.hs256_secret`") && error.contains("published demo"), "{error}");
+    let own_jwt_secret = ("APP_JWT_SECRET", "an-application-secret-of-thirty-two-bytes-or-more");
+    let error = identity_local_on_momento(&[own_jwt_secret]).unwrap_err();
+    assert!(error.contains("`admin.token`") && error.contains("published demo"), "{error}");
+    assert!(!error.contains("local-demo-admin-token"), "{error}");
+    identity_local_on_momento(&[own_jwt_secret, ("ADMIN_TOKEN", "an-admin-token-of-our-own")]).unwrap();
+}
+
+#[test]
+fn the_published_demo_values_are_named_in_notices_on_the_embedded_backend() {
+    let text = std::fs::read_to_string("config/examples/identity-local.toml").unwrap();
+    let loaded = load_from_str(&text, source(), &|_| None, Vec::new()).unwrap();
+    let notices = loaded.notices.join("\n");
+    assert!(notices.contains("tokens.jwt.hs256_secret is the PUBLISHED demo secret"), "{notices}");
+    assert!(notices.contains("admin.token is the PUBLISHED demo admin token"), "{notices}");
 }

@@ -9,28 +9,43 @@ use std::time::Duration;
 use serde_json::Value;
 use support::on_emulator::eventually;
 use support::service::{FakeService, Reply};
-use support::{TestApp, delivery_preamble, spawn_app_with};
+use support::{TestApp, delivery_preamble, event_at, spawn_app_with};
+use topic_relay::accept::now_ms;
 
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A relay whose `calls` route sends each event's text to `service` with `options`, then
 /// publishes the text (or `publish_text`) on `done`.
 async fn relay(service: &FakeService, options: &str, publish_text: &str) -> TestApp {
+    relay_calling(&format!("{}/hook?key=query-secret", service.url), options, publish_text).await
+}
+
+/// The same relay, calling `url`.
+async fn relay_calling(url: &str, options: &str, publish_text: &str) -> TestApp {
     spawn_app_with(&format!(
         r#"{preamble}
 [[routes]]
 name = "calls"
 match = {{ cache = "chat", topic = "in" }}
 steps = [
-  {{ http = {{ url = "{url}/hook?key=query-secret", {options} }} }},
+  {{ http = {{ url = "{url}", {options} }} }},
   {{ template = {{ text = "{publish_text}" }} }},
   {{ publish = {{ topic = "done" }} }},
 ]
+
+[http_steps]
+allowed_destinations = ["127.0.0.1"]
 "#,
         preamble = delivery_preamble("100ms", "200ms", ""),
-        url = service.url
     ))
     .await
+}
+
+/// Posts a signed event on `chat`/`in` published by `token_id`.
+async fn post_as(app: &TestApp, token_id: &str, text: &str) -> reqwest::Response {
+    let body = event_at("chat", "in", text, token_id, now_ms());
+    let signature = app.sign(&body);
+    app.post("/webhook", body, Some(&signature)).await
 }
 
 #[tokio::test]
@@ -129,4 +144,40 @@ async fn signed_requests_verify_with_the_standard_webhooks_reference_library() {
         assert!(verifier.verify(&tampered, &request.headers).is_err());
     }
     assert_ne!(received[0].headers["webhook-id"], received[1].headers["webhook-id"]);
+}
+
+#[tokio::test]
+async fn a_token_id_cannot_add_path_segments_or_a_query_to_the_url() {
+    let service = FakeService::start(Reply::new(204, "")).await;
+    let url = format!("{}/users/{{token_id}}/profile?room={{topic}}", service.url);
+    let app = relay_calling(&url, r#"method = "GET", body = "none""#, "{text}").await;
+
+    let attack = post_as(&app, "../../admin/delete-all?confirm=yes#", "hello").await;
+    let dots = post_as(&app, "..", "hello").await;
+
+    assert_eq!(attack.status(), 200);
+    assert_eq!(dots.status(), 422, "a value that would resolve as `..` is refused, not sent");
+    let received = service.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        received[0].uri.to_string(),
+        "/users/..%2F..%2Fadmin%2Fdelete-all%3Fconfirm%3Dyes%23/profile?room=in"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_becomes_a_dead_letter_naming_it() {
+    let elsewhere = FakeService::start(Reply::new(200, "")).await;
+    let location = format!("{}/collect", elsewhere.url);
+    let service = FakeService::start(Reply::new(302, "").header("location", &location)).await;
+    let options = r#"headers = { Authorization = "Bearer sk-header-secret" }"#;
+    let app = relay(&service, options, "{text}").await;
+
+    let response = app.post_event("chat", "in", "private words").await;
+
+    assert_eq!(response.status(), 202);
+    assert_eq!(service.received().len(), 1);
+    assert!(elsewhere.received().is_empty(), "neither the credentials nor the message went on");
+    let letters = app.admin_get("/v1/admin/dead-letters").await;
+    assert!(letters["dead_letters"][0].to_string().contains("302 Found"), "{letters}");
 }

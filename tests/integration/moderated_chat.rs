@@ -29,7 +29,11 @@ async fn start(emulator: &Emulator, translator: &FakeService) -> TestApp {
     let example = std::fs::read_to_string("config/examples/moderated-chat.toml").unwrap();
     let config = format!("{}\n{}", example.replace("0.0.0.0:8080", "127.0.0.1:0"), momento_section(emulator));
     let url = translator.url.clone();
-    let lookup = move |name: &str| (name == "TRANSLATE_URL").then(|| url.clone());
+    let lookup = move |name: &str| match name {
+        "TRANSLATE_URL" => Some(url.clone()),
+        "TRANSLATE_DESTINATION" => Some("127.0.0.1".to_owned()),
+        _ => None,
+    };
     let loaded =
         load_from_str(&config, ConfigSource::BuiltIn, &lookup, Vec::new()).expect("the example loads");
     let app = spawn_settings(loaded.settings).await;

@@ -4,11 +4,18 @@
 //!
 //! A 2xx continues (attaching the reply under `into`, if set). A 408, 429, 5xx, a refused
 //! connection or a timeout fails the step for a while: the event is kept and resumed at this
-//! step, no sooner than the reply's `Retry-After`. Any other status fails it for good: the
-//! event becomes a dead letter that names the status and a short, redacted excerpt.
+//! step, no sooner than the reply's `Retry-After`. Any other status, redirects included
+//! (they are never followed, so credentials and the message never go to another origin),
+//! fails it for good: the event becomes a dead letter that names the status and a short,
+//! redacted excerpt.
+//!
+//! Values from the message go into the URL's path and query percent-encoded (`url`), and the
+//! call goes only where `[http_steps]` allows (`destination`).
 
 mod body;
+mod destination;
 mod signing;
+mod url;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +28,10 @@ use serde_json::Value;
 
 pub use body::{BodyConfig, BodyKind};
 use body::{RequestBody, excerpt};
+pub use destination::{DestinationPolicy, HttpStepSettings, Reach, is_local};
+use destination::{PublicAddressesOnly, is_local_address_refused};
 use signing::Signer;
+use url::UrlTemplate;
 
 use crate::config::Secret;
 use crate::event::Message;
@@ -32,7 +42,8 @@ use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// The URL, a template: `"https://api.example/users/{token_id}"`.
+    /// The URL: `"https://api.example/users/{token_id}"`. Placeholders may go in the path and
+    /// query only, and their values are percent-encoded.
     pub url: String,
     /// The method, a template; `POST` by default.
     #[serde(default = "default_method")]
@@ -79,7 +90,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Calls a service for each message.
 pub struct Http {
     client: reqwest::Client,
-    url: Template,
+    url: UrlTemplate,
     method: Template,
     headers: Vec<(HeaderName, Template)>,
     body: RequestBody,
@@ -92,10 +103,9 @@ pub struct Http {
 impl Http {
     /// Builds the step from its options; one connection pool per step, reused by every call.
     pub fn build(config: &HttpConfig, context: &mut BuildContext) -> Result<Self, String> {
-        let url = context.template(&config.url)?;
-        if !(config.url.starts_with("http://") || config.url.starts_with("https://")) {
-            return Err(format!("`url` must start with http:// or https://, not {:?}", config.url));
-        }
+        let url = UrlTemplate::build(&config.url, context)?;
+        let reach =
+            context.http_destinations().check(url.origin()).map_err(|message| format!("`url`: {message}"))?;
         let method = context.template(&config.method)?;
         if !config.method.contains('{') {
             Method::from_bytes(config.method.as_bytes())
@@ -112,11 +122,14 @@ impl Http {
         if let Some(into) = &config.into {
             context.attach(into)?;
         }
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(config.timeout)
-            .user_agent(concat!("topic-relay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| format!("cannot make an HTTP client: {error}"))?;
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("topic-relay/", env!("CARGO_PKG_VERSION")));
+        if reach == Reach::PublicOnly {
+            client = client.dns_resolver(std::sync::Arc::new(PublicAddressesOnly));
+        }
+        let client = client.build().map_err(|error| format!("cannot make an HTTP client: {error}"))?;
         // Whole values, then each long word of them, so that the key of `Bearer <key>` is
         // hidden when a service echoes it alone.
         let values = config.headers.values().map(|value| value.expose());
@@ -129,9 +142,7 @@ impl Http {
         let method = self.method.render(message);
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| StepError::Failed(format!("{method:?} is not an HTTP method")))?;
-        let url = self.url.render(message);
-        let parsed = reqwest::Url::parse(&url)
-            .map_err(|error| StepError::Failed(format!("the URL is not valid ({error})")))?;
+        let parsed = self.url.render(message).map_err(StepError::Failed)?;
         let shown = format!("{method} {}", without_query(&parsed));
         let mut request = self.client.request(method, parsed);
         let body = self.body.render(message);
@@ -200,8 +211,17 @@ impl Processor for Http {
     }
 }
 
-/// A request that got no answer: always worth another try.
+/// A request that got no answer: worth another try, unless its host resolved only to
+/// addresses the step may not call.
 fn unreachable(error: reqwest::Error) -> StepError {
+    if is_local_address_refused(&error) {
+        return StepError::Call {
+            message: destination::LocalAddressRefused.to_string(),
+            detail: None,
+            retryable: false,
+            retry_after: None,
+        };
+    }
     let what = if error.is_timeout() { "timed out" } else { "could not reach the service" };
     // Without the URL, whose query may hold a key.
     let error = error.without_url();
@@ -259,6 +279,8 @@ mod tests {
     #[test]
     fn bad_urls_methods_headers_and_templates_are_refused_at_load() {
         assert!(refusal(r#"url = "ftp://x""#).contains("http://"));
+        assert!(refusal(r#"url = "https://{token_id}.example/""#).contains("never in the"));
+        assert!(refusal(r#"url = "http://127.0.0.1:9/""#).contains("loopback"));
         assert!(refusal("url = \"http://x\"\nmethod = \"NO PE\"").contains("method"));
         assert!(refusal("url = \"http://x\"\nheaders = { \"bad name\" = \"v\" }").contains("header"));
         assert!(build(r#"url = "http://x/{user.id}""#).is_err());
@@ -268,9 +290,16 @@ mod tests {
     #[test]
     fn statuses_sort_into_retryable_and_permanent() {
         let step = build(r#"url = "http://x""#).unwrap();
-        for (status, retryable) in
-            [(503, true), (500, true), (429, true), (408, true), (400, false), (404, false)]
-        {
+        for (status, retryable) in [
+            (503, true),
+            (500, true),
+            (429, true),
+            (408, true),
+            (400, false),
+            (404, false),
+            (301, false),
+            (307, false),
+        ] {
             let error =
                 step.failure(StatusCode::from_u16(status).unwrap(), Some(Duration::from_secs(3)), b"");
             assert_eq!(error.is_retryable(), retryable, "{status}");
