@@ -1,151 +1,16 @@
-//! The embedded backend: publishes go to an in-process bus (watchable through
+//! The embedded backend: publishes go to the in-process bus (`bus`, watchable through
 //! `GET /v1/subscribe/{cache}/{topic}`, and what the relay's subscriptions listen to); cache
 //! items live in a map in memory.
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::{Stream, StreamExt};
-use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::{Backend, BackendError, ItemStream, ItemValue, Position, SetCondition, TopicItem};
+use super::bus::MemoryBus;
+use super::{Backend, BackendError, ItemStream, Position, SetCondition};
 use crate::config::BackendKind;
-
-/// How many publishes a slow subscriber may fall behind before it misses some.
-const BUS_CAPACITY: usize = 1024;
-
-/// One message published on the embedded bus.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    /// Cache it was published in.
-    pub cache: String,
-    /// Topic it was published on.
-    pub topic: String,
-    /// The payload.
-    pub text: String,
-    /// Its place on its topic: numbered from 1, on the page this bus was started with.
-    pub position: Position,
-    /// The publisher's `token_id`; empty for the relay's own publishes.
-    pub publisher_id: String,
-    /// When it was published, in ms since the epoch.
-    pub published_ms: u64,
-}
-
-/// The embedded publish bus; clones share it.
-#[derive(Clone)]
-pub struct MemoryBus {
-    sender: broadcast::Sender<Arc<Published>>,
-    /// Open [`Listener`]s. Every publish asks whether anyone listens, and the sender's own
-    /// count takes a lock that each HTTP thread would take from the others.
-    listeners: Arc<AtomicUsize>,
-    /// The last sequence number of each (cache, topic).
-    sequences: Arc<Mutex<HashMap<(String, String), u64>>>,
-    /// The sequence page of every topic: the bus keeps nothing across restarts, so each
-    /// start numbers its topics afresh, on a new page.
-    page: u64,
-}
-
-impl MemoryBus {
-    /// Receives everything published from now on; callers filter by cache and topic.
-    pub fn subscribe_all(&self) -> Listener {
-        self.listeners.fetch_add(1, Ordering::AcqRel);
-        Listener { receiver: self.sender.subscribe(), _counted: Counted(self.listeners.clone()) }
-    }
-
-    /// The items published on `topic` in `cache` from now on. The bus keeps no history, so
-    /// there is nothing to resume; a subscriber that falls more than the bus's capacity behind
-    /// misses items, which shows as a jump in their sequence numbers.
-    pub fn items(&self, cache: &str, topic: &str) -> ItemStream {
-        let (cache, topic) = (cache.to_owned(), topic.to_owned());
-        self.subscribe_all()
-            .into_stream()
-            .filter_map(move |published| {
-                let item = match published {
-                    Ok(published) if published.cache == cache && published.topic == topic => {
-                        Some(TopicItem {
-                            position: published.position,
-                            publisher_id: published.publisher_id.clone(),
-                            value: ItemValue::Text(published.text.clone()),
-                        })
-                    }
-                    _ => None,
-                };
-                std::future::ready(item)
-            })
-            .boxed()
-    }
-
-    /// Publishes `text` as `publisher_id`; returns its sequence number on the topic, or 0 when
-    /// nobody listens (the message then goes nowhere, as on a real topic, and is not built).
-    pub fn publish(&self, cache: &str, topic: &str, text: &str, publisher_id: &str) -> u64 {
-        if self.listeners.load(Ordering::Acquire) == 0 {
-            return 0;
-        }
-        let mut sequences = self.sequences.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let sequence = sequences.entry((cache.to_owned(), topic.to_owned())).or_default();
-        *sequence += 1;
-        // Sent under the lock, so that the bus carries each topic's items in sequence order.
-        let _ = self.sender.send(Arc::new(Published {
-            cache: cache.to_owned(),
-            topic: topic.to_owned(),
-            text: text.to_owned(),
-            position: Position { page: self.page, sequence: *sequence },
-            publisher_id: publisher_id.to_owned(),
-            published_ms: crate::accept::now_ms(),
-        }));
-        *sequence
-    }
-}
-
-/// Everything published on the bus from the moment it was made; counted as a listener until
-/// dropped.
-pub struct Listener {
-    receiver: broadcast::Receiver<Arc<Published>>,
-    _counted: Counted,
-}
-
-impl Listener {
-    /// The next item already published, without waiting.
-    pub fn try_recv(&mut self) -> Result<Arc<Published>, broadcast::error::TryRecvError> {
-        self.receiver.try_recv()
-    }
-
-    /// The items as a stream; a listener that falls behind gets a `Lagged` error with the count
-    /// it missed.
-    pub fn into_stream(self) -> ListenerStream {
-        ListenerStream { items: BroadcastStream::new(self.receiver), _counted: self._counted }
-    }
-}
-
-/// A [`Listener`] as a stream.
-pub struct ListenerStream {
-    items: BroadcastStream<Arc<Published>>,
-    _counted: Counted,
-}
-
-impl Stream for ListenerStream {
-    type Item = Result<Arc<Published>, BroadcastStreamRecvError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.items.poll_next_unpin(context)
-    }
-}
-
-/// One listener in the bus's count, until dropped.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 enum Item {
     Value(Vec<u8>),
@@ -174,14 +39,7 @@ impl Default for MemoryBackend {
 impl MemoryBackend {
     /// An empty backend whose items live until replaced.
     pub fn new() -> Self {
-        let (sender, _) = broadcast::channel(BUS_CAPACITY);
-        let bus = MemoryBus {
-            sender,
-            listeners: Arc::default(),
-            sequences: Arc::default(),
-            page: crate::accept::now_ms(),
-        };
-        MemoryBackend { bus, store: Arc::default(), default_ttl: None }
+        MemoryBackend { bus: MemoryBus::new(), store: Arc::default(), default_ttl: None }
     }
 
     /// An empty backend that gives items written without a TTL this one.
@@ -382,18 +240,6 @@ mod tests {
         let backend = MemoryBackend::with_default_ttl(Duration::ZERO);
         backend.set("c", "k", b"v", None).await.unwrap();
         assert_eq!(backend.get("c", "k").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn a_publish_with_no_listener_left_goes_nowhere_and_is_not_numbered() {
-        let backend = MemoryBackend::new();
-        let listener = backend.bus().subscribe_all();
-        assert_eq!(backend.bus().publish("chat", "t", "one", ""), 1);
-        drop(listener);
-        assert_eq!(backend.bus().publish("chat", "t", "two", ""), 0);
-        let mut listener = backend.bus().subscribe_all().into_stream();
-        assert_eq!(backend.bus().publish("chat", "t", "three", ""), 2);
-        assert_eq!(listener.next().await.unwrap().unwrap().text, "three");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Stage 5, backend: where effects land. A trait with two implementations, Momento and the
 //! embedded in-process backend; the pipeline only ever sees the trait.
 
+mod bus;
 mod memory;
 pub mod momento;
 mod timed;
@@ -10,7 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use memory::{MemoryBackend, MemoryBus, Published};
+pub use bus::{MAX_SUBSCRIBE_STREAMS, MemoryBus, Published, StreamSlot};
+pub use memory::MemoryBackend;
 pub use timed::Timed;
 pub use topics::{ItemStream, ItemValue, Position, SetCondition, TopicItem};
 

@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 use crate::accept::AcceptError;
 use crate::relay::Refusal;
 use crate::sources::webhook::NotAccepted;
-use crate::tokens::{CallerRefusal, GrantRefusal, IssueError, PublishRefusal, VendRefusal};
+use crate::tokens::{BusRefusal, CallerRefusal, GrantRefusal, IssueError, VendRefusal};
 
 /// Every error code the relay answers with; the README's status table lists them all.
 pub const ERROR_CODES: &[&str] = &[
@@ -112,10 +112,15 @@ pub enum HttpError {
     /// unreachable), 502 `token_vending_failed` (Momento refused).
     #[error(transparent)]
     Vend(#[from] VendRefusal),
-    /// `/v1/publish` refused the token: 401 `missing_token`, 401 `invalid_token`, or 403
-    /// `forbidden` (the token may not publish on that topic).
+    /// `/v1/publish` or `/v1/subscribe` refused the token: 401 `missing_token`, 401
+    /// `invalid_token`, or 403 `forbidden` (the token may not publish on, or subscribe to,
+    /// that topic).
     #[error(transparent)]
-    Publish(#[from] PublishRefusal),
+    Bus(#[from] BusRefusal),
+    /// 503 `overloaded`, with Retry-After: as many `/v1/subscribe` streams as the embedded
+    /// bus allows are open.
+    #[error("too many subscribe streams are open; retry shortly")]
+    TooManyStreams,
     /// 400 `invalid_query`: `?token_id=` while `[tokens]` is configured.
     #[error("with [tokens] configured, the publisher's token sets its token_id; drop ?token_id=")]
     TokenIdInQuery,
@@ -189,9 +194,12 @@ impl HttpError {
                 VendRefusal::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited"),
                 VendRefusal::Issue(IssueError::Refused(_)) => (S::BAD_GATEWAY, "token_vending_failed"),
             },
-            HttpError::Publish(PublishRefusal::Missing) => (S::UNAUTHORIZED, "missing_token"),
-            HttpError::Publish(PublishRefusal::Invalid) => (S::UNAUTHORIZED, "invalid_token"),
-            HttpError::Publish(PublishRefusal::NotAllowed) => (S::FORBIDDEN, "forbidden"),
+            HttpError::Bus(BusRefusal::Missing) => (S::UNAUTHORIZED, "missing_token"),
+            HttpError::Bus(BusRefusal::Invalid) => (S::UNAUTHORIZED, "invalid_token"),
+            HttpError::Bus(BusRefusal::MayNotPublish | BusRefusal::MayNotSubscribe) => {
+                (S::FORBIDDEN, "forbidden")
+            }
+            HttpError::TooManyStreams => (S::SERVICE_UNAVAILABLE, "overloaded"),
             HttpError::TokenIdInQuery | HttpError::InvalidTtl => (S::BAD_REQUEST, "invalid_query"),
             HttpError::InvalidTokenRequest => (S::BAD_REQUEST, "invalid_request"),
             HttpError::CacheUnavailable => (S::SERVICE_UNAVAILABLE, "backend_unavailable"),
@@ -244,13 +252,14 @@ impl fmt::Display for Detail<'_> {
             HttpError::Vend(VendRefusal::RateLimited(_)) => {
                 "too many tokens for this identity; retry after the Retry-After seconds"
             }
-            HttpError::Publish(PublishRefusal::Missing) => {
-                "publishing needs Authorization: Bearer <token from POST /v1/tokens>"
+            HttpError::Bus(BusRefusal::Missing) => {
+                "this needs Authorization: Bearer <token from POST /v1/tokens> (or ?token= to subscribe)"
             }
-            HttpError::Publish(PublishRefusal::Invalid) => {
+            HttpError::Bus(BusRefusal::Invalid) => {
                 "the token is not one this relay vended, or it has expired; get a new one"
             }
-            HttpError::Publish(PublishRefusal::NotAllowed) => "this token may not publish on that topic",
+            HttpError::Bus(BusRefusal::MayNotPublish) => "this token may not publish on that topic",
+            HttpError::Bus(BusRefusal::MayNotSubscribe) => "this token may not subscribe to that topic",
             error => return fmt::Display::fmt(error, formatter),
         };
         formatter.write_str(fixed)
@@ -336,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_publish_is_told_what_to_do_and_nothing_of_the_token() {
-        let body = body_of(HttpError::Publish(PublishRefusal::Invalid)).await;
+        let body = body_of(HttpError::Bus(BusRefusal::Invalid)).await;
         assert_eq!(body["error"], "invalid_token");
         assert_eq!(
             body["detail"],

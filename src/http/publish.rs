@@ -18,7 +18,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::HttpError;
 use super::tokens::bearer;
-use crate::tokens::PublishRefusal;
+use crate::tokens::BusRefusal;
 
 /// Momento's limit on one message, which the embedded bus keeps too.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
@@ -46,7 +46,7 @@ pub async fn publish(
             if publisher.token_id.is_some() {
                 return Err(HttpError::TokenIdInQuery);
             }
-            let token = bearer(&headers).ok_or(PublishRefusal::Missing)?;
+            let token = bearer(&headers).ok_or(BusRefusal::Missing)?;
             tokens.check_publish(token, &cache, &topic)?
         }
         None => publisher.token_id.unwrap_or_default(),

@@ -27,8 +27,16 @@ pub struct Permission {
 impl Permission {
     /// Whether the permission lets its holder publish on `topic` in `cache`.
     pub fn allows_publish(&self, cache: &str, topic: &str) -> bool {
-        self.role.may_publish()
-            && (self.cache == ALL || self.cache == cache)
+        self.role.may_publish() && self.covers(cache, topic)
+    }
+
+    /// Whether the permission lets its holder subscribe to `topic` in `cache`.
+    pub fn allows_subscribe(&self, cache: &str, topic: &str) -> bool {
+        self.role.may_subscribe() && self.covers(cache, topic)
+    }
+
+    fn covers(&self, cache: &str, topic: &str) -> bool {
+        (self.cache == ALL || self.cache == cache)
             && self.topic.as_deref().is_some_and(|own| own == ALL || own == topic)
     }
 }

@@ -1,7 +1,8 @@
 //! Tokens of the embedded backend: what `/v1/tokens` vends when the relay runs without a
 //! Momento account. They carry the same `token_id`, permissions and expiry as Momento's
 //! disposable tokens, signed (HS256) by a key the relay makes at startup, so they die with
-//! the process. `POST /v1/publish` takes them as Momento takes its own.
+//! the process. `POST /v1/publish` and `GET /v1/subscribe` take them as Momento takes its
+//! own: each only where the token's permissions allow.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -21,9 +22,9 @@ struct LocalClaims {
     exp: u64,
 }
 
-/// Why a publish with a local token was refused.
+/// Why the embedded bus refused a local token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PublishRefusal {
+pub enum BusRefusal {
     /// No bearer token, where one is needed.
     #[error("missing token")]
     Missing,
@@ -31,8 +32,11 @@ pub enum PublishRefusal {
     #[error("invalid token")]
     Invalid,
     /// The token does not allow publishing on that topic.
-    #[error("not allowed")]
-    NotAllowed,
+    #[error("may not publish")]
+    MayNotPublish,
+    /// The token does not allow subscribing to that topic.
+    #[error("may not subscribe")]
+    MayNotSubscribe,
 }
 
 /// Makes and checks local tokens.
@@ -72,15 +76,29 @@ impl LocalTokens {
     }
 
     /// The `token_id` of `token` when it may publish on `topic` in `cache`.
-    pub fn check_publish(&self, token: &str, cache: &str, topic: &str) -> Result<String, PublishRefusal> {
-        let claims = jsonwebtoken::decode::<LocalClaims>(token.trim(), &self.decoding, &self.validation)
-            .map_err(|_| PublishRefusal::Invalid)?
-            .claims;
+    pub fn check_publish(&self, token: &str, cache: &str, topic: &str) -> Result<String, BusRefusal> {
+        let claims = self.claims(token)?;
         if claims.permissions.iter().any(|permission| permission.allows_publish(cache, topic)) {
             Ok(claims.token_id)
         } else {
-            Err(PublishRefusal::NotAllowed)
+            Err(BusRefusal::MayNotPublish)
         }
+    }
+
+    /// Whether `token` may subscribe to `topic` in `cache`.
+    pub fn check_subscribe(&self, token: &str, cache: &str, topic: &str) -> Result<(), BusRefusal> {
+        let claims = self.claims(token)?;
+        if claims.permissions.iter().any(|permission| permission.allows_subscribe(cache, topic)) {
+            Ok(())
+        } else {
+            Err(BusRefusal::MayNotSubscribe)
+        }
+    }
+
+    fn claims(&self, token: &str) -> Result<LocalClaims, BusRefusal> {
+        jsonwebtoken::decode::<LocalClaims>(token.trim(), &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| BusRefusal::Invalid)
     }
 }
 
@@ -109,15 +127,19 @@ mod tests {
         let (token, exp) = tokens.issue(&grant(Role::PublishOnly, "room-1")).unwrap();
         assert!(remaining(exp) > Duration::from_secs(55));
         assert_eq!(tokens.check_publish(&token, "chat", "room-1"), Ok("user-42".into()));
-        assert_eq!(tokens.check_publish(&token, "chat", "room-2"), Err(PublishRefusal::NotAllowed));
-        assert_eq!(tokens.check_publish(&token, "other", "room-1"), Err(PublishRefusal::NotAllowed));
+        assert_eq!(tokens.check_publish(&token, "chat", "room-2"), Err(BusRefusal::MayNotPublish));
+        assert_eq!(tokens.check_publish(&token, "other", "room-1"), Err(BusRefusal::MayNotPublish));
     }
 
     #[test]
     fn subscribe_only_tokens_and_all_topics_are_honoured() {
         let tokens = LocalTokens::generate();
         let (reader, _) = tokens.issue(&grant(Role::SubscribeOnly, "room-1")).unwrap();
-        assert_eq!(tokens.check_publish(&reader, "chat", "room-1"), Err(PublishRefusal::NotAllowed));
+        assert_eq!(tokens.check_publish(&reader, "chat", "room-1"), Err(BusRefusal::MayNotPublish));
+        assert_eq!(tokens.check_subscribe(&reader, "chat", "room-1"), Ok(()));
+        assert_eq!(tokens.check_subscribe(&reader, "chat", "room-2"), Err(BusRefusal::MayNotSubscribe));
+        let (writer, _) = tokens.issue(&grant(Role::PublishOnly, "room-1")).unwrap();
+        assert_eq!(tokens.check_subscribe(&writer, "chat", "room-1"), Err(BusRefusal::MayNotSubscribe));
         let (writer, _) = tokens.issue(&grant(Role::PublishSubscribe, "*")).unwrap();
         assert!(tokens.check_publish(&writer, "chat", "anything").is_ok());
     }
@@ -126,7 +148,7 @@ mod tests {
     fn another_relays_tokens_and_tampered_ones_are_invalid() {
         let (token, _) = LocalTokens::generate().issue(&grant(Role::PublishOnly, "room-1")).unwrap();
         let tokens = LocalTokens::generate();
-        assert_eq!(tokens.check_publish(&token, "chat", "room-1"), Err(PublishRefusal::Invalid));
-        assert_eq!(tokens.check_publish("not.a.token", "chat", "room-1"), Err(PublishRefusal::Invalid));
+        assert_eq!(tokens.check_publish(&token, "chat", "room-1"), Err(BusRefusal::Invalid));
+        assert_eq!(tokens.check_publish("not.a.token", "chat", "room-1"), Err(BusRefusal::Invalid));
     }
 }

@@ -26,7 +26,7 @@ pub use claims::ClaimTemplate;
 pub use grant::{Grant, GrantRefusal, GrantTemplate, Permission};
 pub use issuer::{IssueError, IssuedToken, Issuer};
 pub use limit::{RateLimit, VendLimiter};
-pub use local::{LocalTokens, PublishRefusal};
+pub use local::{BusRefusal, LocalTokens};
 pub use metrics::{REFUSAL_REASONS, TokenMetrics};
 pub use settings::{JwtSettings, MAX_EXPIRES_IN, MAX_TOKEN_ID_LEN, PermissionSettings, Role, TokenSettings};
 

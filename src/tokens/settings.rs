@@ -127,6 +127,11 @@ impl Role {
     pub fn may_publish(self) -> bool {
         matches!(self, Role::PublishOnly | Role::PublishSubscribe)
     }
+
+    /// Whether a holder may subscribe.
+    pub fn may_subscribe(self) -> bool {
+        matches!(self, Role::SubscribeOnly | Role::PublishSubscribe)
+    }
 }
 
 type Failure = (String, String);

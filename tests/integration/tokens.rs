@@ -35,7 +35,10 @@ listen = "127.0.0.1:0"
 [tokens]
 jwt = {jwt}
 token_id = "{{sub}}"
-permissions = [{{ role = "publish_only", cache = "chat", topic = "room-1" }}]
+permissions = [
+  {{ role = "publish_only", cache = "chat", topic = "room-1" }},
+  {{ role = "subscribe_only", cache = "chat", topic = "enriched-room-1" }},
+]
 {extra}
 
 [subscriptions.rooms]
@@ -136,9 +139,9 @@ async fn the_identity_pattern_runs_end_to_end_with_no_account() {
         .await
         .unwrap();
     assert_eq!(stored.status(), StatusCode::NO_CONTENT);
-    let mut enriched = app.subscribe("chat", "enriched-room-1").await;
 
     let vended: Value = vend(&app, Some(&hs256(&claims("user-42")))).await.json().await.unwrap();
+    let mut enriched = app.subscribe_with("chat", "enriched-room-1", vended["token"].as_str()).await;
     assert_eq!(vended["token_id"], "user-42");
     assert_eq!(vended["endpoint"], "embedded");
     let expires_in = vended["expires_at"].as_u64().unwrap() - now();
@@ -365,7 +368,7 @@ async fn the_cache_admin_api_needs_the_admin_token() {
 
 #[tokio::test]
 async fn a_claim_of_star_cannot_widen_a_token_to_every_topic() {
-    let relay = hs256_config("").replace(r#"topic = "room-1" }]"#, r#"topic = "{room}" }]"#);
+    let relay = hs256_config("").replacen(r#"topic = "room-1" }"#, r#"topic = "{room}" }"#, 1);
     assert!(relay.contains(r#"topic = "{room}""#), "the permission's topic comes from a claim");
     let app = spawn_app_with(&relay).await;
     let with_room = |room: &str| {
@@ -386,4 +389,59 @@ async fn a_claim_of_star_cannot_widen_a_token_to_every_topic() {
         answer(publish(&app, "room-2", Some(token), "hi").await).await,
         (StatusCode::FORBIDDEN, "forbidden".into())
     );
+}
+
+/// The status and error code of `GET /v1/subscribe/chat/{topic}` with `token`, sent as
+/// `header` or `?token=`.
+async fn subscribe_answer(
+    app: &TestApp,
+    topic: &str,
+    token: Option<&str>,
+    in_query: bool,
+) -> (StatusCode, String) {
+    let mut url = app.url(&format!("/v1/subscribe/chat/{topic}"));
+    let mut request = app.client.get(&url);
+    if let Some(token) = token {
+        if in_query {
+            url.push_str(&format!("?token={token}"));
+            request = app.client.get(&url);
+        } else {
+            request = request.bearer_auth(token);
+        }
+    }
+    let response = request.send().await.expect("the relay answers");
+    let status = response.status();
+    if status == StatusCode::OK {
+        return (status, String::new());
+    }
+    answer(response).await
+}
+
+#[tokio::test]
+async fn subscribing_on_the_embedded_bus_needs_a_token_that_may_subscribe_to_the_topic() {
+    let app = spawn_app_with(&hs256_config("")).await;
+    let vended: Value = vend(&app, Some(&hs256(&claims("user-42")))).await.json().await.unwrap();
+    let token = vended["token"].as_str().unwrap();
+
+    assert_eq!(
+        subscribe_answer(&app, "enriched-room-1", None, false).await,
+        (StatusCode::UNAUTHORIZED, "missing_token".into())
+    );
+    assert_eq!(
+        subscribe_answer(&app, "enriched-room-1", Some("not-a-token"), false).await,
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
+    assert_eq!(
+        subscribe_answer(&app, "room-1", Some(token), false).await,
+        (StatusCode::FORBIDDEN, "forbidden".into()),
+        "a publish_only permission does not let its holder read the room"
+    );
+    assert_eq!(subscribe_answer(&app, "enriched-room-1", Some(token), false).await.0, StatusCode::OK);
+    assert_eq!(subscribe_answer(&app, "enriched-room-1", Some(token), true).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_tokens_configured_anyone_may_subscribe_as_in_the_quickstart() {
+    let app = support::spawn_app().await;
+    assert_eq!(subscribe_answer(&app, "topic%202", None, false).await.0, StatusCode::OK);
 }

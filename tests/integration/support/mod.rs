@@ -187,8 +187,18 @@ impl TestApp {
 
     /// Opens the embedded backend's subscribe stream for `cache`/`topic`.
     pub async fn subscribe(&self, cache: &str, topic: &str) -> Subscription {
+        self.subscribe_with(cache, topic, None).await
+    }
+
+    /// Opens the embedded backend's subscribe stream for `cache`/`topic` with `token` from
+    /// `/v1/tokens`, as `Authorization: Bearer`.
+    pub async fn subscribe_with(&self, cache: &str, topic: &str, token: Option<&str>) -> Subscription {
         let url = self.url(&format!("/v1/subscribe/{cache}/{}", topic.replace(' ', "%20")));
-        let response = self.client.get(url).send().await.expect("subscribe answers");
+        let mut request = self.client.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("subscribe answers");
         assert_eq!(response.status(), 200, "subscribe stream opens");
         let mut subscription =
             Subscription { stream: Box::pin(response.bytes_stream()), buffer: String::new() };
