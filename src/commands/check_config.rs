@@ -6,7 +6,7 @@ use anyhow::anyhow;
 
 use crate::backend::momento::credential_provider;
 use crate::cli::ConfigArgs;
-use crate::config::{self, BackendKind};
+use crate::config::{self, BackendKind, REDACTED};
 use crate::pipeline::ProcessorRegistry;
 use crate::route::RouteTable;
 
@@ -34,10 +34,61 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Hides the query values of every URL in `item`: a URL written with `${VAR}` may carry a
+/// key in its query (`?key=...`), which the printed configuration must not show.
+fn redact_url_queries(item: &mut toml_edit::Item) {
+    match item {
+        toml_edit::Item::Value(value) => redact_value(value),
+        toml_edit::Item::Table(table) => table.iter_mut().for_each(|(_, item)| redact_url_queries(item)),
+        toml_edit::Item::ArrayOfTables(tables) => {
+            tables
+                .iter_mut()
+                .for_each(|table| table.iter_mut().for_each(|(_, item)| redact_url_queries(item)));
+        }
+        toml_edit::Item::None => {}
+    }
+}
+
+fn redact_value(value: &mut toml_edit::Value) {
+    match value {
+        toml_edit::Value::String(text) => {
+            if let Some(redacted) = without_query_values(text.value()) {
+                let decor = text.decor().clone();
+                *text = toml_edit::Formatted::new(redacted);
+                *text.decor_mut() = decor;
+            }
+        }
+        toml_edit::Value::Array(items) => items.iter_mut().for_each(redact_value),
+        toml_edit::Value::InlineTable(table) => table.iter_mut().for_each(|(_, value)| redact_value(value)),
+        _ => {}
+    }
+}
+
+/// `url` with each query value replaced by `<redacted>`, if it is an http(s) URL with a
+/// query; the rest is kept as written, placeholders included.
+fn without_query_values(url: &str) -> Option<String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return None;
+    }
+    let (before, after) = url.split_once('?')?;
+    let (query, fragment) =
+        after.split_once('#').map_or((after, None), |(query, fragment)| (query, Some(fragment)));
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}={REDACTED}"),
+            None => pair.to_owned(),
+        })
+        .collect();
+    let fragment = fragment.map(|fragment| format!("#{fragment}")).unwrap_or_default();
+    Some(format!("{before}?{}{fragment}", redacted.join("&")))
+}
+
 /// Writes each route's `match` and `steps` inline, the way users write them, instead of as
 /// nested tables.
 fn readable_toml(text: &str) -> anyhow::Result<String> {
     let mut document: toml_edit::DocumentMut = text.parse()?;
+    redact_url_queries(document.as_item_mut());
     let Some(routes) = document.get_mut("routes").and_then(|item| item.as_array_of_tables_mut()) else {
         return Ok(document.to_string());
     };
@@ -86,5 +137,24 @@ fn inline(item: &mut toml_edit::Item) {
         let mut inline = std::mem::take(table).into_inline_table();
         inline.fmt();
         *item = toml_edit::value(inline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_of_urls_are_redacted_and_the_rest_is_kept_as_written() {
+        assert_eq!(
+            without_query_values("https://api.example/users/{token_id}?key=sk-live-1&lang=es#top").as_deref(),
+            Some("https://api.example/users/{token_id}?key=<redacted>&lang=<redacted>#top")
+        );
+        assert_eq!(without_query_values("https://api.example/x"), None);
+        assert_eq!(without_query_values("room-?x=1"), None, "only URLs");
+        let shown =
+            readable_toml("[a]\nurls = [\"http://h/?token=abc\"]\n[[routes]]\nname = \"http://x/?k=def\"\n")
+                .unwrap();
+        assert!(!shown.contains("abc") && !shown.contains("def"), "{shown}");
     }
 }

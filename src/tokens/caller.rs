@@ -1,18 +1,19 @@
 //! Who is asking for a token: the caller's bearer JWT, verified with `jsonwebtoken` against
-//! a shared HS256 secret, or against RS256/ES256 public keys from a JWKS URL or a file.
+//! a shared HS256 secret, or against RS256/ES256 public keys from a JWKS URL (`jwks`) or a
+//! file.
 //!
 //! The algorithm is fixed by the key source, never taken from the token: a JWT whose header
 //! names another one (`none`, or HS256 signed with a published RSA key) is refused before
 //! any key is used.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use anyhow::Context;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
+use super::jwks::JwksKeys;
 use super::settings::JwtSettings;
 
 /// Verified claims.
@@ -62,7 +63,7 @@ impl CallerRefusal {
 
 /// A verification key and the one algorithm it verifies.
 #[derive(Clone)]
-struct Key {
+pub(super) struct Key {
     kid: Option<String>,
     algorithm: Algorithm,
     key: DecodingKey,
@@ -71,21 +72,16 @@ struct Key {
 /// Verifies callers' JWTs.
 pub struct CallerCheck {
     validation: Validation,
-    keys: RwLock<Arc<Vec<Key>>>,
-    jwks: Option<JwksSource>,
+    keys: KeySource,
 }
 
-/// Where fetched keys come from, and when they were last fetched.
-struct JwksSource {
-    url: String,
-    client: reqwest::Client,
-    refresh_after: Duration,
-    fetched_at: tokio::sync::Mutex<Option<Instant>>,
+/// Where the keys come from.
+enum KeySource {
+    /// A secret, a JWKS file or a PEM key, read at start.
+    Fixed(Arc<Vec<Key>>),
+    /// A JWKS URL, fetched again now and then.
+    Fetched(JwksKeys),
 }
-
-/// Keys with an unknown `kid` are fetched again at most this often, so that forged tokens
-/// cannot make the relay hammer the identity provider.
-const MIN_REFETCH: Duration = Duration::from_secs(1);
 
 impl CallerCheck {
     /// Loads the keys the settings name; a JWKS URL is fetched now, and a failure there is
@@ -105,43 +101,39 @@ impl CallerCheck {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        let keys = match (&settings.hs256_secret, &settings.jwks_file, &settings.public_key_file) {
-            (Some(secret), _, _) => vec![Key {
+        let keys = match (
+            &settings.jwks_url,
+            &settings.hs256_secret,
+            &settings.jwks_file,
+            &settings.public_key_file,
+        ) {
+            (Some(url), ..) => KeySource::Fetched(JwksKeys::start(url, settings.jwks_refresh).await?),
+            (_, Some(secret), _, _) => KeySource::Fixed(Arc::new(vec![Key {
                 kid: None,
                 algorithm: Algorithm::HS256,
                 key: DecodingKey::from_secret(secret.expose().as_bytes()),
-            }],
-            (_, Some(path), _) => {
+            }])),
+            (_, _, Some(path), _) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("`tokens.jwt.jwks_file`: cannot read {}", path.display()))?;
                 let set: JwkSet = serde_json::from_str(&text)
                     .with_context(|| format!("`tokens.jwt.jwks_file`: {} is not a JWKS", path.display()))?;
-                public_keys(&set)
+                KeySource::Fixed(Arc::new(public_keys(&set)))
             }
-            (_, _, Some(path)) => {
+            (_, _, _, Some(path)) => {
                 let pem = std::fs::read(path).with_context(|| {
                     format!("`tokens.jwt.public_key_file`: cannot read {}", path.display())
                 })?;
-                vec![pem_key(&pem).with_context(|| {
+                KeySource::Fixed(Arc::new(vec![pem_key(&pem).with_context(|| {
                     format!(
                         "`tokens.jwt.public_key_file`: {} is not an RSA or EC public key (PEM)",
                         path.display()
                     )
-                })?]
+                })?]))
             }
-            _ => Vec::new(),
+            _ => KeySource::Fixed(Arc::default()),
         };
-        let jwks = settings.jwks_url.as_ref().map(|url| JwksSource {
-            url: url.clone(),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
-            refresh_after: settings.jwks_refresh,
-            fetched_at: tokio::sync::Mutex::new(None),
-        });
-        let check = CallerCheck { validation, keys: RwLock::new(Arc::new(keys)), jwks };
-        if check.jwks.is_some() && check.refetch(true).await.is_err() {
-            tracing::error!("cannot fetch the JWKS of tokens.jwt.jwks_url; retrying when a caller arrives");
-        }
-        Ok(check)
+        Ok(CallerCheck { validation, keys })
     }
 
     /// Verifies `bearer` (the header's value after `Bearer `) and returns its claims.
@@ -151,28 +143,7 @@ impl CallerCheck {
         if !matches!(header.alg, Algorithm::HS256 | Algorithm::RS256 | Algorithm::ES256) {
             return Err(CallerRefusal::Invalid);
         }
-        if self.jwks.is_some() {
-            self.refetch(false).await.ok();
-        }
-        let key = match self.find(header.alg, header.kid.as_deref()) {
-            Some(key) => key,
-            None if self.holds_algorithm(header.alg) && self.jwks.is_some() => {
-                let refreshed = self.refetch(true).await;
-                match self.find(header.alg, header.kid.as_deref()) {
-                    Some(key) => key,
-                    None if refreshed.is_err() && self.current().is_empty() => {
-                        return Err(CallerRefusal::KeysUnavailable);
-                    }
-                    None => return Err(CallerRefusal::UnknownKey),
-                }
-            }
-            None if self.holds_algorithm(header.alg) => return Err(CallerRefusal::UnknownKey),
-            None if self.jwks.is_some() && self.current().is_empty() => {
-                return Err(CallerRefusal::KeysUnavailable);
-            }
-            // The token names an algorithm none of the relay's keys is for.
-            None => return Err(CallerRefusal::Invalid),
-        };
+        let key = self.key_for(header.alg, header.kid.as_deref()).await?;
         let mut validation = self.validation.clone();
         validation.algorithms = vec![key.algorithm];
         jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map(|data| data.claims).map_err(
@@ -187,68 +158,56 @@ impl CallerCheck {
         )
     }
 
-    fn current(&self) -> Arc<Vec<Key>> {
-        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-    }
-
-    fn holds_algorithm(&self, algorithm: Algorithm) -> bool {
-        match self.jwks {
-            // A JWKS may gain keys of either kind at its next rotation.
-            Some(_) => matches!(algorithm, Algorithm::RS256 | Algorithm::ES256),
-            None => self.current().iter().any(|key| key.algorithm == algorithm),
-        }
-    }
-
-    /// The key for `algorithm` named `kid`; without a `kid`, the only key for `algorithm`.
-    fn find(&self, algorithm: Algorithm, kid: Option<&str>) -> Option<Key> {
-        let keys = self.current();
-        let mut candidates = keys.iter().filter(|key| key.algorithm == algorithm);
-        match kid {
-            Some(kid) => candidates.find(|key| key.kid.as_deref().is_none_or(|own| own == kid)).cloned(),
-            None => {
-                let first = candidates.next()?;
-                candidates.next().is_none().then(|| first.clone())
-            }
-        }
-    }
-
-    /// Fetches the JWKS when `urgent` (an unknown key; at most once per [`MIN_REFETCH`]) or
-    /// when the keys are older than `jwks_refresh`. A failed fetch keeps the keys held.
-    async fn refetch(&self, urgent: bool) -> anyhow::Result<()> {
-        let Some(source) = &self.jwks else { return Ok(()) };
-        let mut fetched_at = source.fetched_at.lock().await;
-        let age = fetched_at.map(|at| at.elapsed());
-        let due = match age {
-            None => true,
-            Some(age) if urgent => age >= MIN_REFETCH,
-            Some(age) => age >= source.refresh_after,
-        };
-        if !due {
-            return Ok(());
-        }
-        *fetched_at = Some(Instant::now());
-        let result = async {
-            let set: JwkSet = source.client.get(&source.url).send().await?.error_for_status()?.json().await?;
-            anyhow::Ok(set)
-        }
-        .await;
-        match result {
-            Ok(set) => {
-                let keys = public_keys(&set);
-                tracing::debug!(keys = keys.len(), "JWKS fetched");
-                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
-                Ok(())
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot fetch the JWKS; keeping the keys held");
-                Err(error)
+    /// The key that verifies a JWT of `algorithm` naming `kid`; for a JWKS URL, fetched
+    /// again if it is not held.
+    async fn key_for(&self, algorithm: Algorithm, kid: Option<&str>) -> Result<Key, CallerRefusal> {
+        match &self.keys {
+            KeySource::Fixed(keys) => find(keys, algorithm, kid).ok_or_else(|| {
+                if keys.iter().any(|key| key.algorithm == algorithm) {
+                    CallerRefusal::UnknownKey
+                } else {
+                    // The token names an algorithm none of the relay's keys is for.
+                    CallerRefusal::Invalid
+                }
+            }),
+            KeySource::Fetched(jwks) => {
+                if let Some(key) = find(&jwks.current(), algorithm, kid) {
+                    return Ok(key);
+                }
+                // A JWKS may gain keys of either kind at its next rotation, never HS256 ones.
+                if algorithm == Algorithm::HS256 {
+                    return Err(if jwks.current().is_empty() {
+                        CallerRefusal::KeysUnavailable
+                    } else {
+                        CallerRefusal::Invalid
+                    });
+                }
+                let refreshed = jwks.refetch().await;
+                let keys = jwks.current();
+                find(&keys, algorithm, kid).ok_or(if refreshed.is_err() && keys.is_empty() {
+                    CallerRefusal::KeysUnavailable
+                } else {
+                    CallerRefusal::UnknownKey
+                })
             }
         }
     }
 }
 
+/// The key for `algorithm` named `kid`; without a `kid`, the only key for `algorithm`.
+fn find(keys: &[Key], algorithm: Algorithm, kid: Option<&str>) -> Option<Key> {
+    let mut candidates = keys.iter().filter(|key| key.algorithm == algorithm);
+    match kid {
+        Some(kid) => candidates.find(|key| key.kid.as_deref().is_none_or(|own| own == kid)).cloned(),
+        None => {
+            let first = candidates.next()?;
+            candidates.next().is_none().then(|| first.clone())
+        }
+    }
+}
+
 /// The RSA and EC keys of a JWKS; symmetric (`oct`) and other keys are never taken from one.
-fn public_keys(set: &JwkSet) -> Vec<Key> {
+pub(super) fn public_keys(set: &JwkSet) -> Vec<Key> {
     set.keys
         .iter()
         .filter_map(|jwk| {

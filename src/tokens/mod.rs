@@ -5,6 +5,7 @@
 //!
 //! - `settings`: `[tokens]`, and its checks.
 //! - `caller`: verifying the caller's JWT (HS256 secret, JWKS URL or file, PEM key).
+//! - `jwks`: the keys of a JWKS URL, refreshed in the background.
 //! - `claims`: templates over the verified claims.
 //! - `grant`: what the claims earn: `token_id`, permissions, lifetime.
 //! - `limit`: the per-identity rate limit.
@@ -14,6 +15,7 @@ mod caller;
 mod claims;
 mod grant;
 mod issuer;
+mod jwks;
 mod limit;
 mod local;
 mod metrics;

@@ -201,6 +201,14 @@ impl JwtSettings {
                 _ => return fail("tokens.jwt.jwks_url", "must be an http(s) URL"),
             }
         }
+        if self.jwks_url.is_some() && (self.issuer.is_none() || self.audience.is_none()) {
+            return fail(
+                "tokens.jwt",
+                "with jwks_url, set both issuer and audience: an identity provider signs tokens \
+                 for every application it serves, and without them the relay would take any of \
+                 those",
+            );
+        }
         if self.issuer.as_deref() == Some("") {
             return fail("tokens.jwt.issuer", "cannot be empty; leave it out to accept any issuer");
         }

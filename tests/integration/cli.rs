@@ -286,3 +286,24 @@ fn check_config_refuses_the_local_identity_example_switched_to_momento_with_its_
     let accepted = check(&own);
     assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
 }
+
+#[test]
+fn check_config_hides_the_query_values_of_urls_that_came_from_the_environment() {
+    let config = config_file(&format!(
+        "{SEED_CONFIG}\n[[routes]]\nname = \"translate\"\nmatch = {{ cache = \"chat\", topic = \"t\" }}\n\
+         steps = [{{ http = {{ url = \"${{TRANSLATE_URL}}&lang={{topic}}\" }} }}]\n"
+    ));
+    let output = Command::new(env!("CARGO_BIN_EXE_topic-relay"))
+        .args(["check-config", "--config", config.path().to_str().unwrap()])
+        .env("TRANSLATE_URL", "https://translate.example.com/translate?api_key=sk-query-secret")
+        .env_remove("TOPIC_RELAY_CONFIG")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("https://translate.example.com/translate?api_key=<redacted>&lang=<redacted>"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sk-query-secret"), "{stdout}");
+}

@@ -97,6 +97,13 @@ fn each_invalid_config_gets_an_error_naming_its_key() {
         (format!("{BASE}\n{TOKENS}").replace("30m", "2d"), "tokens.expires_in"),
         (format!("{BASE}\n{TOKENS}\nrate_limit = \"10/day\""), "tokens.rate_limit"),
         (format!("{BASE}\n{TOKENS}\ncors_origins = [\"chat.example.com\"]"), "tokens.cors_origins[0]"),
+        (
+            format!("{BASE}\n{TOKENS}").replace(
+                "hs256_secret = \"0123456789abcdef0123456789abcdef0123456789abcdef\"",
+                "jwks_url = \"https://idp.example/jwks.json\"",
+            ),
+            "tokens.jwt",
+        ),
         (BASE.replace("\"uppercase\"", HTTP_TO_LOOPBACK), "routes[0].steps[0].http"),
         (BASE.replace("\"uppercase\"", HTTP_TO_METADATA), "routes[0].steps[0].http"),
         (BASE.replace("\"uppercase\"", HTTP_HOST_FROM_MESSAGE), "routes[0].steps[0].http"),

@@ -445,3 +445,84 @@ async fn without_tokens_configured_anyone_may_subscribe_as_in_the_quickstart() {
     let app = support::spawn_app().await;
     assert_eq!(subscribe_answer(&app, "topic%202", None, false).await.0, StatusCode::OK);
 }
+
+/// A JWKS server that answers its first request at once and holds every later one until
+/// `release` is notified; `asked` counts the requests.
+async fn serve_jwks_held_after_the_first(
+    keys: JwkSet,
+    release: Arc<tokio::sync::Notify>,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        get(move || {
+            let (keys, release, asked) = (keys.clone(), release.clone(), asked.clone());
+            async move {
+                if asked.fetch_add(1, Ordering::SeqCst) > 0 {
+                    release.notified().await;
+                }
+                Json(keys)
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn a_slow_identity_provider_does_not_hold_up_callers_whose_key_is_known() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let release = Arc::new(tokio::sync::Notify::new());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let keys = JwkSet { keys: vec![jwk("rsa-a.pem", "a")] };
+    let url = serve_jwks_held_after_the_first(keys, release.clone(), asked.clone()).await;
+    let jwt = format!(r#"{{ jwks_url = "{url}", issuer = "my-app", audience = "chat" }}"#);
+    let app = Arc::new(spawn_app_with(&config(&jwt, "")).await);
+
+    // A caller whose key is unknown makes the relay fetch the JWKS again (at most once a
+    // second); that fetch hangs.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let unknown = rs256("rsa-b.pem", "b", &claims("user-8"));
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { answer(vend(&app, Some(&unknown)).await).await }
+    });
+    assert!(
+        support::on_emulator::eventually(Duration::from_secs(5), || asked.load(Ordering::SeqCst) == 2).await
+    );
+
+    // A caller whose key is held is served while that fetch is still in flight.
+    let known = rs256("rsa-a.pem", "a", &claims("user-7"));
+    let served = tokio::time::timeout(Duration::from_secs(10), vend(&app, Some(&known))).await;
+    assert_eq!(served.expect("not held up by the fetch in flight").status(), StatusCode::OK);
+
+    release.notify_waiters();
+    assert_eq!(waiting.await.unwrap(), (StatusCode::UNAUTHORIZED, "invalid_token".into()));
+}
+
+#[tokio::test]
+async fn a_jwks_url_that_redirects_or_answers_too_much_gives_no_keys() {
+    let keys = Arc::new(Mutex::new(JwkSet { keys: vec![jwk("rsa-a.pem", "a")] }));
+    let real = serve_jwks(keys).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let huge = format!(r#"{{"keys": [], "padding": "{}"}}"#, "x".repeat(2 << 20));
+    let app = axum::Router::new()
+        .route("/redirect", get(move || async move { axum::response::Redirect::temporary(&real) }))
+        .route("/huge", get(move || async move { huge }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    for path in ["/redirect", "/huge"] {
+        let jwt = format!(r#"{{ jwks_url = "{base}{path}", issuer = "my-app", audience = "chat" }}"#);
+        let app = spawn_app_with(&config(&jwt, "")).await;
+        let refused = vend(&app, Some(&rs256("rsa-a.pem", "a", &claims("user-7")))).await;
+        assert_eq!(
+            answer(refused).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "token_service_unavailable".into()),
+            "{path}"
+        );
+    }
+}
