@@ -18,7 +18,9 @@ use crate::delivery::Delivery;
 use crate::delivery::redeliver::Redeliverer;
 use crate::delivery::spool::Spool;
 use crate::health::Health;
-use crate::http::{self, AppState, Finished, FrontDoor, HttpServer, InFlight, Shared};
+use crate::http::{
+    self, AppState, ConnectionLimits, Finished, FrontDoor, HttpServer, InFlight, ServerLimits, Shared,
+};
 use crate::metrics::Metrics;
 use crate::pipeline::ProcessorRegistry;
 use crate::relay::Relay;
@@ -34,6 +36,7 @@ pub struct App {
     server: ServerSettings,
     /// One gauge per HTTP thread, of the connections it holds.
     http_connections: Vec<Gauge>,
+    server_limits: ServerLimits,
     stop: CancellationToken,
     redeliverer: Option<Redeliverer>,
     listeners: Listeners,
@@ -54,6 +57,7 @@ impl App {
         let route_names: Vec<&str> = settings.routes.iter().map(|route| route.name.as_str()).collect();
         let mut metrics = Metrics::new(http::error::ERROR_CODES, &route_names);
         let http_connections = metrics.http_connections(settings.server.threads().get());
+        let server_limits = server_limits(&settings.server, &mut metrics);
         routes.time_steps(&metrics);
         let mut connected = backend::connect(&settings).await?;
         connected.backend.register_metrics(&mut metrics);
@@ -117,6 +121,7 @@ impl App {
             listener,
             state,
             http_connections,
+            server_limits,
             server: settings.server,
             stop: CancellationToken::new(),
             redeliverer,
@@ -180,6 +185,7 @@ impl App {
             self.listener,
             front_door,
             self.http_connections,
+            self.server_limits,
             self.server.scheduling,
             listener_closed,
         )
@@ -286,6 +292,21 @@ fn open_spool(settings: &Settings) -> anyhow::Result<(Option<Spool>, Option<Join
         "spool open"
     );
     Ok((Some(spool), Some(writer), dir))
+}
+
+/// The connection limits of `[server]`, with their counters in `metrics`.
+fn server_limits(server: &ServerSettings, metrics: &mut Metrics) -> ServerLimits {
+    let [slow_requests, idle, over_limit] = metrics.http_connections_closed();
+    ServerLimits {
+        max_connections: server.max_connections,
+        over_limit,
+        connection: ConnectionLimits {
+            read_timeout: server.read_timeout,
+            idle_timeout: server.idle_timeout,
+            slow_requests,
+            idle,
+        },
+    }
 }
 
 /// This process's id in the leases it holds: the host name (the pod's, in Kubernetes) and

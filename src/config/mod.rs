@@ -90,6 +90,17 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Webhook requests handled at once; past this the relay answers 503 with Retry-After.
     pub max_in_flight: usize,
+    /// The longest a client may take from a request's first byte until the relay answers
+    /// it; a client still sending its headers or body then is disconnected. Longer than
+    /// `request_timeout`.
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+    /// How long a connection with no request under way stays open; keep it longer than the
+    /// load balancer's own idle timeout (60 s on AWS load balancers).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connections open at once; past this a new one is answered 503 and closed.
+    pub max_connections: usize,
     /// After SIGTERM, how long `/readyz` reports 503 while new events are still accepted,
     /// so that a load balancer stops sending before the listener closes.
     #[serde(with = "duration")]
@@ -123,6 +134,9 @@ impl Default for ServerSettings {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(4),
             max_in_flight: 4096,
+            read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
             threads: None,

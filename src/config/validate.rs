@@ -46,6 +46,18 @@ fn check_server(settings: &Settings) -> Result<(), Failure> {
     if server.max_in_flight == 0 {
         return fail("server.max_in_flight", "must be at least 1");
     }
+    if server.read_timeout <= server.request_timeout {
+        return fail(
+            "server.read_timeout",
+            "must be longer than server.request_timeout, so that every request can be answered",
+        );
+    }
+    if server.idle_timeout < Duration::from_secs(1) {
+        return fail("server.idle_timeout", "must be at least 1s");
+    }
+    if server.max_connections == 0 {
+        return fail("server.max_connections", "must be at least 1");
+    }
     if server.threads == Some(0) {
         return fail("server.threads", "must be at least 1; leave it out for one per CPU");
     }

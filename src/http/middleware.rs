@@ -1,5 +1,6 @@
-//! The relay's own middleware on webhook routes: refuse past the in-flight limit, cap each
-//! request's time, and count and time what was answered.
+//! The relay's own middleware: on webhook routes, refuse past the in-flight limit, cap each
+//! request's time, and count and time what was answered; on every other route, cap each
+//! request's time (`limit_time`).
 
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
@@ -155,3 +156,18 @@ const WARNED_REFUSALS: [&str; 12] = [
 /// When a webhook request came in, before its body was read.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrived(pub Instant);
+
+/// Answers 503 `timeout` when a request on a route other than a webhook, its body read
+/// included, outlives `server.request_timeout`, so that a client sending a body slowly
+/// holds no handler longer. A stream's answer (`/v1/subscribe`) begins at once and is not
+/// cut.
+pub async fn limit_time(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_elapsed) => HttpError::Timeout.into_response(),
+    }
+}

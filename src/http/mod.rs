@@ -7,6 +7,7 @@
 
 mod admin;
 mod cache;
+mod connection;
 pub mod error;
 mod front_door;
 mod in_flight;
@@ -43,13 +44,14 @@ use crate::relay::Relay;
 use crate::sources::subscription::ListenerReports;
 use crate::sources::webhook::{Webhook, Webhooks};
 use crate::tokens::{LocalTokens, TokenVendor};
+pub use connection::ConnectionLimits;
 pub use front_door::{FrontDoor, WebhookStack};
 pub use in_flight::InFlight;
 use middleware::GuardLayer;
 use request_id::SequentialRequestId;
 use request_span::RequestSpanLayer;
 pub use scheduling::ThreadScheduling;
-pub use server::{Finished, HttpServer};
+pub use server::{Finished, HttpServer, ServerLimits};
 
 /// What handlers share: one allocation, so that every layer's clone is a reference count.
 #[derive(Clone)]
@@ -209,6 +211,7 @@ fn router(state: AppState, request_ids: &SequentialRequestId) -> Router {
     router
         .fallback(|| async { error::HttpError::NotFound })
         .method_not_allowed_fallback(|| async { error::HttpError::MethodNotAllowed })
+        .layer(from_fn_with_state(state.clone(), middleware::limit_time))
         .with_state(state)
         .layer(request_id_layers(request_ids).layer(CatchPanicLayer::custom(answer_panic)))
 }

@@ -9,6 +9,7 @@ pub mod histogram;
 pub mod per_thread;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
@@ -234,6 +235,20 @@ impl Metrics {
             family.clone(),
         );
         (0..threads).map(|thread| family.get_or_create(&[("thread", thread.to_string())]).clone()).collect()
+    }
+
+    /// The counters of HTTP connections the relay closed itself, by reason: a request slower
+    /// than `server.read_timeout`, idle past `server.idle_timeout`, and past
+    /// `server.max_connections`; taken once, at startup.
+    pub fn http_connections_closed(&mut self) -> [Counter; 3] {
+        let family = Family::<Label, Counter>::default();
+        self.registry.register(
+            "topic_relay_http_connections_closed",
+            "HTTP connections the relay closed: slow_request, idle or over_limit",
+            family.clone(),
+        );
+        ["slow_request", "idle", "over_limit"]
+            .map(|reason| family.get_or_create(&[("reason", reason.to_owned())]).clone())
     }
 
     /// The duration histogram of steps of this kind; taken once, when a pipeline is built.

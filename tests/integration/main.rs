@@ -20,6 +20,7 @@ mod momento_patterns;
 mod scripts;
 mod seed_flow;
 mod shutdown;
+mod slow_clients;
 mod status_codes;
 mod subscriptions;
 mod tokens;
