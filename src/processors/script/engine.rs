@@ -1,19 +1,104 @@
 //! The JavaScript engine behind `script` steps: QuickJS (through `rquickjs`), one runtime
-//! per worker thread, the script compiled once per runtime and reused for every call. Calls
-//! run on the workers, never on the async runtime, each under a time limit (an interrupt
-//! handler cuts it off) and inside the runtime's memory limit. A runtime that was cut off or
-//! ran out of memory is replaced before its next call.
+//! per worker thread, the script compiled once per runtime to bytecode. Calls run on the
+//! workers, never on the async runtime, each under a time limit (an interrupt handler cuts it
+//! off) and inside the runtime's memory limit. A runtime that was cut off or ran out of
+//! memory is replaced before its next call.
+//!
+//! Nothing one event's call leaves behind reaches the next:
+//! - every standard object, and the global object, is frozen in each context before any
+//!   script runs (`lockdown.js`), so a polluted prototype or a new global throws instead;
+//! - a script file's module is loaded anew for every call, so its module-level variables
+//!   start afresh (inline `code` is only a function body, and has none);
+//! - the modules loaded so pile up in their context, which is replaced every so often (at
+//!   most every 10,000 calls, sooner for a large script).
+//!
+//! A fresh context for every call would cost about 130 µs; see `benches/js-engines`.
 //!
 //! QuickJS gives a script the language and its standard objects only: no filesystem,
-//! network, environment, timers or module loading.
+//! network, environment, timers or module loading. [`GLOBALS`] lists every global a script
+//! sees.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rquickjs::context::intrinsic::{Date, Eval, Json, MapSet, Promise, RegExp, RegExpCompiler, TypedArrays};
+use rquickjs::module::WriteOptions;
 use rquickjs::{CaughtError, Context, Ctx, Function, Module, Persistent, Runtime, Value};
 use tokio::sync::oneshot;
+
+/// The standard objects a script's context is made with: no `performance`, `WeakRef` or
+/// `DOMException`, which a function over one message has no use for.
+type Intrinsics = (Date, Eval, RegExpCompiler, RegExp, Json, MapSet, TypedArrays, Promise);
+
+/// Globals the intrinsics bring that are taken out again: shared memory and a microtask queue
+/// have no use in a call that must finish at once.
+const REMOVED_GLOBALS: [&str; 3] = ["SharedArrayBuffer", "Atomics", "queueMicrotask"];
+
+/// Every global a script sees; a test holds the engine to this list.
+pub const GLOBALS: &[&str] = &[
+    "AggregateError",
+    "Array",
+    "ArrayBuffer",
+    "AsyncDisposableStack",
+    "BigInt",
+    "BigInt64Array",
+    "BigUint64Array",
+    "Boolean",
+    "DataView",
+    "Date",
+    "DisposableStack",
+    "Error",
+    "EvalError",
+    "Float16Array",
+    "Float32Array",
+    "Float64Array",
+    "Function",
+    "Infinity",
+    "Int16Array",
+    "Int32Array",
+    "Int8Array",
+    "InternalError",
+    "Iterator",
+    "JSON",
+    "Map",
+    "Math",
+    "NaN",
+    "Number",
+    "Object",
+    "Promise",
+    "RangeError",
+    "ReferenceError",
+    "Reflect",
+    "RegExp",
+    "Set",
+    "String",
+    "SuppressedError",
+    "Symbol",
+    "SyntaxError",
+    "TypeError",
+    "URIError",
+    "Uint16Array",
+    "Uint32Array",
+    "Uint8Array",
+    "Uint8ClampedArray",
+    "WeakMap",
+    "WeakSet",
+    "decodeURI",
+    "decodeURIComponent",
+    "encodeURI",
+    "encodeURIComponent",
+    "escape",
+    "eval",
+    "globalThis",
+    "isFinite",
+    "isNaN",
+    "parseFloat",
+    "parseInt",
+    "undefined",
+    "unescape",
+];
 
 /// One script's source and its limits.
 #[derive(Clone)]
@@ -22,6 +107,9 @@ pub struct Source {
     pub name: String,
     /// A module whose default export is `function (event)`.
     pub module: String,
+    /// Whether the module may keep state of its own between calls (a file may; the wrapper
+    /// of inline code cannot), and so is loaded anew for each call.
+    pub has_module_scope: bool,
     /// Longest one call may run.
     pub time_limit: Duration,
     /// Most memory one engine may hold.
@@ -125,7 +213,7 @@ fn work(source: &Source, queue: &Mutex<Receiver<Job>>) {
                 }
             }
         }
-        let Some(current) = &engine else { continue };
+        let Some(current) = &mut engine else { continue };
         let result = current.call(&job.event);
         if matches!(result, Err(CallError::TimedOut(_) | CallError::OutOfMemory(_))) {
             engine = None;
@@ -134,12 +222,19 @@ fn work(source: &Source, queue: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// One runtime with the script compiled. Fields drop in order, and QuickJS requires the
-/// function and the context to go before their runtime.
+/// One runtime with the script compiled to bytecode, and the locked context calls run in.
+/// Fields drop in order, and QuickJS requires the function and the context to go before
+/// their runtime.
 struct Engine {
-    function: Persistent<Function<'static>>,
+    /// The default export, kept when the module has no scope of its own to renew.
+    kept: Option<Persistent<Function<'static>>>,
     context: Context,
-    _runtime: Runtime,
+    runtime: Runtime,
+    bytecode: Vec<u8>,
+    has_module_scope: bool,
+    /// Calls made in `context`; it is replaced after `renew_after`.
+    calls: usize,
+    renew_after: usize,
     deadline: Arc<Mutex<Option<Instant>>>,
     interrupted: Arc<AtomicBool>,
     time_limit: Duration,
@@ -149,12 +244,16 @@ struct Engine {
 /// The longest a script's top level may run when it is loaded.
 const LOAD_TIME_LIMIT: Duration = Duration::from_secs(2);
 
+/// The most calls one context serves when each call of a script file leaves its module
+/// behind; fewer when a quarter of the memory limit holds fewer of them.
+const MOST_CALLS_PER_CONTEXT: usize = 10_000;
+
 impl Engine {
     fn new(source: &Source) -> Result<Self, String> {
         let runtime = Runtime::new().map_err(|error| format!("cannot start QuickJS: {error}"))?;
         runtime.set_memory_limit(source.memory_limit);
         runtime.set_max_stack_size(JS_STACK);
-        let deadline = Arc::new(Mutex::new(Some(Instant::now() + LOAD_TIME_LIMIT)));
+        let deadline = Arc::new(Mutex::new(None));
         let interrupted = Arc::new(AtomicBool::new(false));
         let (watched, flag) = (deadline.clone(), interrupted.clone());
         runtime.set_interrupt_handler(Some(Box::new(move || {
@@ -167,26 +266,75 @@ impl Engine {
             }
             over
         })));
-        let context = Context::full(&runtime).map_err(|error| format!("cannot start QuickJS: {error}"))?;
-        let function = context.with(|ctx| load(&ctx, source))?;
-        *deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
-        Ok(Engine {
-            function,
+        let context = locked_context(&runtime)?;
+        let bytecode = context.with(|ctx| compile(&ctx, source))?;
+        let mut engine = Engine {
+            kept: None,
             context,
-            _runtime: runtime,
+            runtime,
+            bytecode,
+            has_module_scope: source.has_module_scope,
+            calls: 0,
+            renew_after: usize::MAX,
             deadline,
             interrupted,
             time_limit: source.time_limit,
             memory_limit: source.memory_limit,
-        })
+        };
+        // The top level runs once now, so that a script that throws there is refused at load;
+        // what one load takes sets how many a context may hold within a quarter of the limit.
+        engine.set_deadline(Some(Instant::now() + LOAD_TIME_LIMIT));
+        let before = engine.runtime.memory_usage().malloc_size;
+        let loaded =
+            engine.context.with(|ctx| engine.load(&ctx).map(|function| Persistent::save(&ctx, function)));
+        let per_load = usize::try_from(engine.runtime.memory_usage().malloc_size - before).unwrap_or(0);
+        engine.set_deadline(None);
+        let function = loaded.map_err(|error| format!("{}: {error}", source.name))?;
+        if engine.has_module_scope {
+            engine.renew_after = (source.memory_limit / 4 / per_load.max(1)).clamp(1, MOST_CALLS_PER_CONTEXT);
+        } else {
+            engine.kept = Some(function);
+        }
+        Ok(engine)
     }
 
-    fn call(&self, event: &str) -> Result<Returned, CallError> {
+    fn set_deadline(&self, deadline: Option<Instant>) {
+        *self.deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = deadline;
+    }
+
+    /// Loads the script's bytecode into `ctx`, runs its top level, and returns its default
+    /// export.
+    fn load<'js>(&self, ctx: &Ctx<'js>) -> Result<Function<'js>, String> {
+        let fail = |error: rquickjs::Error| describe(ctx, error);
+        // SAFETY: `bytecode` was written by `compile` on this runtime, from this same QuickJS
+        // build, and is never changed or read from anywhere else.
+        let declared = unsafe { Module::load(ctx.clone(), &self.bytecode) }.map_err(fail)?;
+        let (module, promise) = declared.eval().map_err(fail)?;
+        promise.finish::<()>().map_err(fail)?;
+        module.get("default").map_err(|_| "the default export must be a function (event)".to_owned())
+    }
+
+    /// Replaces the context once it has served its share of calls, and with it every module
+    /// the calls left behind. Inline code leaves none, and keeps its context.
+    fn renew_if_due(&mut self) -> Result<(), CallError> {
+        self.calls += 1;
+        if self.calls <= self.renew_after {
+            return Ok(());
+        }
+        self.calls = 1;
+        self.context = locked_context(&self.runtime).map_err(CallError::Threw)?;
+        Ok(())
+    }
+
+    fn call(&mut self, event: &str) -> Result<Returned, CallError> {
+        self.renew_if_due()?;
         self.interrupted.store(false, Ordering::Relaxed);
-        *self.deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Some(Instant::now() + self.time_limit);
+        self.set_deadline(Some(Instant::now() + self.time_limit));
         let result = self.context.with(|ctx| -> Result<Returned, CallError> {
-            let function = self.function.clone().restore(&ctx).map_err(|error| self.failed(&ctx, error))?;
+            let function = match &self.kept {
+                Some(kept) => kept.clone().restore(&ctx).map_err(|error| self.failed(&ctx, error))?,
+                None => self.load(&ctx).map_err(|error| self.failed_text(error))?,
+            };
             let event = ctx.json_parse(event).map_err(|error| self.failed(&ctx, error))?;
             let returned: Value = function.call((event,)).map_err(|error| self.failed(&ctx, error))?;
             if returned.is_undefined() {
@@ -200,16 +348,19 @@ impl Engine {
             let json = ctx.json_stringify(returned).map_err(|error| self.failed(&ctx, error))?;
             json.map(|json| json.to_string()).transpose().map_err(|error| self.failed(&ctx, error))
         });
-        *self.deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.set_deadline(None);
         result
     }
 
     /// Makes a call's error into what the step reports.
     fn failed(&self, ctx: &Ctx<'_>, error: rquickjs::Error) -> CallError {
+        self.failed_text(describe(ctx, error))
+    }
+
+    fn failed_text(&self, text: String) -> CallError {
         if self.interrupted.load(Ordering::Relaxed) {
             return CallError::TimedOut(self.time_limit);
         }
-        let text = describe(ctx, error);
         if text.contains("out of memory") {
             return CallError::OutOfMemory(self.memory_limit);
         }
@@ -217,16 +368,34 @@ impl Engine {
     }
 }
 
-/// Compiles and runs the module, and returns its default export.
-fn load(ctx: &Ctx<'_>, source: &Source) -> Result<Persistent<Function<'static>>, String> {
+/// A fresh context with every standard object and the global object frozen.
+fn locked_context(runtime: &Runtime) -> Result<Context, String> {
+    let context = fresh_context(runtime).map_err(|error| format!("cannot start QuickJS: {error}"))?;
+    context
+        .with(|ctx| ctx.eval::<Value, _>(LOCKDOWN).map(drop).map_err(|error| describe(&ctx, error)))
+        .map_err(|error| format!("cannot lock the script's context: {error}"))?;
+    Ok(context)
+}
+
+/// Freezes every standard object, then the global object.
+const LOCKDOWN: &str = include_str!("lockdown.js");
+
+/// A context with [`Intrinsics`], less [`REMOVED_GLOBALS`].
+fn fresh_context(runtime: &Runtime) -> rquickjs::Result<Context> {
+    let context = Context::custom::<Intrinsics>(runtime)?;
+    context.with(|ctx| {
+        let globals = ctx.globals();
+        REMOVED_GLOBALS.iter().try_for_each(|name| globals.remove(*name))
+    })?;
+    Ok(context)
+}
+
+/// Compiles the module to bytecode, naming the line of a syntax error.
+fn compile(ctx: &Ctx<'_>, source: &Source) -> Result<Vec<u8>, String> {
     let fail = |error: rquickjs::Error| format!("{}: {}", source.name, describe(ctx, error));
-    let module = Module::declare(ctx.clone(), source.name.as_str(), source.module.as_str()).map_err(fail)?;
-    let (module, promise) = module.eval().map_err(fail)?;
-    promise.finish::<()>().map_err(fail)?;
-    let function: Function = module
-        .get("default")
-        .map_err(|_| format!("{}: the default export must be a function (event)", source.name))?;
-    Ok(Persistent::save(ctx, function))
+    let declared =
+        Module::declare(ctx.clone(), source.name.as_str(), source.module.as_str()).map_err(fail)?;
+    declared.write(WriteOptions::default()).map_err(fail)
 }
 
 /// The thrown value as one line: its message and where it was thrown.

@@ -13,6 +13,10 @@
 //! - `null`: the message is dropped;
 //! - an array of strings or objects: one branch per element (a fan-out).
 //!
+//! Each call starts from clean state: a fresh context, with the script loaded into it
+//! anew, so that nothing one event leaves behind, in a global, a module-level variable or a
+//! built-in prototype, reaches the next event. [`GLOBALS`] lists what a script can use.
+//!
 //! A throw, a call cut off by `time_limit`, or one that runs out of memory fails the step
 //! for good: the event becomes a dead letter, because a script has no I/O and would fail the
 //! same way again. Fix the script, then replay the dead letters.
@@ -31,7 +35,7 @@ use crate::event::Message;
 use crate::pipeline::template::EVENT_FIELDS;
 use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
 use crate::processors::payload::envelope;
-pub use engine::CallError;
+pub use engine::{CallError, GLOBALS};
 use engine::{Engines, Source};
 
 /// Options of `script`.
@@ -100,6 +104,7 @@ impl Script {
         let source = Source {
             name,
             module,
+            has_module_scope: config.file.is_some(),
             time_limit: config.time_limit,
             memory_limit: config.memory_limit_mib << 20,
         };
@@ -303,6 +308,63 @@ mod tests {
     fn a_syntax_error_is_refused_at_load_with_its_line() {
         let error = script("let a = 1;\nlet b = ;\nreturn a").err().unwrap();
         assert!(error.contains("script:2"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_call_can_neither_leave_a_global_nor_change_a_standard_object_for_the_next() {
+        let step = script(
+            "const attempts = [\
+               () => { globalThis.previous = event.text; },\
+               () => { Object.prototype.stolen = event.text; },\
+               () => { event.__proto__.stolen = event.text; },\
+               () => { Array.prototype.map = () => 'hijacked'; },\
+               () => { JSON.parse = () => 'hijacked'; },\
+               () => { Object.getPrototypeOf(function* () {}).constructor.stolen = 1; },\
+             ];\
+             const refused = attempts.filter(attempt => {\
+               try { attempt(); return false; } catch (error) { return error instanceof TypeError; }\
+             }).length;\
+             return [String(globalThis.previous), String(({}).stolen), [1].map(x => x + 1), refused].join('|')",
+        )
+        .unwrap();
+        for text in ["alice's secret", "bob's secret"] {
+            let (flow, message) = run_step(&step, Message::new("chat", "room", text)).await;
+            assert_eq!((flow.unwrap(), message.text.as_str()), (Flow::Continue, "undefined|undefined|2|6"));
+        }
+    }
+
+    #[tokio::test]
+    async fn module_level_variables_start_afresh_for_every_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("count.js");
+        std::fs::write(
+            &file,
+            "let count = 0;\nexport default function (event) { count += 1; return String(count) }\n",
+        )
+        .unwrap();
+        let config = ScriptConfig {
+            file: Some(file),
+            code: None,
+            attaches: vec![],
+            time_limit: Duration::from_millis(200),
+            memory_limit_mib: 2,
+            engines: Some(1),
+        };
+        let step = Script::build(&config, &mut BuildContext::new("test")).unwrap();
+        // A memory limit that a context fills within a few hundred calls, so that renewed
+        // contexts serve calls too.
+        for _ in 0..1_000 {
+            let (_, message) = run_step(&step, Message::new("c", "t", "x")).await;
+            assert_eq!(message.text, "1");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_script_sees_exactly_the_documented_globals() {
+        let (_, message) = run("return Object.getOwnPropertyNames(globalThis).sort().join(',')", "").await;
+        let mut documented = GLOBALS.to_vec();
+        documented.sort_unstable();
+        assert_eq!(message.text, documented.join(","));
     }
 
     #[tokio::test]
