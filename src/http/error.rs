@@ -253,7 +253,7 @@ impl fmt::Display for Detail<'_> {
                 "too many tokens for this identity; retry after the Retry-After seconds"
             }
             HttpError::Bus(BusRefusal::Missing) => {
-                "this needs Authorization: Bearer <token from POST /v1/tokens> (or ?token= to subscribe)"
+                "send Authorization: Bearer <a token from POST /v1/tokens>"
             }
             HttpError::Bus(BusRefusal::Invalid) => {
                 "the token is not one this relay vended, or it has expired; get a new one"
