@@ -286,6 +286,11 @@ pub struct RouteSettings {
     /// `check-config` and startup refuse such a route, since it would loop through Momento.
     #[serde(default)]
     pub allow_loop: bool,
+    /// Allows a route that names no source to take a subscription's topic while webhooks are
+    /// configured. Without it, `check-config` and startup refuse such a route, since an item
+    /// published there would arrive twice, through both.
+    #[serde(default)]
+    pub allow_overlap: bool,
 }
 
 fn default_max_branches() -> usize {

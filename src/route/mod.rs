@@ -1,6 +1,7 @@
 //! Stage 3, route: the first route whose `match` fits the event gets it.
 
 mod loops;
+mod overlap;
 mod pattern;
 
 use std::sync::Arc;
@@ -55,7 +56,7 @@ impl Matcher {
     }
 
     /// Whether the route takes events from `source`, whatever their cache and topic.
-    fn takes_from(&self, source: &Source) -> bool {
+    pub(super) fn takes_from(&self, source: &Source) -> bool {
         match (source, &self.webhook, &self.subscription) {
             (Source::Webhook(name), Some(webhook), _) => webhook.matches(name),
             (Source::Subscription(name), _, Some(subscription)) => subscription.matches(name),
@@ -97,6 +98,7 @@ impl RouteTable {
         }
         let table = RouteTable { routes };
         loops::refuse_loops(&table, settings)?;
+        overlap::refuse_overlaps(&table, settings)?;
         Ok(table)
     }
 

@@ -293,3 +293,30 @@ fn the_published_demo_values_are_named_in_notices_on_the_embedded_backend() {
     assert!(notices.contains("tokens.jwt.hs256_secret is the PUBLISHED demo secret"), "{notices}");
     assert!(notices.contains("admin.token is the PUBLISHED demo admin token"), "{notices}");
 }
+
+/// The seed's webhook and route, with a subscription to the route's own topic.
+fn webhook_and_subscription_on_one_topic(route_extra: &str) -> String {
+    format!("{BASE}\n{route_extra}\n[subscriptions.rooms]\ncache = \"chat\"\ntopics = [\"topic 1\"]\n")
+}
+
+#[test]
+fn a_route_fed_one_topic_by_both_a_webhook_and_a_subscription_is_refused() {
+    let error = error_for(&webhook_and_subscription_on_one_topic(""));
+    assert!(error.contains("`routes[0]`") && error.contains("processed twice"), "{error}");
+    assert!(error.contains("subscription `rooms`") && error.contains("webhook `chat`"), "{error}");
+}
+
+#[test]
+fn a_route_that_names_its_source_or_allows_the_overlap_is_accepted() {
+    for config in [
+        webhook_and_subscription_on_one_topic("allow_overlap = true"),
+        webhook_and_subscription_on_one_topic("")
+            .replace("topic = \"topic 1\" }", "topic = \"topic 1\", webhook = \"chat\" }"),
+        webhook_and_subscription_on_one_topic("")
+            .replace("topic = \"topic 1\" }", "topic = \"topic 1\", subscription = \"rooms\" }"),
+    ] {
+        let loaded = load_from_str(&config, source(), &env, Vec::new()).unwrap();
+        let built = RouteTable::build(&loaded.settings, &ProcessorRegistry::new());
+        assert!(built.is_ok(), "{:?}\n{config}", built.err());
+    }
+}

@@ -25,6 +25,9 @@ pub struct Checkpoints {
     backend: Arc<dyn Backend>,
     file: PathBuf,
     local: Arc<Mutex<BTreeMap<String, Position>>>,
+    /// Held while the file is written, so that two streams' writes never interleave and an
+    /// older snapshot never lands after a newer one.
+    writing: Arc<Mutex<()>>,
 }
 
 /// Where one stream's checkpoint lives.
@@ -58,7 +61,7 @@ impl Checkpoints {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(error) => return Err(error).with_context(|| format!("cannot read {}", file.display())),
         };
-        Ok(Checkpoints { backend, file, local: Arc::new(Mutex::new(local)) })
+        Ok(Checkpoints { backend, file, local: Arc::new(Mutex::new(local)), writing: Arc::default() })
     }
 
     /// The furthest of the local and the shared checkpoint. The shared one is ahead when
@@ -76,9 +79,13 @@ impl Checkpoints {
         local.max(shared)
     }
 
-    /// Writes `position` to both places.
+    /// Writes `position` to both places; the file is flushed to disk on a blocking thread.
     pub async fn store(&self, key: &CheckpointKey, position: Position) -> Result<(), BackendError> {
-        if let Err(error) = self.store_locally(key, position) {
+        let (this, owned_key) = (self.clone(), key.clone());
+        let stored = tokio::task::spawn_blocking(move || this.store_locally(&owned_key, position))
+            .await
+            .unwrap_or_else(|joined| Err(anyhow::anyhow!("the checkpoint writer failed: {joined}")));
+        if let Err(error) = stored {
             tracing::warn!(
                 subscription = key.subscription,
                 topic = key.topic,
@@ -91,22 +98,37 @@ impl Checkpoints {
     }
 
     fn store_locally(&self, key: &CheckpointKey, position: Position) -> anyhow::Result<()> {
+        let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let snapshot = {
             let mut local = self.lock();
             local.insert(key.file_key(), position);
             serde_json::to_vec_pretty(&*local)?
         };
-        // Written aside and renamed, so a crash leaves the old file or the new, never half.
-        let partial = self.file.with_extension("json.partial");
-        std::fs::create_dir_all(self.file.parent().unwrap_or(Path::new(".")))?;
-        std::fs::write(&partial, snapshot)?;
-        std::fs::rename(&partial, &self.file)?;
-        Ok(())
+        write_durably(&self.file, &snapshot)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Position>> {
         self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Replaces `file` with `bytes` so that a crash or a power cut leaves the old file or the
+/// new, never half of one, and the new one is on disk before this returns: written aside,
+/// flushed, renamed over the old one, and the folder flushed, so that the rename is too.
+fn write_durably(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let folder = file.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder)?;
+    let partial = file.with_extension("json.partial");
+    let mut written = std::fs::File::create(&partial)?;
+    written.write_all(bytes)?;
+    written.sync_all().with_context(|| format!("cannot flush {}", partial.display()))?;
+    drop(written);
+    std::fs::rename(&partial, file)?;
+    std::fs::File::open(folder)
+        .and_then(|folder| folder.sync_all())
+        .with_context(|| format!("cannot flush the folder {}", folder.display()))?;
+    Ok(())
 }
 
 fn parse(bytes: &[u8]) -> Option<Position> {
@@ -131,6 +153,20 @@ mod tests {
         // A new process: the file survives, the embedded cache does not.
         let reopened = Checkpoints::open(dir.path(), Arc::new(MemoryBackend::new())).unwrap();
         assert_eq!(reopened.load(&key()).await, Some(Position { page: 1, sequence: 7 }));
+    }
+
+    #[test]
+    fn a_durable_write_replaces_the_file_whole_and_leaves_nothing_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nested").join(FILE_NAME);
+        write_durably(&file, b"{\"a\": 1}").unwrap();
+        write_durably(&file, b"{}").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"{}");
+        let left: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from(FILE_NAME)]);
     }
 
     #[tokio::test]
