@@ -32,10 +32,12 @@ name = "from-the-subscription"
 match = { subscription = "inbox", topic = "topic 1" }
 steps = [{ template = { text = "{token_id} said {text}" } }, "uppercase", { publish = { topic = "out" } }]
 
+# Names no source, so it takes room-1 from the webhook and the subscription alike, as meant.
 [[routes]]
 name = "either"
 match = { cache = "chat", topic = "room-1" }
 steps = [{ publish = { topic = "out" } }]
+allow_overlap = true
 "#;
 
 async fn publish(app: &support::TestApp, topic: &str, text: &str, token_id: &str) -> reqwest::Response {
