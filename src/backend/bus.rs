@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::{ItemStream, ItemValue, Position, TopicItem};
+use super::{ItemStream, ItemValue, Position, StreamEvent, TopicItem};
 
 /// How many publishes a slow subscriber may fall behind before it misses some.
 const BUS_CAPACITY: usize = 1024;
@@ -26,6 +26,10 @@ pub const MAX_TOPICS: usize = 10_000;
 
 /// A topic without a publish for this long may be forgotten when room is needed.
 const TOPIC_IDLE: Duration = Duration::from_secs(60);
+
+/// How often the bus tells a subscription it is alive when nothing is published, as
+/// Momento's heartbeats do.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// The most `/v1/subscribe` streams open at once.
 pub const MAX_SUBSCRIBE_STREAMS: usize = 256;
@@ -142,27 +146,28 @@ impl MemoryBus {
         (taken < MAX_SUBSCRIBE_STREAMS).then_some(slot)
     }
 
-    /// The items published on `topic` in `cache` from now on. The bus keeps no history, so
-    /// there is nothing to resume; a subscriber that falls more than the bus's capacity behind
-    /// misses items, which shows as a jump in their sequence numbers.
+    /// The items published on `topic` in `cache` from now on, with a heartbeat every
+    /// [`HEARTBEAT_EVERY`]. The bus keeps no history, so there is nothing to resume; a
+    /// subscriber that falls more than the bus's capacity behind misses items, which shows as
+    /// a jump in their sequence numbers.
     pub fn items(&self, cache: &str, topic: &str) -> ItemStream {
         let (cache, topic) = (cache.to_owned(), topic.to_owned());
-        self.subscribe_all()
-            .into_stream()
-            .filter_map(move |published| {
-                let item = match published {
-                    Ok(published) if published.cache == cache && published.topic == topic => {
-                        Some(TopicItem {
-                            position: published.position,
-                            publisher_id: published.publisher_id.clone(),
-                            value: ItemValue::Text(published.text.clone()),
-                        })
-                    }
-                    _ => None,
-                };
-                std::future::ready(item)
-            })
-            .boxed()
+        let items = self.subscribe_all().into_stream().filter_map(move |published| {
+            let item = match published {
+                Ok(published) if published.cache == cache && published.topic == topic => {
+                    Some(StreamEvent::Item(TopicItem {
+                        position: published.position,
+                        publisher_id: published.publisher_id.clone(),
+                        value: ItemValue::Text(published.text.clone()),
+                    }))
+                }
+                _ => None,
+            };
+            std::future::ready(item)
+        });
+        let heartbeats = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(HEARTBEAT_EVERY))
+            .map(|_| StreamEvent::Heartbeat);
+        futures::stream::select(items, heartbeats).boxed()
     }
 
     /// Publishes `text` as `publisher_id`; returns its sequence number on the topic, or 0 when

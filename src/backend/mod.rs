@@ -14,7 +14,7 @@ use async_trait::async_trait;
 pub use bus::{MAX_SUBSCRIBE_STREAMS, MemoryBus, Published, StreamSlot};
 pub use memory::MemoryBackend;
 pub use timed::Timed;
-pub use topics::{ItemStream, ItemValue, Position, SetCondition, TopicItem};
+pub use topics::{ItemStream, ItemValue, Position, SetCondition, StreamEvent, TopicItem};
 
 use crate::config::BackendKind;
 

@@ -34,9 +34,32 @@ pub enum ItemValue {
     Binary(Vec<u8>),
 }
 
-/// The items of one subscription, in the order the topic holds them. It ends only when the
-/// backend gives up on it; the caller subscribes again.
-pub type ItemStream = BoxStream<'static, TopicItem>;
+/// What one subscription's stream brings, in the order the topic holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// An item published on the topic.
+    Item(TopicItem),
+    /// The service says the stream is alive; it carries nothing.
+    Heartbeat,
+    /// Items were skipped: the subscriber had `last` and the topic now stands at `new` on
+    /// `new_page`, so the next item is `new + 1`. On the same page, the items in between
+    /// are gone (often a subscriber that fell behind); on a new page, the topic's numbering
+    /// started afresh.
+    Discontinuity {
+        /// The last sequence number the subscriber had.
+        last: u64,
+        /// Where the topic stands now.
+        new: u64,
+        /// The page it stands on.
+        new_page: u64,
+    },
+    /// The stream broke; it ends after this.
+    Broken(super::BackendError),
+}
+
+/// One subscription's stream. It ends only when the backend gives up on it, after a
+/// [`StreamEvent::Broken`] when it knows why; the caller subscribes again.
+pub type ItemStream = BoxStream<'static, StreamEvent>;
 
 /// When a conditional write stores its value.
 #[derive(Debug, Clone, PartialEq, Eq)]

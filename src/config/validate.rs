@@ -101,6 +101,9 @@ fn check_subscriptions(settings: &Settings) -> Result<(), Failure> {
         if subscription.checkpoint_interval < Duration::from_millis(10) {
             return fail(format!("{key}.checkpoint_interval"), "must be at least 10ms");
         }
+        if subscription.stall_after < Duration::from_millis(100) {
+            return fail(format!("{key}.stall_after"), "must be at least 100ms");
+        }
         if subscription.reconnect_initial.is_zero()
             || subscription.reconnect_initial > subscription.reconnect_max
         {

@@ -42,6 +42,15 @@ pub fn credential_provider(settings: &MomentoSettings) -> Result<CredentialProvi
     })
 }
 
+/// Where topic subscriptions go: the override when there is one, else the cache endpoint
+/// of the credentials' cell (`https://cache.<endpoint>`).
+pub fn pubsub_uri(settings: &MomentoSettings, provider: &CredentialProvider) -> String {
+    match settings.endpoint_override.as_deref() {
+        Some(url) => url.to_owned(),
+        None => format!("https://{}", provider.valkey_hostname()),
+    }
+}
+
 /// `http://127.0.0.1:9090/x` -> `127.0.0.1`
 fn host_of(url: &str) -> &str {
     let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -1,10 +1,10 @@
 //! The Momento backend: publishes through a pool of `TopicClient`s, reads and writes through
-//! a `CacheClient`, all with the official `momento` crate.
+//! a `CacheClient`, all with the official `momento` crate; listens to topics over Momento's
+//! own gRPC stream (`pubsub`), which the SDK's subscriptions do not let the relay see into.
 
 mod calls;
 mod credentials;
-mod resubscribe_loop;
-mod subscriber;
+mod pubsub;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -25,9 +25,9 @@ use prometheus_client::metrics::family::Family;
 
 pub use calls::classify;
 use calls::{CallPolicy, Readiness, call};
-pub use credentials::{CredentialError, credential_provider};
+pub use credentials::{CredentialError, credential_provider, pubsub_uri};
 
-use subscriber::Subscriber;
+pub use pubsub::{PubsubStreams, STREAMS_PER_CHANNEL};
 
 use super::{Backend, BackendError, ItemStream, Position, SetCondition};
 use crate::config::{BackendKind, MomentoSettings};
@@ -48,7 +48,7 @@ pub struct MomentoBackend {
     publishes: PublishesByClient,
     publishes_per_client: Vec<Counter>,
     cache: CacheClient,
-    subscriber: Subscriber,
+    streams: PubsubStreams,
     policy: CallPolicy,
     readiness: Readiness,
 }
@@ -82,7 +82,12 @@ impl MomentoBackend {
             .map(|_| topic_client())
             .collect::<Result<Vec<_>, _>>()
             .context("cannot build the Momento topic clients")?;
-        let subscriber = Subscriber::new(Box::new(move || Ok(topic_client()?)));
+        let streams = PubsubStreams::new(
+            &pubsub_uri(settings, &credentials),
+            credentials.auth_token(),
+            settings.call_timeout,
+        )
+        .context("cannot set up the Momento topic subscriptions")?;
         let cache = CacheClient::builder()
             .default_ttl(settings.default_ttl)
             .configuration(momento::cache::Configuration::builder().transport_strategy(grpc()))
@@ -100,12 +105,22 @@ impl MomentoBackend {
             topic_clients,
             next_topic_client: AtomicUsize::new(0),
             cache,
-            subscriber,
+            streams,
             policy: CallPolicy { timeout: settings.call_timeout, max_retries: settings.max_retries },
             readiness: Readiness::default(),
         });
         tokio::spawn(probe_until_dropped(Arc::downgrade(&backend), probe_cache.to_owned()));
         Ok(backend)
+    }
+
+    /// Topic subscription streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.streams.open_streams()
+    }
+
+    /// Channels made so far to carry subscription streams.
+    pub fn stream_channels(&self) -> usize {
+        self.streams.channels()
     }
 
     /// Publishes made by each client of the pool, in pool order.
@@ -147,6 +162,11 @@ impl Backend for MomentoBackend {
             "topic_relay_momento_publishes",
             "Publishes by each TopicClient of the pool",
             self.publishes.clone(),
+        );
+        metrics.register(
+            "topic_relay_subscription_streams_open",
+            "Topic subscription streams open on the relay's channels to Momento (at most 100 per channel)",
+            self.streams.open_gauge(),
         );
     }
 
@@ -235,11 +255,7 @@ impl Backend for MomentoBackend {
         topic: &str,
         resume: Option<Position>,
     ) -> Result<ItemStream, BackendError> {
-        let subscribing = self.subscriber.subscribe(cache, topic, resume);
-        match tokio::time::timeout(self.policy.timeout, subscribing).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(BackendError::Timeout),
-        }
+        self.streams.subscribe(cache, topic, resume).await
     }
 
     async fn list_push_back(

@@ -29,6 +29,10 @@ pub struct SubscriptionMetrics {
     lost: Family<Labels, Tally>,
     binary: Family<Labels, Tally>,
     subscribe_failures: Family<Labels, Tally>,
+    heartbeats: Family<Labels, Tally>,
+    stalls: Family<Labels, Tally>,
+    discontinuities: Family<Labels, Tally>,
+    skipped: Family<Labels, Tally>,
     events: Family<Labels, Tally>,
     refusals: Family<Labels, Tally>,
     item_duration: Family<Labels, Histogram, fn() -> Histogram>,
@@ -55,6 +59,14 @@ pub struct StreamMetrics {
     pub binary: Tally,
     /// Attempts to subscribe that failed.
     pub subscribe_failures: Tally,
+    /// Heartbeats received.
+    pub heartbeats: Tally,
+    /// Streams that brought nothing for `stall_after`, and were opened again.
+    pub stalls: Tally,
+    /// Discontinuities on the same page.
+    pub discontinuities: Tally,
+    /// Items those discontinuities skipped.
+    pub skipped: Tally,
     /// 1 while this replica owns the topic.
     pub owned: Gauge,
     /// 1 while the stream is subscribed.
@@ -89,6 +101,10 @@ impl Default for SubscriptionMetrics {
             lost: Family::default(),
             binary: Family::default(),
             subscribe_failures: Family::default(),
+            heartbeats: Family::default(),
+            stalls: Family::default(),
+            discontinuities: Family::default(),
+            skipped: Family::default(),
             events: Family::default(),
             refusals: Family::default(),
             item_duration: Family::new_with_constructor(item_duration_histogram),
@@ -139,6 +155,26 @@ impl SubscriptionMetrics {
                 "Attempts to subscribe to a topic that failed",
                 &this.subscribe_failures,
             ),
+            (
+                "topic_relay_subscription_heartbeats",
+                "Heartbeats received on each topic's stream",
+                &this.heartbeats,
+            ),
+            (
+                "topic_relay_subscription_stalls",
+                "Streams that brought neither item nor heartbeat for stall_after, and were opened again",
+                &this.stalls,
+            ),
+            (
+                "topic_relay_subscription_discontinuities",
+                "Discontinuities the service reported on the same page: items skipped",
+                &this.discontinuities,
+            ),
+            (
+                "topic_relay_subscription_skipped_items",
+                "Items the service's discontinuities skipped",
+                &this.skipped,
+            ),
             ("topic_relay_subscription_events", "Items the relay took, by outcome", &this.events),
             (
                 "topic_relay_subscription_refusals",
@@ -179,6 +215,10 @@ impl SubscriptionMetrics {
             lost: self.lost.get_or_create(&labels).clone(),
             binary: self.binary.get_or_create(&labels).clone(),
             subscribe_failures: self.subscribe_failures.get_or_create(&labels).clone(),
+            heartbeats: self.heartbeats.get_or_create(&labels).clone(),
+            stalls: self.stalls.get_or_create(&labels).clone(),
+            discontinuities: self.discontinuities.get_or_create(&labels).clone(),
+            skipped: self.skipped.get_or_create(&labels).clone(),
             owned: self.owned.get_or_create(&labels).clone(),
             listening: self.listening.get_or_create(&labels).clone(),
             item_duration: self.item_duration.get_or_create(&labels).clone(),

@@ -66,6 +66,10 @@ pub struct SubscriptionSettings {
     /// The longest wait between attempts to subscribe.
     #[serde(default = "default_reconnect_max", with = "duration")]
     pub reconnect_max: Duration,
+    /// A stream that brings neither an item nor a heartbeat for this long is counted as
+    /// stalled and opened again. Momento promises no heartbeat cadence, so keep it generous.
+    #[serde(default = "default_stall_after", with = "duration")]
+    pub stall_after: Duration,
     /// Whether a topic of this subscription that fails turns `/readyz` to 503. Without it, a
     /// failing topic shows only in `/v1/status`, the metrics and the log, and the replica
     /// keeps taking webhook calls.
@@ -87,6 +91,9 @@ fn default_reconnect_initial() -> Duration {
 }
 fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
+}
+fn default_stall_after() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_affects_readiness() -> bool {
     true
@@ -153,6 +160,12 @@ impl Listeners {
                     owned: false,
                     resume_at: None,
                     last_error: None,
+                    failed_attempts: 0,
+                    last_heartbeat_ms: None,
+                    stalls: 0,
+                    discontinuities: 0,
+                    items_skipped: 0,
+                    page_changes: 0,
                 }));
                 streams.push(TopicStream {
                     source: Source::Subscription(name.as_str().into()),

@@ -59,6 +59,20 @@ impl Progress {
         arrival
     }
 
+    /// Takes the service's word that the topic stands at `position` now, so that the item
+    /// after it is the next one rather than a gap: after a discontinuity, whose items are
+    /// already counted. Never moves back.
+    pub fn skip_to(&mut self, position: Position) {
+        if self.newest.is_none_or(|newest| position > newest) {
+            self.newest = Some(position);
+        }
+    }
+
+    /// The page of the newest item received, or of the resume point.
+    pub fn page(&self) -> Option<u64> {
+        self.newest.map(|newest| newest.page)
+    }
+
     /// Marks the item at `position` done.
     pub fn done(&mut self, position: Position) {
         self.open.remove(&position);
@@ -94,6 +108,18 @@ mod tests {
         assert_eq!(progress.resume_at(), Some(at(1, 2)));
         progress.done(at(1, 2));
         assert_eq!(progress.resume_at(), Some(at(1, 4)), "all done: the next one");
+    }
+
+    #[test]
+    fn after_a_skip_the_next_item_is_no_gap_and_the_resume_point_moves_on() {
+        let mut progress = Progress::starting_at(Some(at(1, 5)));
+        progress.skip_to(at(1, 20));
+        assert_eq!(progress.resume_at(), Some(at(1, 21)));
+        assert_eq!(progress.receive(at(1, 21)), Arrival::Next);
+        progress.skip_to(at(1, 3));
+        assert_eq!(progress.receive(at(1, 22)), Arrival::Next, "a skip never moves back");
+        progress.skip_to(at(2, 0));
+        assert_eq!(progress.receive(at(2, 1)), Arrival::Next, "a new page's first item");
     }
 
     #[test]

@@ -36,6 +36,22 @@ pub struct StreamReport {
     pub owned: bool,
     /// The first item it would ask for if it subscribed now: its checkpoint.
     pub resume_at: Option<Position>,
-    /// Why the last attempt to subscribe failed, while it keeps failing.
+    /// Why the last attempt to subscribe failed, or why the last stream broke or stalled,
+    /// while it keeps failing.
     pub last_error: Option<String>,
+    /// Attempts to subscribe that failed in a row, a stall or a stream that broke at once
+    /// included; 0 once a stream brings an item.
+    pub failed_attempts: u32,
+    /// When the last heartbeat arrived, in ms since the epoch.
+    pub last_heartbeat_ms: Option<u64>,
+    /// Streams opened again because they brought nothing, not even a heartbeat, for
+    /// `stall_after`.
+    pub stalls: u64,
+    /// Discontinuities the service reported on the same page: items skipped, often because
+    /// the relay fell behind.
+    pub discontinuities: u64,
+    /// Items those discontinuities skipped.
+    pub items_skipped: u64,
+    /// Times the topic's numbering started afresh on a new page (a topic reset, not a loss).
+    pub page_changes: u64,
 }

@@ -1,7 +1,10 @@
 //! One topic of one subscription: own it (lease), resume at its checkpoint, read its items
 //! into a bounded queue, run them one after another, and keep the checkpoint.
 //!
-//! - The reader skips repeats and counts gaps and new pages by sequence number.
+//! - The reader skips repeats and counts gaps and new pages by sequence number, and the
+//!   discontinuities and heartbeats the service reports.
+//! - A stream that brings neither item nor heartbeat for `stall_after` is counted as
+//!   stalled, and opened again like one that failed.
 //! - A full queue does not stop the reader: the item goes to the spool at once.
 //! - The checkpoint is the first item not yet done (run, or in the spool), written on a timer
 //!   and when the stream stops.
@@ -22,7 +25,7 @@ use super::metrics::StreamMetrics;
 use super::progress::{Arrival, Progress};
 use super::report::{StreamReport, StreamState};
 use super::{Ownership, SubscriptionSettings, item_message};
-use crate::backend::{Backend, BackendError, ItemStream, Position, TopicItem};
+use crate::backend::{Backend, BackendError, ItemStream, Position, StreamEvent, TopicItem};
 use crate::delivery::backoff::Backoff;
 use crate::event::Message;
 use crate::relay::{Refusal, Relay};
@@ -64,6 +67,16 @@ enum Ended {
 }
 
 type Queued = (Position, Message, Instant);
+
+/// How reading one stream ended.
+enum ReadEnd {
+    /// The relay stops, or another replica may own the topic now.
+    Ended(Ended),
+    /// The stream ended or broke; the error says why when the backend said.
+    Closed(Option<BackendError>),
+    /// It brought neither item nor heartbeat for `stall_after`.
+    Stalled,
+}
 
 impl TopicStream {
     /// Runs until `stop`: waits for ownership, listens while it lasts, and on shutdown leaves
@@ -224,26 +237,42 @@ impl TopicStream {
                 None => "the next item published".to_owned(),
             };
             tracing::info!(source = %self.source, topic = self.key.topic, from, "listening to the topic");
-            self.update(|report| (report.state, report.last_error) = (StreamState::Listening, None));
+            // The last error stays shown until the stream brings an item: a stream that opens
+            // only to stall or break is still failing.
+            self.update(|report| report.state = StreamState::Listening);
             self.metrics.listening.set(1);
             let opened = Instant::now();
             let mut received = 0u64;
-            let ended = self.read(items, progress, queue, stop, lost, &mut received).await;
+            let end = self.read(items, progress, queue, stop, lost, &mut received).await;
             self.metrics.listening.set(0);
-            if let Some(ended) = ended {
-                return ended;
-            }
-            // The backend gave up on the stream. One that brought nothing and did not last
-            // counts as a failed attempt, so that a backend that accepts subscriptions only to
-            // break them is tried ever more rarely too.
-            if received > 0 || opened.elapsed() >= SETTLED {
-                failures = 0;
-                tracing::debug!(topic = self.key.topic, "the subscription ended; subscribing again");
-                continue;
-            }
+            let error = match end {
+                ReadEnd::Ended(ended) => return ended,
+                ReadEnd::Stalled => {
+                    self.metrics.stalls.inc();
+                    self.update(|report| report.stalls += 1);
+                    BackendError::Unavailable(format!(
+                        "the stream brought neither item nor heartbeat for {}; opened again",
+                        humantime::format_duration(self.settings.stall_after)
+                    ))
+                }
+                // The backend gave up on the stream. One that brought something, or lasted,
+                // is opened again at once; one that brought nothing and did not last counts
+                // as a failed attempt, so that a backend that accepts subscriptions only to
+                // break them is tried ever more rarely too.
+                ReadEnd::Closed(error) if received > 0 || opened.elapsed() >= SETTLED => {
+                    failures = 0;
+                    tracing::debug!(
+                        topic = self.key.topic,
+                        ?error,
+                        "the subscription ended; subscribing again"
+                    );
+                    continue;
+                }
+                ReadEnd::Closed(error) => error.unwrap_or_else(|| {
+                    BackendError::Unavailable("the subscription broke as soon as it opened".to_owned())
+                }),
+            };
             failures += 1;
-            let error =
-                BackendError::Unavailable("the subscription broke and resubscribing failed".to_owned());
             self.failed_to_subscribe(&error, failures);
             if let Some(ended) = pause(backoff.delay_ms(failures), stop, lost).await {
                 return ended;
@@ -256,6 +285,7 @@ impl TopicStream {
         self.update(|report| {
             report.state = StreamState::Failing;
             report.last_error = Some(error.to_string());
+            report.failed_attempts = failures;
         });
         // The first failure, then ever more rarely: a topic that stays unreachable for a day
         // logs a few dozen lines, not thousands.
@@ -268,8 +298,8 @@ impl TopicStream {
         }
     }
 
-    /// Reads items until the relay stops, the lease is lost (`Some`), or the stream ends
-    /// (`None`), counting the new ones (not repeats) in `received`.
+    /// Reads the stream until the relay stops, the lease is lost, the stream ends, or it
+    /// stalls, counting the new items (not repeats) in `received`.
     async fn read(
         &self,
         mut items: ItemStream,
@@ -278,19 +308,41 @@ impl TopicStream {
         stop: &CancellationToken,
         lost: &CancellationToken,
         received: &mut u64,
-    ) -> Option<Ended> {
+    ) -> ReadEnd {
+        let stall_after = self.settings.stall_after;
+        let stalled = tokio::time::sleep(stall_after);
+        tokio::pin!(stalled);
         loop {
-            let item = tokio::select! {
+            let event = tokio::select! {
                 biased;
-                () = stop.cancelled() => return Some(Ended::Stopped),
-                () = lost.cancelled() => return Some(Ended::LeaseLost),
-                item = items.next() => item?,
+                () = stop.cancelled() => return ReadEnd::Ended(Ended::Stopped),
+                () = lost.cancelled() => return ReadEnd::Ended(Ended::LeaseLost),
+                event = items.next() => event,
+                () = &mut stalled => return ReadEnd::Stalled,
+            };
+            stalled.as_mut().reset(Instant::now() + stall_after);
+            let item = match event {
+                None => return ReadEnd::Closed(None),
+                Some(StreamEvent::Broken(error)) => return ReadEnd::Closed(Some(error)),
+                Some(StreamEvent::Heartbeat) => {
+                    self.metrics.heartbeats.inc();
+                    self.update(|report| report.last_heartbeat_ms = Some(crate::accept::now_ms()));
+                    continue;
+                }
+                Some(StreamEvent::Discontinuity { last, new, new_page }) => {
+                    self.discontinuity(last, new, new_page, progress);
+                    continue;
+                }
+                Some(StreamEvent::Item(item)) => item,
             };
             let position = item.position;
             if !self.take(&item, progress) {
                 continue;
             }
             *received += 1;
+            if *received == 1 {
+                self.update(|report| (report.failed_attempts, report.last_error) = (0, None));
+            }
             let received_at = Instant::now();
             let message = item_message(&self.key, item, &self.metrics);
             match queue.try_send((position, message, received_at)) {
@@ -306,12 +358,36 @@ impl TopicStream {
                 // Without a spool, the topic waits for the queue.
                 Err(mpsc::error::TrySendError::Full(queued)) => {
                     if queue.send(queued).await.is_err() {
-                        return Some(Ended::Stopped);
+                        return ReadEnd::Ended(Ended::Stopped);
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Some(Ended::Stopped),
+                Err(mpsc::error::TrySendError::Closed(_)) => return ReadEnd::Ended(Ended::Stopped),
             }
         }
+    }
+
+    /// Counts what the service says it skipped: items lost on the same page, or a topic
+    /// whose numbering started afresh on a new one. The next item is then no gap.
+    fn discontinuity(&self, last: u64, new: u64, new_page: u64, progress: &Mutex<Progress>) {
+        let (source, topic) = (&self.source, &self.key.topic);
+        let page = lock(progress).page();
+        if page == Some(new_page) {
+            let skipped = new.saturating_sub(last);
+            self.metrics.discontinuities.inc();
+            self.metrics.skipped.inc_by(skipped);
+            self.update(|report| {
+                report.discontinuities += 1;
+                report.items_skipped += skipped;
+            });
+            crate::warn_throttled!(%source, topic, last, new, skipped,
+                "the service skipped items on the topic; the relay may have fallen behind");
+        } else if page.is_some() {
+            self.metrics.new_pages.inc();
+            self.update(|report| report.page_changes += 1);
+            crate::warn_throttled!(%source, topic, page = new_page,
+                "the topic was reset: its numbering started afresh on a new page");
+        }
+        lock(progress).skip_to(Position { page: new_page, sequence: new });
     }
 
     /// Whether to take `item`: not a repeat. Counts gaps and new pages.
@@ -330,6 +406,7 @@ impl TopicStream {
             }
             Arrival::NewPage => {
                 self.metrics.new_pages.inc();
+                self.update(|report| report.page_changes += 1);
                 tracing::info!(%source, topic, page = item.position.page, "the topic's numbering started afresh on a new page");
             }
             Arrival::Next => {}

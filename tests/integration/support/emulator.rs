@@ -159,6 +159,10 @@ impl Topic {
 struct State {
     fail_subscribes: Option<(usize, Code)>,
     break_new_streams: bool,
+    /// While set, new streams open and then stay silent, as stalled ones do.
+    stall_new_streams: bool,
+    /// Streams kept open but sent nothing, not even heartbeats.
+    stalled: Vec<Subscriber>,
     subscribe_calls: usize,
     expiries: HashMap<Key, std::time::Instant>,
     fail_next: Option<(usize, Code)>,
@@ -350,6 +354,10 @@ impl Pubsub for Service {
         }
         state.record("subscribe", &cache_name, peer, false);
         let (sender, receiver) = mpsc::unbounded_channel();
+        if state.stall_new_streams {
+            state.stalled.push(sender);
+            return Ok(Response::new(UnboundedReceiverStream::new(receiver)));
+        }
         // Like the real service, open with a heartbeat; the SDK skips heartbeats.
         let _ = sender.send(Ok(item(ItemKind::Heartbeat(ps::Heartbeat {}))));
         let break_at_once = state.break_new_streams;
@@ -686,6 +694,39 @@ impl Emulator {
         cut
     }
 
+    /// Stalls every open stream and every one opened from now on, until [`Emulator::heal`]:
+    /// each stays open and is sent nothing, neither items nor heartbeats.
+    pub fn stall_streams(&self) {
+        let mut state = self.service.lock();
+        state.stall_new_streams = true;
+        let silenced: Vec<Subscriber> =
+            state.topics.values_mut().flat_map(|topic| topic.subscribers.drain(..)).collect();
+        state.stalled.extend(silenced);
+    }
+
+    /// Sends a heartbeat on every open stream of `topic`.
+    pub fn heartbeat(&self, cache: &str, topic: &str) {
+        let mut state = self.service.lock();
+        let topic = state.topic(cache, topic);
+        let heartbeat = item(ItemKind::Heartbeat(ps::Heartbeat {}));
+        topic.subscribers.retain(|subscriber| subscriber.send(Ok(heartbeat.clone())).is_ok());
+    }
+
+    /// Skips `n` items on `topic` and tells its open streams so with a discontinuity, as the
+    /// service does when a subscriber falls behind.
+    pub fn skip_with_discontinuity(&self, cache: &str, topic: &str, n: u64) {
+        let mut state = self.service.lock();
+        let topic = state.topic(cache, topic);
+        let last = topic.last_sequence_number;
+        topic.last_sequence_number += n;
+        let gap = item(ItemKind::Discontinuity(ps::Discontinuity {
+            last_topic_sequence: last,
+            new_topic_sequence: topic.last_sequence_number,
+            new_sequence_page: topic.page,
+        }));
+        topic.subscribers.retain(|subscriber| subscriber.send(Ok(gap.clone())).is_ok());
+    }
+
     /// Open subscription streams on `topic`.
     pub fn subscribers(&self, cache: &str, topic: &str) -> usize {
         let mut state = self.service.lock();
@@ -722,6 +763,7 @@ impl Emulator {
         state.delay_next = None;
         state.fail_subscribes = None;
         state.break_new_streams = false;
+        state.stall_new_streams = false;
     }
 
     /// Publishes accepted so far, in arrival order (injected failures excluded).

@@ -32,6 +32,12 @@ probe_cache = "chat"
     )
 }
 
+/// The `[momento]` settings of [`momento_section`], loaded.
+pub fn momento_settings(emulator: &Emulator) -> topic_relay::config::MomentoSettings {
+    let config = format!("[webhooks.chat]\nsecrets = [\"s\"]\n{}", momento_section(emulator));
+    super::settings(&config).momento
+}
+
 /// Starts an emulator and a relay on it with the given webhook-and-routes config.
 pub async fn spawn_on_emulator(config: &str) -> (TestApp, Emulator) {
     let emulator = Emulator::start().await;
