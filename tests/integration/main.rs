@@ -14,6 +14,7 @@ mod http_step;
 mod http_threads;
 mod listening;
 mod listening_crash;
+mod listening_replicas;
 mod listening_stream;
 mod moderated_chat;
 mod momento_backend;

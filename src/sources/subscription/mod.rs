@@ -10,6 +10,7 @@
 
 mod checkpoint;
 mod lease;
+mod membership;
 mod metrics;
 mod progress;
 mod report;
@@ -36,6 +37,7 @@ use crate::config::duration;
 use crate::event::Message;
 use crate::relay::Relay;
 use checkpoint::{CheckpointKey, Checkpoints};
+pub use membership::{Membership, Preference, SLOTS, assign};
 use stream::TopicStream;
 
 /// `[subscriptions.<name>]`
@@ -113,6 +115,8 @@ pub enum Ownership {
 /// The relay's subscription streams: built with the app, started with the server.
 pub struct Listeners {
     streams: Vec<TopicStream>,
+    /// Each leased subscription's membership keeper, started with the streams.
+    keepers: Vec<membership::Keeper>,
 }
 
 /// What the streams report, for `/v1/status` and `/readyz`.
@@ -150,8 +154,24 @@ impl Listeners {
     ) -> anyhow::Result<Self> {
         let checkpoints = Checkpoints::open(checkpoint_dir, backend.clone())?;
         let mut streams = Vec::new();
+        let mut keepers = Vec::new();
         for (name, subscription) in subscriptions {
             let settings = Arc::new(subscription.clone());
+            let membership = match subscription.owner {
+                Ownership::Lease => {
+                    let (membership, keeper) = Membership::new(
+                        backend.clone(),
+                        &subscription.cache,
+                        name,
+                        &subscription.topics,
+                        replica,
+                        subscription.lease_ttl,
+                    );
+                    keepers.push(keeper);
+                    membership
+                }
+                Ownership::EveryReplica => Membership::alone(replica),
+            };
             for topic in &subscription.topics {
                 let report = Arc::new(Mutex::new(StreamReport {
                     subscription: name.clone(),
@@ -181,10 +201,11 @@ impl Listeners {
                     metrics: metrics.stream(name, topic),
                     report,
                     replica: replica.to_owned(),
+                    membership: membership.clone(),
                 });
             }
         }
-        Ok(Listeners { streams })
+        Ok(Listeners { streams, keepers })
     }
 
     /// What the streams report, live.
@@ -199,7 +220,9 @@ impl Listeners {
     /// Starts every stream.
     pub fn start(self) -> Listening {
         let stop = CancellationToken::new();
-        let tasks = self.streams.into_iter().map(|stream| tokio::spawn(stream.run(stop.clone()))).collect();
+        let streams = self.streams.into_iter().map(|stream| tokio::spawn(stream.run(stop.clone())));
+        let keepers = self.keepers.into_iter().map(|keeper| tokio::spawn(keeper.run(stop.clone())));
+        let tasks = streams.chain(keepers).collect();
         Listening { stop, tasks }
     }
 }

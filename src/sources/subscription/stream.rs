@@ -11,6 +11,7 @@
 //! - Subscribing again after a failure waits a jittered, doubling delay. A stream that the
 //!   backend ends soon after it opened, having brought nothing new, counts as a failure.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -21,6 +22,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::checkpoint::{CheckpointKey, Checkpoints};
 use super::lease::Lease;
+use super::membership::{Membership, Preference};
 use super::metrics::StreamMetrics;
 use super::progress::{Arrival, Progress};
 use super::report::{StreamReport, StreamState};
@@ -51,6 +53,8 @@ pub struct TopicStream {
     pub report: Arc<Mutex<StreamReport>>,
     /// This replica's id, held in the leases it owns.
     pub replica: String,
+    /// The replicas sharing the subscription's topics, and which one each topic prefers.
+    pub membership: Membership,
 }
 
 /// How long a subscription that brings no item must last for its end not to count as a
@@ -100,18 +104,32 @@ impl TopicStream {
                 break;
             }
             let lost = CancellationToken::new();
+            let handing_over = Arc::new(AtomicBool::new(false));
             // The stream's helper tasks end with it, also when the shutdown grace aborts it.
-            let keeper = lease
-                .take()
-                .map(|lease| AbortOnDropHandle::new(tokio::spawn(keep(lease, lost.clone(), stop.clone()))));
+            let keeper = lease.take().map(|lease| {
+                let handover = Handover {
+                    membership: self.membership.clone(),
+                    topic: self.key.topic.clone(),
+                    handing_over: handing_over.clone(),
+                };
+                AbortOnDropHandle::new(tokio::spawn(keep(lease, lost.clone(), stop.clone(), handover)))
+            });
             self.set_owned(true);
-            let ended = self.listen(&stop, &lost).await;
+            let ended = self.listen(&stop, &lost, &handing_over).await;
             self.set_owned(false);
             if let Some(keeper) = keeper {
                 lease = keeper.await.ok();
             }
             if ended == Ended::Stopped {
                 break;
+            }
+            if handing_over.load(Ordering::Acquire) {
+                if let Some(lease) = &mut lease {
+                    lease.release().await;
+                }
+                tracing::info!(source = %self.source, topic = self.key.topic,
+                    "handed the topic over to the replica it prefers; standing by");
+                continue;
             }
             tracing::warn!(source = %self.source, topic = self.key.topic, "lost the topic's lease; standing by");
         }
@@ -128,7 +146,11 @@ impl TopicStream {
         let standby = Backoff::new(lease.standby_every(), lease.standby_every());
         let mut failures = 0u32;
         loop {
-            match lease.take().await {
+            // Another live member is this topic's preferred owner: it takes the lease, and
+            // this replica stays out of its way.
+            let preferred_elsewhere = self.membership.preference(&self.key.topic) == Preference::Theirs;
+            let taken = if preferred_elsewhere { Ok(false) } else { lease.take().await };
+            match taken {
                 Ok(true) => {
                     tracing::info!(source = %self.source, topic = self.key.topic, "this replica owns the topic");
                     return true;
@@ -159,8 +181,13 @@ impl TopicStream {
     }
 
     /// Listens while this replica owns the topic; then finishes or spools what it holds and
-    /// writes the checkpoint.
-    async fn listen(&self, stop: &CancellationToken, lost: &CancellationToken) -> Ended {
+    /// writes the checkpoint, when stopping or handing the topic over (`handed_over` set).
+    async fn listen(
+        &self,
+        stop: &CancellationToken,
+        lost: &CancellationToken,
+        handed_over: &AtomicBool,
+    ) -> Ended {
         let resume = self.checkpoints.load(&self.key).await;
         let progress = Arc::new(Mutex::new(Progress::starting_at(resume)));
         let (queue, queued) = mpsc::channel(self.settings.queue);
@@ -188,7 +215,8 @@ impl TopicStream {
         let _ = writer.await;
         let resume_at = lock(&progress).resume_at();
         // After losing the lease, the new owner's checkpoint may be ahead: leave it alone.
-        if ended == Ended::Stopped
+        // Handing over, this replica still holds the lease, and the next owner resumes here.
+        if (ended == Ended::Stopped || handed_over.load(Ordering::Acquire))
             && let Some(position) = resume_at
             && let Err(error) = self.checkpoints.store(&self.key, position).await
         {
@@ -467,9 +495,23 @@ fn settle(
     }
 }
 
+/// What tells a topic's owner to hand it over: another live member is preferred.
+struct Handover {
+    membership: Membership,
+    topic: String,
+    /// Set when the owner hands the topic over, rather than losing it.
+    handing_over: Arc<AtomicBool>,
+}
+
 /// Keeps the lease while the stream listens; cancels `lost` when another replica may hold
-/// it. Hands the lease back when the stream is done with it.
-async fn keep(mut lease: Lease, lost: CancellationToken, stop: CancellationToken) -> Lease {
+/// it, or when another replica is the topic's preferred owner now (a hand-over). Hands the
+/// lease back when the stream is done with it.
+async fn keep(
+    mut lease: Lease,
+    lost: CancellationToken,
+    stop: CancellationToken,
+    handover: Handover,
+) -> Lease {
     let mut renewals = tokio::time::interval(lease.renew_every());
     renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renewals.tick().await;
@@ -480,6 +522,10 @@ async fn keep(mut lease: Lease, lost: CancellationToken, stop: CancellationToken
             _ = renewals.tick() => {}
         }
         match lease.renew().await {
+            Ok(true) if handover.membership.preference(&handover.topic) == Preference::Theirs => {
+                handover.handing_over.store(true, Ordering::Release);
+                lost.cancel();
+            }
             Ok(true) => {}
             Ok(false) => lost.cancel(),
             Err(error) if lease.expired() => {
