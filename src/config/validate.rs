@@ -98,6 +98,9 @@ fn check_subscriptions(settings: &Settings) -> Result<(), Failure> {
         if subscription.queue == 0 {
             return fail(format!("{key}.queue"), "must be at least 1");
         }
+        if subscription.concurrency == 0 || subscription.concurrency > 1024 {
+            return fail(format!("{key}.concurrency"), "must be from 1 to 1024");
+        }
         if subscription.checkpoint_interval < Duration::from_millis(10) {
             return fail(format!("{key}.checkpoint_interval"), "must be at least 10ms");
         }

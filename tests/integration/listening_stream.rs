@@ -139,3 +139,25 @@ async fn a_thousand_subscriptions_opened_and_closed_leave_no_stream_slot_taken()
     let closed = eventually(Duration::from_secs(10), || emulator.subscribers("chat", "topic 1") == 0).await;
     assert!(closed, "the service saw every stream close");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_concurrency_a_topics_items_run_side_by_side_and_each_is_done_once() {
+    let emulator = Emulator::start().await;
+    let (app, _dir) = listening_relay(&emulator, "concurrency = 8").await;
+    for n in 0..200 {
+        emulator.publish_as("chat", "topic 1", &format!("item {n}"), &format!("user-{n}"));
+    }
+    assert!(processed(&emulator, 200).await, "{} of 200", republished(&emulator).len());
+    emulator.cut_streams();
+    let back = eventually(Duration::from_secs(10), || emulator.subscribers("chat", "topic 1") > 0).await;
+    assert!(back);
+    for n in 200..250 {
+        emulator.publish_as("chat", "topic 1", &format!("item {n}"), &format!("user-{n}"));
+    }
+    assert!(processed(&emulator, 250).await, "{} of 250", republished(&emulator).len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let done = republished(&emulator);
+    assert_eq!(done.len(), 250);
+    assert!(done.values().all(|times| *times == 1), "an item ran twice");
+    app.stop().await.unwrap();
+}

@@ -59,6 +59,11 @@ pub struct SubscriptionSettings {
     /// to the spool.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Items of one topic processed at once. 1 (the default) keeps them in order; more
+    /// carries more items a second, and their effects (republishes, list pushes) may then
+    /// land out of order.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
     /// How often each topic's checkpoint is written, when it moved.
     #[serde(default = "default_checkpoint_interval", with = "duration")]
     pub checkpoint_interval: Duration,
@@ -84,6 +89,9 @@ fn default_lease_ttl() -> Duration {
 }
 fn default_queue() -> usize {
     1000
+}
+fn default_concurrency() -> usize {
+    1
 }
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)

@@ -198,6 +198,7 @@ impl TopicStream {
             progress.clone(),
             self.metrics.clone(),
             stop.clone(),
+            self.settings.concurrency,
         )));
         let stop_writing = CancellationToken::new();
         let writer = AbortOnDropHandle::new(tokio::spawn(write_checkpoints(
@@ -453,25 +454,31 @@ impl TopicStream {
     }
 }
 
-/// Runs queued items in order. Once the relay stops, what is still queued goes to the spool
-/// without running, so that shutdown does not wait on the backend for each.
+/// Runs queued items: one after another, in order, or up to `concurrency` at once. Once the
+/// relay stops, what is still queued goes to the spool without running, so that shutdown
+/// does not wait on the backend for each. Items finishing out of order are fine for the
+/// checkpoint, which is the oldest item not yet done.
 async fn work(
-    mut queued: mpsc::Receiver<Queued>,
+    queued: mpsc::Receiver<Queued>,
     relay: Arc<Relay>,
     source: Source,
     progress: Arc<Mutex<Progress>>,
     metrics: StreamMetrics,
     stop: CancellationToken,
+    concurrency: usize,
 ) {
-    while let Some((position, message, received_at)) = queued.recv().await {
-        let outcome = if stop.is_cancelled() && relay.can_hold() {
-            relay.hold(&source, message).await
-        } else {
-            relay.dispatch(&source, message, Instant::now()).await
-        };
-        settle(outcome, received_at, &source, &metrics);
-        lock(&progress).done(position);
-    }
+    let (relay, source, progress, metrics, stop) = (&relay, &source, &progress, &metrics, &stop);
+    tokio_stream::wrappers::ReceiverStream::new(queued)
+        .for_each_concurrent(concurrency.max(1), |(position, message, received_at)| async move {
+            let outcome = if stop.is_cancelled() && relay.can_hold() {
+                relay.hold(source, message).await
+            } else {
+                relay.dispatch(source, message, Instant::now()).await
+            };
+            settle(outcome, received_at, source, metrics);
+            lock(progress).done(position);
+        })
+        .await;
 }
 
 /// Counts and logs what became of an item; it is done either way. As for webhooks, a

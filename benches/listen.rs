@@ -1,0 +1,369 @@
+//! The yardstick for listening: topic-relay's release binary against a listener written with
+//! Momento's own Node SDK (`@gomomento/sdk`, as Momento's guides show), in one run, on
+//! loopback, against the same Momento emulator. Each listener does the seed's work: take
+//! each item of an input topic, uppercase it, republish it on an output topic.
+//!
+//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60]
+//!
+//! topic-relay runs twice: with `concurrency = 1` (the default: each topic's items in order)
+//! and with `concurrency = 64`. For each listener it prints the items per second it carried at full load (publishers as
+//! fast as they can go), the publish-to-republish latency p50 and p99 at half that rate, and
+//! its resident memory at the start and the end of the half-load run (`--soak` makes that run
+//! longer). First, the emulator's own ceiling: items per second it delivers straight to a
+//! subscriber, so that it is shown not to be what limits either listener. The Node listener
+//! needs `node` and `npm`; its SDK is installed once into `~/.cache/topic-relay-bench`.
+
+#[allow(dead_code)]
+#[path = "../tests/integration/support/emulator.rs"]
+mod emulator;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use emulator::{Emulator, test_api_key};
+use futures::StreamExt;
+use momento_protos::cache_client::pubsub::pubsub_client::PubsubClient;
+use momento_protos::cache_client::pubsub::subscription_item::Kind;
+use momento_protos::cache_client::pubsub::{PublishRequest, SubscriptionRequest, TopicValue, topic_value};
+use tonic::transport::Channel;
+
+const CACHE: &str = "chat";
+/// Publishing tasks at full load.
+const PUBLISHERS: usize = 16;
+
+struct Options {
+    seconds: u64,
+    soak: u64,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let mut options = Options { seconds: 10, soak: 10 };
+    for pair in args.windows(2) {
+        match pair[0].as_str() {
+            "--seconds" => options.seconds = pair[1].parse().expect("--seconds N"),
+            "--soak" => options.soak = pair[1].parse().expect("--soak N"),
+            _ => {}
+        }
+    }
+    options
+}
+
+/// Microseconds since the run began, the clock every item carries.
+fn now_us(base: Instant) -> u64 {
+    base.elapsed().as_micros() as u64
+}
+
+async fn channel(endpoint: &str) -> Channel {
+    Channel::from_shared(endpoint.to_owned()).unwrap().connect().await.expect("the emulator answers")
+}
+
+async fn publish(client: &mut PubsubClient<Channel>, topic: &str, text: String) -> bool {
+    let request = PublishRequest {
+        cache_name: CACHE.to_owned(),
+        topic: topic.to_owned(),
+        value: Some(TopicValue { kind: Some(topic_value::Kind::Text(text)) }),
+    };
+    client.publish(request).await.is_ok()
+}
+
+/// What the output topic brought: items counted, with their latencies in µs.
+#[derive(Default)]
+struct Received {
+    count: AtomicU64,
+    latencies: std::sync::Mutex<Vec<u64>>,
+}
+
+/// Subscribes to `topic` and records every item's latency from the time it carries.
+async fn watch(endpoint: &str, topic: &str, base: Instant) -> Arc<Received> {
+    let received = Arc::new(Received::default());
+    let mut client = PubsubClient::new(channel(endpoint).await);
+    let request =
+        SubscriptionRequest { cache_name: CACHE.to_owned(), topic: topic.to_owned(), ..Default::default() };
+    let mut stream = client.subscribe(request).await.expect("subscribe").into_inner();
+    let counted = received.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(item)) = stream.next().await {
+            let Some(Kind::Item(item)) = item.kind else { continue };
+            let Some(topic_value::Kind::Text(text)) = item.value.and_then(|value| value.kind) else {
+                continue;
+            };
+            let sent: u64 = text.split_whitespace().nth(1).and_then(|sent| sent.parse().ok()).unwrap_or(0);
+            counted.count.fetch_add(1, Ordering::Relaxed);
+            counted.latencies.lock().unwrap().push(now_us(base).saturating_sub(sent));
+        }
+    });
+    received
+}
+
+/// Publishes on `topic` from [`PUBLISHERS`] tasks for `seconds`, as fast as they go, or at
+/// `rate` items a second in all; returns how many were published.
+async fn load(endpoint: &str, topic: &str, seconds: u64, rate: Option<f64>, base: Instant) -> u64 {
+    let published = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = if rate.is_some() { 1 } else { PUBLISHERS };
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (published, stop) = (published.clone(), stop.clone());
+        let (endpoint, topic) = (endpoint.to_owned(), topic.to_owned());
+        handles.push(tokio::spawn(async move {
+            let mut client = PubsubClient::new(channel(&endpoint).await);
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let n = published.fetch_add(1, Ordering::Relaxed);
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(n as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                if !publish(&mut client, &topic, format!("item-{n} {}", now_us(base))).await {
+                    break;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for handle in handles {
+        let _ = handle.await;
+    }
+    published.load(Ordering::Relaxed)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// One listener's figures.
+struct Figures {
+    peak: f64,
+    p50: f64,
+    p99: f64,
+    rss_start: f64,
+    rss_end: f64,
+}
+
+/// Measures the listener `pid` that carries `input` to `output`.
+async fn measure(
+    endpoint: &str,
+    input: &str,
+    output: &str,
+    pid: u32,
+    options: &Options,
+    base: Instant,
+) -> Figures {
+    let out = watch(endpoint, output, base).await;
+    // Warm up, so that connections and the listener's pools are open.
+    load(endpoint, input, 1, Some(200.0), base).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = out.count.load(Ordering::Relaxed);
+    let started = Instant::now();
+    load(endpoint, input, options.seconds, None, base).await;
+    let carried = out.count.load(Ordering::Relaxed) - before;
+    let peak = carried as f64 / started.elapsed().as_secs_f64();
+    // Let it drain before the half-load run.
+    let mut settled = out.count.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = out.count.load(Ordering::Relaxed);
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
+    out.latencies.lock().unwrap().clear();
+    let rss_start = resident_mib(pid);
+    load(endpoint, input, options.soak.max(options.seconds), Some(peak / 2.0), base).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_end = resident_mib(pid);
+    let mut latencies = std::mem::take(&mut *out.latencies.lock().unwrap());
+    latencies.sort_unstable();
+    Figures { peak, p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99), rss_start, rss_end }
+}
+
+/// The emulator's ceiling: items a second it delivers straight to one subscriber.
+async fn ceiling(endpoint: &str, options: &Options, base: Instant) -> f64 {
+    let out = watch(endpoint, "ceiling", base).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    load(endpoint, "ceiling", options.seconds, None, base).await;
+    out.count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn relay_config(dir: &Path, endpoint: &str, concurrency: usize) -> PathBuf {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[delivery]
+spool_dir = {spool:?}
+
+[subscriptions.bench]
+cache = "{CACHE}"
+topics = ["relay-in-{concurrency}"]
+concurrency = {concurrency}
+
+[[routes]]
+name = "shout"
+match = {{ subscription = "bench" }}
+steps = ["uppercase", {{ publish = {{ topic = "relay-out-{concurrency}" }} }}]
+
+[momento]
+backend = "momento"
+api_key = "{key}"
+endpoint_override = "{endpoint}"
+tls = false
+probe_cache = "{CACHE}"
+"#,
+        spool = dir.join("spool"),
+        key = test_api_key(),
+    );
+    let file = dir.join(format!("relay-{concurrency}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Kills the child when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const NODE_LISTENER: &str = r#"
+import { TopicClient, TopicConfigurations, MomentoLocalProvider } from '@gomomento/sdk';
+const [port, input, output] = process.argv.slice(2);
+const client = new TopicClient({
+  configuration: TopicConfigurations.Default.latest(),
+  credentialProvider: new MomentoLocalProvider({ hostname: '127.0.0.1', port: Number(port) }),
+});
+await client.subscribe('chat', input, {
+  onItem: (item) => { client.publish('chat', output, item.valueString().toUpperCase()); },
+  onError: (error) => console.error(error.toString()),
+});
+console.log('listening');
+"#;
+
+/// The Node listener's folder, with `@gomomento/sdk` installed.
+fn node_listener() -> Option<PathBuf> {
+    let home = std::env::var("HOME").ok()?;
+    let dir = PathBuf::from(home).join(".cache/topic-relay-bench/node-listener");
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::write(dir.join("listener.mjs"), NODE_LISTENER).ok()?;
+    if !dir.join("node_modules/@gomomento/sdk").exists() {
+        std::fs::write(dir.join("package.json"), r#"{"private": true, "type": "module"}"#).ok()?;
+        let installed = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "@gomomento/sdk@1.118.1"])
+            .current_dir(&dir)
+            .status()
+            .ok()?;
+        if !installed.success() {
+            return None;
+        }
+    }
+    Some(dir)
+}
+
+async fn until_subscribed(emulator: &Emulator, topic: &str) -> bool {
+    for _ in 0..200 {
+        if emulator.subscribers(CACHE, topic) > 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn print(name: &str, figures: &Figures, node: Option<&Figures>) {
+    let ratio =
+        node.map_or(String::new(), |node| format!(" ({:.1}x the Node listener)", figures.peak / node.peak));
+    println!(
+        "{name:<32} {:>7.0} items/s{ratio}; at half load p50 {:.2} ms, p99 {:.2} ms; RSS {:.1} -> {:.1} MiB",
+        figures.peak, figures.p50, figures.p99, figures.rss_start, figures.rss_end
+    );
+}
+
+fn main() {
+    let options = options();
+    let relay_binary = PathBuf::from("target/release/topic-relay");
+    assert!(relay_binary.exists(), "build the release binary first: cargo build --release");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let base = Instant::now();
+        let emulator = Emulator::start().await;
+        let endpoint = emulator.endpoint();
+        let ceiling = ceiling(&endpoint, &options, base).await;
+        println!("{:<32} {ceiling:>7.0} items/s delivered straight to a subscriber", "emulator ceiling");
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut relays = Vec::new();
+        for concurrency in [1, 64] {
+            let config = relay_config(dir.path(), &endpoint, concurrency);
+            let relay = Running(
+                Command::new(&relay_binary)
+                    .args(["--config", config.to_str().unwrap()])
+                    .stderr(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("the relay starts"),
+            );
+            let (input, output) = (format!("relay-in-{concurrency}"), format!("relay-out-{concurrency}"));
+            assert!(until_subscribed(&emulator, &input).await, "the relay subscribes");
+            relays
+                .push((concurrency, measure(&endpoint, &input, &output, relay.0.id(), &options, base).await));
+        }
+
+        let node = match node_listener() {
+            Some(dir) => {
+                let child = Command::new("node")
+                    .args(["listener.mjs", &emulator.port().to_string(), "node-in", "node-out"])
+                    .current_dir(&dir)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("node starts");
+                let running = Running(child);
+                if until_subscribed(&emulator, "node-in").await {
+                    let figures =
+                        measure(&endpoint, "node-in", "node-out", running.0.id(), &options, base).await;
+                    Some(figures)
+                } else {
+                    eprintln!("the Node listener did not subscribe");
+                    None
+                }
+            }
+            None => {
+                eprintln!("cannot install @gomomento/sdk: no Node figures");
+                None
+            }
+        };
+        for (concurrency, figures) in &relays {
+            let name = if *concurrency == 1 {
+                "topic-relay, in order".to_owned()
+            } else {
+                format!("topic-relay, concurrency {concurrency}")
+            };
+            print(&name, figures, node.as_ref());
+        }
+        if let Some(node) = &node {
+            print("Node listener (@gomomento/sdk)", node, None);
+        }
+    });
+}
