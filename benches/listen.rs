@@ -148,9 +148,22 @@ fn resident_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
+/// CPU seconds (user and system, all threads) the process `pid` has used, from `/proc`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|&index| fields.get(index)?.parse::<f64>().ok()).sum();
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 /// One listener's figures.
 struct Figures {
     peak: f64,
+    /// Items carried per CPU second the listener used at full load: what sizes it, and
+    /// steadier than items a second when the load generator shares its cores.
+    per_cpu_second: f64,
     p50: f64,
     p99: f64,
     rss_start: f64,
@@ -171,10 +184,12 @@ async fn measure(
     load(endpoint, input, 1, Some(200.0), base).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = out.count.load(Ordering::Relaxed);
+    let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     load(endpoint, input, options.seconds, None, base).await;
     let carried = out.count.load(Ordering::Relaxed) - before;
     let peak = carried as f64 / started.elapsed().as_secs_f64();
+    let per_cpu_second = carried as f64 / (cpu_seconds(pid) - cpu_before).max(1e-9);
     // Let it drain before the half-load run.
     let mut settled = out.count.load(Ordering::Relaxed);
     loop {
@@ -192,7 +207,14 @@ async fn measure(
     let rss_end = resident_mib(pid);
     let mut latencies = std::mem::take(&mut *out.latencies.lock().unwrap());
     latencies.sort_unstable();
-    Figures { peak, p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99), rss_start, rss_end }
+    Figures {
+        peak,
+        per_cpu_second,
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        rss_start,
+        rss_end,
+    }
 }
 
 /// The emulator's ceiling: items a second it delivers straight to one subscriber.
@@ -293,11 +315,19 @@ async fn until_subscribed(emulator: &Emulator, topic: &str) -> bool {
 }
 
 fn print(name: &str, figures: &Figures, node: Option<&Figures>) {
-    let ratio =
-        node.map_or(String::new(), |node| format!(" ({:.1}x the Node listener)", figures.peak / node.peak));
+    let ratio = |ours: f64, theirs: fn(&Figures) -> f64| {
+        node.map_or(String::new(), |node| format!(" ({:.1}x Node)", ours / theirs(node)))
+    };
     println!(
-        "{name:<32} {:>7.0} items/s{ratio}; at half load p50 {:.2} ms, p99 {:.2} ms; RSS {:.1} -> {:.1} MiB",
-        figures.peak, figures.p50, figures.p99, figures.rss_start, figures.rss_end
+        "{name:<32} {:>6.0} items/s{}, {:>6.0} per CPU second{}; half load: p50 {:.2} ms, p99 {:.2} ms; RSS {:.1} -> {:.1} MiB",
+        figures.peak,
+        ratio(figures.peak, |node| node.peak),
+        figures.per_cpu_second,
+        ratio(figures.per_cpu_second, |node| node.per_cpu_second),
+        figures.p50,
+        figures.p99,
+        figures.rss_start,
+        figures.rss_end
     );
 }
 
