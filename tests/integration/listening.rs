@@ -6,7 +6,7 @@ use crate::support;
 use std::time::Duration;
 
 use support::emulator::Emulator;
-use support::on_emulator::{eventually, listener, republished, wait_for_readiness};
+use support::on_emulator::{eventually, inbox_metric, listener, republished, wait_for_readiness};
 use support::{TestApp, spawn_app_with};
 use tonic::Code;
 
@@ -15,15 +15,6 @@ async fn wait_for_subscriber(emulator: &Emulator) {
     let subscribed =
         eventually(Duration::from_secs(20), || emulator.subscribers("chat", "topic 1") > 0).await;
     assert!(subscribed, "the relay subscribes to the topic");
-}
-
-/// The value of the series `name{subscription="inbox",topic="topic 1"}` on `/metrics`.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let series = format!("{name}{{subscription=\"inbox\",topic=\"topic 1\"}} ");
-    let line = text.lines().find(|line| line.starts_with(&series));
-    line.and_then(|line| line[series.len()..].parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 async fn status(app: &TestApp) -> serde_json::Value {
@@ -102,7 +93,7 @@ async fn an_item_published_on_a_subscribed_topic_is_uppercased_and_republished()
     assert!(arrived, "{:?}", republished(&emulator));
     assert!(republished(&emulator).contains_key("USER-42: HELLO"));
     assert!(republished(&emulator).contains_key("USER-7: //4="), "bytes that are not UTF-8 come as base64");
-    assert_eq!(metric(&app, "topic_relay_subscription_binary_items_total").await, 1.0);
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_binary_items_total").await, 1.0);
     let status = status(&app).await;
     let stream = &status["subscriptions"][0];
     assert_eq!(
@@ -134,7 +125,7 @@ async fn streams_cut_while_items_flow_still_process_every_item_exactly_once() {
     assert_eq!(cuts, 30, "every cut broke a live stream");
     // Items received but not yet done when a stream broke are asked for again, and skipped
     // as repeats if they come back after all; nothing is missed.
-    assert_eq!(metric(&app, "topic_relay_subscription_missed_total").await, 0.0);
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_missed_total").await, 0.0);
     app.stop().await.unwrap();
 }
 
@@ -207,8 +198,8 @@ async fn a_jump_in_sequence_numbers_is_counted_as_missed_and_a_new_page_is_not()
     let all = eventually(Duration::from_secs(10), || republished(&emulator).len() >= 9).await;
     assert!(all, "{:?}", republished(&emulator));
     assert_each_once(&emulator, expected(0, 9));
-    assert_eq!(metric(&app, "topic_relay_subscription_missed_total").await, 5.0);
-    assert_eq!(metric(&app, "topic_relay_subscription_new_pages_total").await, 1.0);
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_missed_total").await, 5.0);
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_new_pages_total").await, 1.0);
     app.stop().await.unwrap();
 }
 
@@ -253,8 +244,8 @@ async fn items_a_route_refuses_on_purpose_are_counted_by_error_and_the_rest_by_o
     assert_eq!(metric_by(&app, refusals, "error", "rejected").await, 3.0);
     assert_eq!(metric_by(&app, refusals, "error", "no_route").await, 0.0);
     assert_eq!(metric_by(&app, events, "outcome", "spooled").await, 0.0);
-    assert_eq!(metric(&app, "topic_relay_subscription_items_total").await, 5.0);
-    let timed = metric(&app, "topic_relay_subscription_item_duration_seconds_count").await;
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_items_total").await, 5.0);
+    let timed = inbox_metric(&app, "topic_relay_subscription_item_duration_seconds_count").await;
     assert_eq!(timed, 5.0, "each item done is timed, refused or not");
     app.stop().await.unwrap();
 }
@@ -275,7 +266,7 @@ async fn after_many_hundreds_of_failed_subscribes_the_relay_still_subscribes_and
         eventually(Duration::from_secs(10), || republished(&emulator).contains_key("USER-1: STILL HERE"))
             .await;
     assert!(arrived);
-    assert!(metric(&app, "topic_relay_subscription_subscribe_failures_total").await >= 600.0);
+    assert!(inbox_metric(&app, "topic_relay_subscription_subscribe_failures_total").await >= 600.0);
     app.stop().await.unwrap();
 }
 
@@ -299,7 +290,7 @@ async fn a_topic_that_cannot_be_subscribed_to_shows_in_readiness_status_and_metr
     let stream = &status["subscriptions"][0];
     assert_eq!(stream["state"], "failing", "{status}");
     assert!(stream["last_error"].as_str().unwrap().contains("not found"), "{status}");
-    assert!(metric(&app, "topic_relay_subscription_subscribe_failures_total").await >= 1.0);
+    assert!(inbox_metric(&app, "topic_relay_subscription_subscribe_failures_total").await >= 1.0);
     emulator.heal();
     assert!(wait_for_readiness(&app, 200, Duration::from_secs(10)).await, "ready once it subscribes");
     app.stop().await.unwrap();
@@ -364,8 +355,8 @@ async fn items_past_a_full_queue_go_to_the_spool_and_are_still_processed_once() 
     assert!(all, "{} of 30 processed", republished(&emulator).len());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_each_once(&emulator, expected(0, 30));
-    assert!(metric(&app, "topic_relay_subscription_spilled_total").await >= 1.0);
-    assert_eq!(metric(&app, "topic_relay_subscription_lost_total").await, 0.0);
+    assert!(inbox_metric(&app, "topic_relay_subscription_spilled_total").await >= 1.0);
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_lost_total").await, 0.0);
     app.stop().await.unwrap();
 }
 
@@ -470,7 +461,7 @@ async fn a_stream_still_busy_when_the_shutdown_grace_ends_is_ended_and_resumes_a
     let second = spawn_app_with(&config).await;
     assert!(checkpoint_reaches(&second, last + 4).await, "{}", status(&second).await);
     assert_eq!(
-        metric(&second, "topic_relay_subscription_items_total").await,
+        inbox_metric(&second, "topic_relay_subscription_items_total").await,
         2.0,
         "only the two new items ran"
     );

@@ -8,19 +8,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use support::emulator::Emulator;
-use support::on_emulator::{eventually, listener, momento_settings, republished};
+use support::on_emulator::{eventually, inbox_metric, listener, momento_settings, republished};
 use support::{TestApp, spawn_app_with};
 use topic_relay::backend::Backend;
 use topic_relay::backend::momento::MomentoBackend;
-
-/// The value of the series `name{subscription="inbox",topic="topic 1"}` on `/metrics`.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let series = format!("{name}{{subscription=\"inbox\",topic=\"topic 1\"}} ");
-    let line = text.lines().find(|line| line.starts_with(&series));
-    line.and_then(|line| line[series.len()..].parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-}
 
 /// The `topic 1` stream as `/v1/status` shows it.
 async fn stream_status(app: &TestApp) -> serde_json::Value {
@@ -58,11 +49,15 @@ async fn heartbeats_discontinuities_and_new_pages_are_counted_and_shown() {
     assert!(processed(&emulator, 3).await);
 
     // One heartbeat as the stream opened, one sent.
-    assert!(metric(&app, "topic_relay_subscription_heartbeats_total").await >= 2.0);
-    assert_eq!(metric(&app, "topic_relay_subscription_discontinuities_total").await, 1.0);
-    assert_eq!(metric(&app, "topic_relay_subscription_skipped_items_total").await, 7.0);
-    assert_eq!(metric(&app, "topic_relay_subscription_missed_total").await, 0.0, "explained, not missed");
-    assert_eq!(metric(&app, "topic_relay_subscription_new_pages_total").await, 1.0);
+    assert!(inbox_metric(&app, "topic_relay_subscription_heartbeats_total").await >= 2.0);
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_discontinuities_total").await, 1.0);
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_skipped_items_total").await, 7.0);
+    assert_eq!(
+        inbox_metric(&app, "topic_relay_subscription_missed_total").await,
+        0.0,
+        "explained, not missed"
+    );
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_new_pages_total").await, 1.0);
     let stream = stream_status(&app).await;
     assert_eq!((stream["discontinuities"].as_u64(), stream["items_skipped"].as_u64()), (Some(1), Some(7)));
     assert_eq!(stream["page_changes"], 1);
@@ -83,7 +78,7 @@ async fn a_stalled_stream_is_counted_shown_and_opened_again_until_items_flow() {
     assert!(stream["stalls"].as_u64().unwrap() >= 1, "{stream}");
     assert!(stream["failed_attempts"].as_u64().unwrap() >= 1, "{stream}");
     assert!(stream["last_error"].as_str().unwrap().contains("neither item nor heartbeat"), "{stream}");
-    assert!(metric(&app, "topic_relay_subscription_stalls_total").await >= 1.0);
+    assert!(inbox_metric(&app, "topic_relay_subscription_stalls_total").await >= 1.0);
 
     emulator.heal();
     let subscribed =
@@ -117,7 +112,7 @@ async fn a_reopened_stream_resumes_after_the_last_item_done_and_repeats_nothing(
         assert!(back);
     }
     assert!(republished(&emulator).values().all(|times| *times == 1));
-    assert_eq!(metric(&app, "topic_relay_subscription_repeats_total").await, 0.0, "asked for last + 1");
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_repeats_total").await, 0.0, "asked for last + 1");
     app.stop().await.unwrap();
 }
 

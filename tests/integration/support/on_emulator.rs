@@ -38,6 +38,16 @@ pub fn momento_settings(emulator: &Emulator) -> topic_relay::config::MomentoSett
     super::settings(&config).momento
 }
 
+/// The value of the series `name{subscription="inbox",topic="topic 1"}` on the relay's
+/// `/metrics`.
+pub async fn inbox_metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = format!("{name}{{subscription=\"inbox\",topic=\"topic 1\"}} ");
+    let line = text.lines().find(|line| line.starts_with(&series));
+    line.and_then(|line| line[series.len()..].parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
 /// Starts an emulator and a relay on it with the given webhook-and-routes config.
 pub async fn spawn_on_emulator(config: &str) -> (TestApp, Emulator) {
     let emulator = Emulator::start().await;
