@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendError, SetCondition};
 
-/// What a released lease holds for the instant before it expires.
-const RELEASED: &[u8] = b"released";
+/// What a released lease (or member slot) holds for the instant before it expires.
+pub(super) const RELEASED: &[u8] = b"released";
 
 /// One (subscription, topic) lease, as seen by this replica.
 pub struct Lease {

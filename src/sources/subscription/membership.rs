@@ -24,13 +24,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::lease::RELEASED;
 use crate::backend::{Backend, SetCondition};
 
 /// Member keys per subscription: the most replicas that share its topics.
 pub const SLOTS: usize = 16;
-
-/// What a released slot holds for the instant before it expires.
-const RELEASED: &[u8] = b"released";
 
 /// What this replica knows of a topic's preferred owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
