@@ -145,10 +145,13 @@ impl TopicStream {
         // Replicas standing by do not all try at once.
         let standby = Backoff::new(lease.standby_every(), lease.standby_every());
         let mut failures = 0u32;
+        let standing_aside_since = Instant::now();
         loop {
             // Another live member is this topic's preferred owner: it takes the lease, and
-            // this replica stays out of its way.
-            let preferred_elsewhere = self.membership.preference(&self.key.topic) == Preference::Theirs;
+            // this replica stays out of its way. Only for two lease TTLs, though: should the
+            // replicas' views of the members disagree, the topic must not go unowned.
+            let preferred_elsewhere = self.membership.preference(&self.key.topic) == Preference::Theirs
+                && standing_aside_since.elapsed() < 2 * self.settings.lease_ttl;
             let taken = if preferred_elsewhere { Ok(false) } else { lease.take().await };
             match taken {
                 Ok(true) => {
