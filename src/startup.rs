@@ -218,6 +218,7 @@ impl App {
         if let Some(writer) = self.spool_writer {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
+        self.state.backend.close();
         tracing::info!("stopped");
         Ok(())
     }

@@ -58,6 +58,9 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Ends the backend's own background calls (readiness probes): the relay has stopped.
+    fn close(&self) {}
+
     /// Registers backend-specific metrics, once, at startup.
     fn register_metrics(&self, _metrics: &mut crate::metrics::Metrics) {}
 

@@ -56,6 +56,10 @@ impl Backend for Timed {
         self.inner.is_ready()
     }
 
+    fn close(&self) {
+        self.inner.close();
+    }
+
     fn register_metrics(&self, metrics: &mut Metrics) {
         self.inner.register_metrics(metrics);
     }

@@ -22,6 +22,7 @@ use momento::config::transport_strategy::TransportStrategy;
 use momento::{CacheClient, TopicClient};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use tokio_util::sync::CancellationToken;
 
 pub use calls::classify;
 use calls::{CallPolicy, Readiness, call};
@@ -51,6 +52,8 @@ pub struct MomentoBackend {
     streams: PubsubStreams,
     policy: CallPolicy,
     readiness: Readiness,
+    /// Cancelled when the relay stops, so that no probe reaches Momento after it.
+    closed: CancellationToken,
 }
 
 impl MomentoBackend {
@@ -108,8 +111,13 @@ impl MomentoBackend {
             streams,
             policy: CallPolicy { timeout: settings.call_timeout, max_retries: settings.max_retries },
             readiness: Readiness::default(),
+            closed: CancellationToken::new(),
         });
-        tokio::spawn(probe_until_dropped(Arc::downgrade(&backend), probe_cache.to_owned()));
+        tokio::spawn(probe_until_closed(
+            Arc::downgrade(&backend),
+            backend.closed.clone(),
+            probe_cache.to_owned(),
+        ));
         Ok(backend)
     }
 
@@ -133,15 +141,23 @@ impl MomentoBackend {
     }
 }
 
-async fn probe_until_dropped(backend: Weak<MomentoBackend>, cache: String) {
+/// While Momento is not ready, probes it every [`PROBE_INTERVAL`], until the relay stops.
+async fn probe_until_closed(backend: Weak<MomentoBackend>, closed: CancellationToken, cache: String) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     loop {
-        interval.tick().await;
+        tokio::select! {
+            () = closed.cancelled() => return,
+            _ = interval.tick() => {}
+        }
         let Some(backend) = backend.upgrade() else { return };
         if backend.readiness.is_ready() {
             continue;
         }
-        if let Err(error) = backend.probe(&cache).await {
+        let probed = tokio::select! {
+            () = closed.cancelled() => return,
+            probed = backend.probe(&cache) => probed,
+        };
+        if let Err(error) = probed {
             tracing::warn!(cache, %error, "momento readiness probe failed");
         }
     }
@@ -155,6 +171,10 @@ impl Backend for MomentoBackend {
 
     fn is_ready(&self) -> bool {
         self.readiness.is_ready()
+    }
+
+    fn close(&self) {
+        self.closed.cancel();
     }
 
     fn register_metrics(&self, metrics: &mut Metrics) {
