@@ -112,6 +112,14 @@ pub enum Refusal {
         /// The route's name.
         route: Arc<str>,
     },
+    /// The message is larger than the relay takes (`server.max_body_bytes`).
+    #[error("the message is {bytes} bytes, over the limit of {limit}")]
+    MessageTooLarge {
+        /// The message's size.
+        bytes: usize,
+        /// `server.max_body_bytes`.
+        limit: usize,
+    },
     /// The event needed the spool, and the spool is full.
     #[error("the spool is full")]
     SpoolFull,
@@ -122,13 +130,14 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal's code, for series made before any is counted.
-    pub const CODES: [&'static str; 8] = [
+    pub const CODES: [&'static str; 9] = [
         "no_route",
         "rejected",
         "processing_failed",
         "backend_error",
         "backend_unavailable",
         "internal_error",
+        "message_too_large",
         "spool_full",
         "spool_unavailable",
     ];
@@ -142,6 +151,7 @@ impl Refusal {
             Refusal::BackendRefused { .. } => "backend_error",
             Refusal::Unavailable { .. } => "backend_unavailable",
             Refusal::Panicked { .. } => "internal_error",
+            Refusal::MessageTooLarge { .. } => "message_too_large",
             Refusal::SpoolFull => "spool_full",
             Refusal::SpoolUnavailable => "spool_unavailable",
         }
@@ -255,6 +265,7 @@ mod tests {
             Refusal::BackendRefused { route: route.clone(), step: 0, kind: "k".into() },
             Refusal::Unavailable { route: route.clone() },
             Refusal::Panicked { route },
+            Refusal::MessageTooLarge { bytes: 5, limit: 4 },
             Refusal::SpoolFull,
             Refusal::SpoolUnavailable,
         ];

@@ -89,6 +89,7 @@ impl App {
             &spool_dir,
             &subscription_metrics,
             &replica,
+            settings.server.max_body_bytes,
         )?;
         let listener = TcpListener::bind(settings.server.listen)
             .await

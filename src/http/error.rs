@@ -153,6 +153,7 @@ impl HttpError {
                     Refusal::ProcessingFailed { .. } => S::UNPROCESSABLE_ENTITY,
                     Refusal::BackendRefused { .. } => S::BAD_GATEWAY,
                     Refusal::Panicked { .. } => S::INTERNAL_SERVER_ERROR,
+                    Refusal::MessageTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
                     Refusal::Unavailable { .. } | Refusal::SpoolFull | Refusal::SpoolUnavailable => {
                         S::SERVICE_UNAVAILABLE
                     }

@@ -251,6 +251,35 @@ async fn items_a_route_refuses_on_purpose_are_counted_by_error_and_the_rest_by_o
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_item_over_the_size_limit_is_skipped_and_counted_and_the_stream_goes_on() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        listener(&emulator, dir.path(), "").replace("[server]\n", "[server]\nmax_body_bytes = 4096\n");
+    assert!(config.contains("max_body_bytes = 4096"));
+    let app = spawn_app_with(&config).await;
+    wait_for_subscriber(&emulator).await;
+    emulator.publish_as("chat", "topic 1", &"x".repeat(4097), "user-1");
+    emulator.publish_bytes_as("chat", "topic 1", &[0xff; 5000], "user-2");
+    emulator.publish_as("chat", "topic 1", &"y".repeat(4096), "user-3");
+    let done = eventually(Duration::from_secs(10), || republished(&emulator).len() == 1).await;
+    assert!(done, "{:?}", republished(&emulator).keys().map(|text| &text[..12]).collect::<Vec<_>>());
+    assert!(republished(&emulator).contains_key(&format!("USER-3: {}", "Y".repeat(4096))));
+    let refusals = "topic_relay_subscription_refusals_total";
+    assert_eq!(metric_by(&app, refusals, "error", "message_too_large").await, 2.0);
+    assert_eq!(inbox_metric(&app, "topic_relay_subscription_items_total").await, 3.0);
+    let status = status(&app).await;
+    assert_eq!(status["subscriptions"][0]["state"], "listening", "{status}");
+    app.stop().await.unwrap();
+    // Skipped, the two are behind the checkpoint: a restart does not read them again.
+    let again = spawn_app_with(&config).await;
+    wait_for_subscriber(&emulator).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(metric_by(&again, refusals, "error", "message_too_large").await, 0.0);
+    again.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn after_many_hundreds_of_failed_subscribes_the_relay_still_subscribes_and_receives() {
     let emulator = Emulator::start().await;
     // Past the 400 streams after which one SDK client refuses to open another.

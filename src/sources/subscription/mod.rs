@@ -151,7 +151,8 @@ pub struct Listening {
 
 impl Listeners {
     /// One stream per topic of every subscription. Checkpoints are kept in `checkpoint_dir`
-    /// and in each subscription's cache; leases hold `replica`.
+    /// and in each subscription's cache; leases hold `replica`. Items over `max_item_bytes`
+    /// are refused.
     pub fn new(
         subscriptions: &BTreeMap<String, SubscriptionSettings>,
         backend: Arc<dyn Backend>,
@@ -159,6 +160,7 @@ impl Listeners {
         checkpoint_dir: &Path,
         metrics: &SubscriptionMetrics,
         replica: &str,
+        max_item_bytes: usize,
     ) -> anyhow::Result<Self> {
         let checkpoints = Checkpoints::open(checkpoint_dir, backend.clone())?;
         let mut streams = Vec::new();
@@ -210,6 +212,7 @@ impl Listeners {
                     report,
                     replica: replica.to_owned(),
                     membership: membership.clone(),
+                    max_item_bytes,
                 });
             }
         }

@@ -27,7 +27,7 @@ use super::metrics::StreamMetrics;
 use super::progress::{Arrival, Progress};
 use super::report::{StreamReport, StreamState};
 use super::{Ownership, SubscriptionSettings, item_message};
-use crate::backend::{Backend, BackendError, ItemStream, Position, StreamEvent, TopicItem};
+use crate::backend::{Backend, BackendError, ItemStream, ItemValue, Position, StreamEvent, TopicItem};
 use crate::delivery::backoff::Backoff;
 use crate::event::Message;
 use crate::relay::{Refusal, Relay};
@@ -55,6 +55,8 @@ pub struct TopicStream {
     pub replica: String,
     /// The replicas sharing the subscription's topics, and which one each topic prefers.
     pub membership: Membership,
+    /// The largest item taken (`server.max_body_bytes`); a larger one is refused and counted.
+    pub max_item_bytes: usize,
 }
 
 /// How long a subscription that brings no item must last for its end not to count as a
@@ -375,6 +377,11 @@ impl TopicStream {
             if *received == 1 {
                 self.update(|report| (report.failed_attempts, report.last_error) = (0, None));
             }
+            if let Some(refusal) = self.too_large(&item) {
+                settle(Err(refusal), Instant::now(), &self.source, &self.metrics);
+                lock(progress).done(position);
+                continue;
+            }
             let received_at = Instant::now();
             let message = item_message(&self.key, item, &self.metrics);
             match queue.try_send((position, message, received_at)) {
@@ -420,6 +427,22 @@ impl TopicStream {
                 "the topic was reset: its numbering started afresh on a new page");
         }
         lock(progress).skip_to(Position { page: new_page, sequence: new });
+    }
+
+    /// The refusal of an item over `max_item_bytes`, which is skipped rather than taken: a
+    /// webhook would answer it 413, and a stream cannot refuse it.
+    fn too_large(&self, item: &TopicItem) -> Option<Refusal> {
+        let bytes = match &item.value {
+            ItemValue::Text(text) => text.len(),
+            ItemValue::Binary(bytes) => bytes.len(),
+        };
+        if bytes <= self.max_item_bytes {
+            return None;
+        }
+        let (source, topic, sequence) = (&self.source, &self.key.topic, item.position.sequence);
+        crate::warn_throttled!(%source, topic, sequence, bytes, limit = self.max_item_bytes,
+            "an item over server.max_body_bytes was skipped");
+        Some(Refusal::MessageTooLarge { bytes, limit: self.max_item_bytes })
     }
 
     /// Whether to take `item`: not a repeat. Counts gaps and new pages.
