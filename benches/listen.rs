@@ -3,7 +3,7 @@
 //! loopback, against the same Momento emulator. Each listener does the seed's work: take
 //! each item of an input topic, uppercase it, republish it on an output topic.
 //!
-//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N]
+//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N] [--no-node]
 //!
 //! topic-relay runs twice: with `concurrency = 1` (the default: each topic's items in order)
 //! and with `concurrency = 64`. For each listener it prints:
@@ -43,11 +43,14 @@ struct Options {
     soak: u64,
     /// The paced run's items a second, instead of half the listener's peak.
     rate: Option<f64>,
+    /// Leave the Node listener out (`--no-node`), for quicker runs while profiling.
+    node: bool,
 }
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().collect();
-    let mut options = Options { seconds: 10, soak: 10, rate: None };
+    let mut options =
+        Options { seconds: 10, soak: 10, rate: None, node: !args.iter().any(|arg| arg == "--no-node") };
     for pair in args.windows(2) {
         match pair[0].as_str() {
             "--seconds" => options.seconds = pair[1].parse().expect("--seconds N"),
@@ -227,13 +230,22 @@ async fn measure(
     }
 }
 
-/// The emulator's ceiling: items a second it delivers straight to one subscriber.
-async fn ceiling(endpoint: &str, options: &Options, base: Instant) -> f64 {
+/// The emulator's ceiling: items a second it delivers straight to one subscriber; and its
+/// own publish-to-delivery latency p50 and p99 at `paced` items a second, the floor under
+/// every listener's (one hop where a listener makes two).
+async fn ceiling(endpoint: &str, options: &Options, paced: f64, base: Instant) -> (f64, f64, f64) {
     let out = watch(endpoint, "ceiling", base).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     load(endpoint, "ceiling", options.seconds, None, base).await;
-    out.count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let peak = out.count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    out.latencies.lock().unwrap().clear();
+    load(endpoint, "ceiling", options.seconds, Some(paced), base).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut latencies = std::mem::take(&mut *out.latencies.lock().unwrap());
+    latencies.sort_unstable();
+    (peak, percentile(&latencies, 0.5), percentile(&latencies, 0.99))
 }
 
 fn relay_config(dir: &Path, endpoint: &str, concurrency: usize) -> PathBuf {
@@ -351,8 +363,12 @@ fn main() {
         let emulator = Emulator::start().await;
         emulator.forget_publishes();
         let endpoint = emulator.endpoint();
-        let ceiling = ceiling(&endpoint, &options, base).await;
-        println!("{:<32} {ceiling:>7.0} items/s delivered straight to a subscriber", "emulator ceiling");
+        let paced = options.rate.unwrap_or(1000.0);
+        let (ceiling, p50, p99) = ceiling(&endpoint, &options, paced, base).await;
+        println!(
+            "{:<32} {ceiling:>7.0} items/s delivered straight to a subscriber; at {paced:.0}/s: p50 {p50:.2} ms, p99 {p99:.2} ms",
+            "emulator ceiling"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let mut relays = Vec::new();
@@ -372,7 +388,7 @@ fn main() {
                 .push((concurrency, measure(&endpoint, &input, &output, relay.0.id(), &options, base).await));
         }
 
-        let node = match node_listener() {
+        let node = match options.node.then(node_listener).flatten() {
             Some(dir) => {
                 let child = Command::new("node")
                     .args(["listener.mjs", &emulator.port().to_string(), "node-in", "node-out"])
