@@ -1,6 +1,8 @@
 //! The event Momento sends, and the message a pipeline works on.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -93,4 +95,23 @@ impl Message {
 
 fn is_zero(value: &u64) -> bool {
     *value == 0
+}
+
+/// Where an event came from: a configured webhook or subscription, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// `[webhooks.<name>]`
+    Webhook(Arc<str>),
+    /// `[subscriptions.<name>]`
+    Subscription(Arc<str>),
+}
+
+impl fmt::Display for Source {
+    /// `webhooks.<name>` or `subscriptions.<name>`, as in the configuration.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Webhook(name) => write!(formatter, "webhooks.{name}"),
+            Source::Subscription(name) => write!(formatter, "subscriptions.{name}"),
+        }
+    }
 }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::config::{Settings, UnmatchedAction};
 use crate::delivery::spool::SpoolError;
 use crate::delivery::{Delivered, Delivery, DeliveryError};
 use crate::event::Message;
+use crate::event::Source;
 use crate::metrics::Metrics;
 use crate::pipeline::StepError;
+use crate::route::UnmatchedAction;
 use crate::route::{Route, RouteTable};
-use crate::sources::Source;
 
 /// What became of an event the relay took (a webhook's answer to it is a 2xx). It borrows the
 /// route's name from the relay: a clone of the shared name would move its reference count
@@ -167,14 +167,14 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Takes the routes and delivery.
+    /// Takes the routes and delivery, and what to do with an event no route takes.
     pub fn new(
-        settings: &Settings,
+        unmatched: UnmatchedAction,
         routes: RouteTable,
         delivery: Arc<Delivery>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Relay { routes, unmatched: settings.unmatched.action, delivery, metrics }
+        Relay { routes, unmatched, delivery, metrics }
     }
 
     /// Routes a message from `source` and delivers it. `arrived` is when it came in; the time

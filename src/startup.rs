@@ -22,7 +22,7 @@ use crate::http::{
     self, AppState, ConnectionLimits, Finished, FrontDoor, HttpServer, InFlight, ServerLimits, Shared,
 };
 use crate::metrics::Metrics;
-use crate::pipeline::ProcessorRegistry;
+use crate::processors::ProcessorRegistry;
 use crate::relay::Relay;
 use crate::route::RouteTable;
 use crate::sources::subscription::{Listeners, SubscriptionMetrics};
@@ -59,7 +59,7 @@ impl App {
         let http_connections = metrics.http_connections(settings.server.threads().get());
         let server_limits = server_limits(&settings.server, &mut metrics);
         routes.time_steps(&metrics);
-        let mut connected = backend::connect(&settings).await?;
+        let mut connected = backend::connect(&settings.momento, &settings.probe_cache()).await?;
         connected.backend.register_metrics(&mut metrics);
         connected.backend = Arc::new(Timed::new(connected.backend, &metrics));
         let (spool, spool_writer, spool_dir) = open_spool(&settings)?;
@@ -80,7 +80,7 @@ impl App {
         });
         let replays = replay_guard(&settings, &connected.backend);
         let webhooks = Arc::new(Webhooks::new(&settings.webhooks, replays, metrics.clone()));
-        let relay = Arc::new(Relay::new(&settings, routes, delivery, metrics.clone()));
+        let relay = Arc::new(Relay::new(settings.unmatched.action, routes, delivery, metrics.clone()));
         let replica = replica_id();
         let listeners = Listeners::new(
             &settings.subscriptions,

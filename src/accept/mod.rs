@@ -3,8 +3,9 @@
 
 pub mod replay;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+pub use crate::common::{duration_ms, now_ms};
 use crate::event::WebhookEvent;
 
 /// Why a verified body was not accepted.
@@ -64,16 +65,6 @@ pub fn check_freshness(
         return Err(AcceptError::Stale { age_ms, limit_ms });
     }
     Ok(())
-}
-
-/// The current time in ms since the epoch, the unit of Momento's timestamps.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, duration_ms)
-}
-
-/// A duration in whole ms, saturating.
-pub fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ impl MemoryBus {
         let (sender, _) = broadcast::channel(BUS_CAPACITY);
         let topics = Topics {
             numbered: HashMap::new(),
-            next_page: crate::accept::now_ms(),
+            next_page: crate::common::now_ms(),
             capacity: capacity.max(1),
         };
         MemoryBus {
@@ -185,7 +185,7 @@ impl MemoryBus {
             text: text.to_owned(),
             position,
             publisher_id: publisher_id.to_owned(),
-            published_ms: crate::accept::now_ms(),
+            published_ms: crate::common::now_ms(),
         }));
         position.sequence
     }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::BackendKind;
 use super::bus::MemoryBus;
 use super::{Backend, BackendError, ItemStream, Position, SetCondition};
-use crate::config::BackendKind;
 
 enum Item {
     Value(Vec<u8>),

@@ -4,6 +4,7 @@
 mod bus;
 mod memory;
 pub mod momento;
+mod settings;
 mod timed;
 mod topics;
 
@@ -13,10 +14,9 @@ use async_trait::async_trait;
 
 pub use bus::{MAX_SUBSCRIBE_STREAMS, MemoryBus, Published, StreamSlot};
 pub use memory::MemoryBackend;
+pub use settings::{BackendKind, MomentoSettings};
 pub use timed::Timed;
 pub use topics::{ItemStream, ItemValue, Position, SetCondition, StreamEvent, TopicItem};
-
-use crate::config::BackendKind;
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,19 +127,19 @@ pub struct Connected {
     pub bus: Option<MemoryBus>,
 }
 
-/// Builds the configured backend.
-pub async fn connect(settings: &crate::config::Settings) -> anyhow::Result<Connected> {
-    match settings.momento.resolved_backend() {
+/// Builds the configured backend; the Momento backend probes `probe_cache` for readiness.
+pub async fn connect(settings: &MomentoSettings, probe_cache: &str) -> anyhow::Result<Connected> {
+    match settings.resolved_backend() {
         BackendKind::Memory => {
-            let backend = MemoryBackend::with_default_ttl(settings.momento.default_ttl);
+            let backend = MemoryBackend::with_default_ttl(settings.default_ttl);
             tracing::info!(
                 "using the embedded backend: publishes are served on /v1/subscribe/{{cache}}/{{topic}}"
             );
             Ok(Connected { bus: Some(backend.bus()), backend: std::sync::Arc::new(backend) })
         }
         BackendKind::Momento => {
-            let backend = momento::MomentoBackend::connect(&settings.momento, &settings.probe_cache())?;
-            tracing::info!(topic_clients = settings.momento.topic_clients, "using the momento backend");
+            let backend = momento::MomentoBackend::connect(settings, probe_cache)?;
+            tracing::info!(topic_clients = settings.topic_clients, "using the momento backend");
             Ok(Connected { backend, bus: None })
         }
     }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::BackendKind;
 use super::{Backend, BackendError, ItemStream, Position, SetCondition};
-use crate::config::BackendKind;
 use crate::metrics::{Histogram, Metrics};
 
 /// Times each call to `inner`, retries included.

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use crate::backend::momento::credential_provider;
 use crate::cli::ConfigArgs;
 use crate::config::{self, BackendKind, REDACTED};
-use crate::pipeline::ProcessorRegistry;
+use crate::processors::ProcessorRegistry;
 use crate::route::RouteTable;
 
 /// Validates the configuration (routes, steps and loops included) and prints it resolved,

@@ -6,8 +6,8 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::locate::{ADDRESS, ConfiguredRelay};
-use crate::accept::now_ms;
 use crate::cli::{ConfigArgs, SendArgs};
+use crate::common::now_ms;
 use crate::verify::{self, SIGNATURE_HEADER};
 
 /// Momento's user agent, so the request looks like the real thing.

@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod record;
 pub mod redeliver;
+mod settings;
 pub mod spool;
 
 use std::panic::AssertUnwindSafe;
@@ -15,15 +16,15 @@ use futures::FutureExt;
 
 use tokio::time::Instant;
 
-use crate::accept::now_ms;
 use crate::backend::Backend;
-use crate::config::{DeliveryMode, DeliverySettings, TopicAddress};
+use crate::common::now_ms;
 use crate::event::Message;
+use crate::event::Source;
 use crate::pipeline::{Branch, Ended, Run as Work, StepError, StepFailure};
 use crate::route::Route;
-use crate::sources::Source;
 use backoff::Backoff;
 use record::{DeadLetter, SpooledEvent};
+pub use settings::{DedupMode, DeliveryMode, DeliverySettings, TopicAddress};
 use spool::{EventKey, Spool, SpoolError};
 
 /// What became of an event that the relay answers 2xx.

@@ -10,11 +10,11 @@ use futures::FutureExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::DeliverySettings;
 use super::record::SpooledEvent;
 use super::spool::{Claim, EventKey, Spool, SpoolError};
 use super::{Delivery, Sorted, Stop};
-use crate::accept::now_ms;
-use crate::config::DeliverySettings;
+use crate::common::now_ms;
 use crate::metrics::Metrics;
 use crate::pipeline::{Branch, Ended, Run as Work, StepError};
 use crate::route::RouteTable;

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::HttpError;
-use crate::accept::now_ms;
+use crate::common::now_ms;
 use crate::delivery::record::{DeadLetter, SpooledEvent};
 use crate::delivery::spool::{Spool, SpoolError};
 

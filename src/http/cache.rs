@@ -17,7 +17,7 @@ use crate::backend::BackendError;
 /// `?ttl=1h`
 #[derive(Debug, Deserialize)]
 pub struct Ttl {
-    #[serde(default, with = "crate::config::duration::optional")]
+    #[serde(default, with = "crate::common::duration::optional")]
     ttl: Option<Duration>,
 }
 

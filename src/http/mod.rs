@@ -19,6 +19,7 @@ mod request_id;
 mod request_span;
 mod scheduling;
 mod server;
+mod settings;
 mod subscribe;
 mod tokens;
 
@@ -36,7 +37,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::backend::{Backend, MemoryBus};
-use crate::config::{DeliveryMode, Secret};
+use crate::common::Secret;
+use crate::delivery::DeliveryMode;
 use crate::delivery::spool::Spool;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -52,6 +54,7 @@ use request_id::SequentialRequestId;
 use request_span::RequestSpanLayer;
 pub use scheduling::ThreadScheduling;
 pub use server::{Finished, HttpServer, ServerLimits};
+pub use settings::{AdminSettings, ServerSettings};
 
 /// What handlers share: one allocation, so that every layer's clone is a reference count.
 #[derive(Clone)]

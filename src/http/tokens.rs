@@ -20,7 +20,7 @@ use crate::tokens::Vended;
 #[serde(deny_unknown_fields)]
 struct VendRequest {
     /// A shorter lifetime than `tokens.expires_in`, such as `"5m"`.
-    #[serde(default, with = "crate::config::duration::optional")]
+    #[serde(default, with = "crate::common::duration::optional")]
     expires_in: Option<Duration>,
 }
 

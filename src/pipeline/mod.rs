@@ -2,14 +2,12 @@
 
 mod branch;
 mod processor;
-mod registry;
 pub mod template;
 
 use std::sync::Arc;
 
 pub use branch::{Branch, Ended, Run};
 pub use processor::{Flow, Processor, StepContext, StepError};
-pub use registry::{BuildContext, ProcessorFactory, ProcessorRegistry};
 
 use crate::backend::Backend;
 use crate::metrics::{Histogram, Metrics};

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::event::Message;
-use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
+use crate::pipeline::{Flow, Processor, StepContext, StepError};
+use crate::processors::BuildContext;
 
 /// The name each branch's item is attached under.
 pub const ITEM: &str = "item";

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Message;
-use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
+use crate::pipeline::{Flow, Processor, StepContext, StepError};
+use crate::processors::BuildContext;
 
 /// Options of `json`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::payload::PayloadFormat;
-use crate::config::duration;
+use crate::common::duration;
 use crate::event::Message;
 use crate::pipeline::template::Template;
-use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
+use crate::pipeline::{Flow, Processor, StepContext, StepError};
+use crate::processors::BuildContext;
 
 /// Options of `list_push`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::event::Message;
 use crate::pipeline::template::Template;
-use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
+use crate::pipeline::{Flow, Processor, StepContext, StepError};
+use crate::processors::BuildContext;
 
 /// Options of `lookup`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod lowercase;
 pub mod payload;
 pub mod publish;
+mod registry;
 pub mod reject;
 pub mod script;
 pub mod set;
@@ -21,7 +22,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::pipeline::{BuildContext, Processor};
+pub use registry::{BuildContext, ProcessorFactory, ProcessorRegistry};
+
+use crate::pipeline::Processor;
 
 /// Names of the built-in step kinds.
 pub const BUILTIN_KINDS: &[&str] = &[

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::payload::PayloadFormat;
 use crate::event::Message;
 use crate::pipeline::template::Template;
-use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
+use crate::pipeline::{Flow, Processor, StepContext, StepError};
+use crate::processors::BuildContext;
 
 /// Options of `publish`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

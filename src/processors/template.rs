@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Message;
 use crate::pipeline::template::Template;
-use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
+use crate::pipeline::{Flow, Processor, StepContext, StepError};
+use crate::processors::BuildContext;
 
 /// Options of `template`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

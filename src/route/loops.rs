@@ -7,30 +7,29 @@
 //! so a republished event carries an empty `token_id`; a route that requires a token id
 //! never takes the relay's own output back.
 
-use super::RouteTable;
-use crate::config::Settings;
+use super::{RouteInputs, RouteTable};
 use crate::event::Message;
+use crate::event::Source;
 use crate::pipeline::template::Template;
 use crate::processors::for_each::ITEM;
 use crate::processors::{BuiltinStep, StepSettings};
-use crate::sources::Source;
 
 /// Fails with the key of the first route on a loop that none of its routes allows, or of a
 /// dead-letter topic that a route would take back.
-pub fn refuse_loops(table: &RouteTable, settings: &Settings) -> Result<(), (String, String)> {
+pub fn refuse_loops(table: &RouteTable, settings: &impl RouteInputs) -> Result<(), (String, String)> {
     refuse_dead_letter_loop(table, settings)?;
     let edges: Vec<Vec<(usize, String)>> =
         (0..table.routes.len()).map(|index| targets(table, settings, index)).collect();
     for start in 0..edges.len() {
         if let Some(cycle) = find_cycle(&edges, start)
-            && !cycle.iter().any(|&index| settings.routes[index].allow_loop)
+            && !cycle.iter().any(|&index| settings.routes()[index].allow_loop)
         {
             let path: Vec<String> = cycle
                 .iter()
                 .map(|&index| {
                     let target =
                         &edges[index].iter().find(|(to, _)| cycle.contains(to)).expect("on the cycle").1;
-                    format!("`{}` publishes to {target}", settings.routes[index].name)
+                    format!("`{}` publishes to {target}", settings.routes()[index].name)
                 })
                 .collect();
             return Err((
@@ -48,20 +47,22 @@ pub fn refuse_loops(table: &RouteTable, settings: &Settings) -> Result<(), (Stri
 
 /// A route taking the dead-letter topic would turn each dead letter into a new event, and
 /// one that fails there into yet another dead letter.
-fn refuse_dead_letter_loop(table: &RouteTable, settings: &Settings) -> Result<(), (String, String)> {
-    let Some(topic) = &settings.delivery.dead_letter_topic else { return Ok(()) };
+fn refuse_dead_letter_loop(table: &RouteTable, settings: &impl RouteInputs) -> Result<(), (String, String)> {
+    let Some((cache, topic)) = settings.dead_letter_topic() else { return Ok(()) };
     let taker = table.routes.iter().position(|route| {
-        route.matcher.cache.matches(&topic.cache)
-            && route.matcher.topic.matches(&topic.topic)
+        route.matcher.cache.matches(cache)
+            && route.matcher.topic.matches(topic)
             && route.matcher.token_id.matches("")
     });
     match taker {
-        Some(index) if !settings.routes[index].allow_loop => Err((
+        Some(index) if !settings.routes()[index].allow_loop => Err((
             "delivery.dead_letter_topic".into(),
             format!(
                 "route `{}` takes {}/{}, so dead letters would come back as events; publish them \
                  elsewhere, narrow the route's match, or set allow_loop = true on it",
-                settings.routes[index].name, topic.cache, topic.topic
+                settings.routes()[index].name,
+                cache,
+                topic
             ),
         )),
         _ => Ok(()),
@@ -69,13 +70,13 @@ fn refuse_dead_letter_loop(table: &RouteTable, settings: &Settings) -> Result<()
 }
 
 /// The routes that would take back what route `index` publishes, with the target shown.
-fn targets(table: &RouteTable, settings: &Settings, index: usize) -> Vec<(usize, String)> {
+fn targets(table: &RouteTable, settings: &impl RouteInputs, index: usize) -> Vec<(usize, String)> {
     let route = &table.routes[index];
     let mut example = Message::new(&route.matcher.cache.example(), &route.matcher.topic.example(), "example");
     example.token_id = route.matcher.token_id.example();
     let mut found = Vec::new();
     let mut items: Vec<String> = Vec::new();
-    for step in &settings.routes[index].steps {
+    for step in &settings.routes()[index].steps {
         let (step, for_each) = step.for_each();
         if let Some(for_each) = for_each {
             items = for_each.to_vec();
@@ -110,15 +111,13 @@ fn targets(table: &RouteTable, settings: &Settings, index: usize) -> Vec<(usize,
 /// How a publish on `cache`/`topic` comes back to the relay: through any of its webhooks (the
 /// relay cannot see which topics Momento calls them for, so it assumes all), and through each
 /// of its subscriptions to that topic.
-fn sources_of(settings: &Settings, cache: &str, topic: &str) -> Vec<Source> {
-    let webhooks = settings.webhooks.keys().map(|name| Source::Webhook(name.as_str().into()));
+fn sources_of(settings: &impl RouteInputs, cache: &str, topic: &str) -> Vec<Source> {
+    let webhooks = settings.webhook_names().into_iter().map(|name| Source::Webhook(name.into()));
     let subscriptions = settings
-        .subscriptions
-        .iter()
-        .filter(|(_, subscription)| {
-            subscription.cache == cache && subscription.topics.iter().any(|t| t == topic)
-        })
-        .map(|(name, _)| Source::Subscription(name.as_str().into()));
+        .subscribed_topics()
+        .into_iter()
+        .filter(|(_, listened_cache, topics)| *listened_cache == cache && topics.iter().any(|t| t == topic))
+        .map(|(name, _, _)| Source::Subscription(name.into()));
     webhooks.chain(subscriptions).collect()
 }
 

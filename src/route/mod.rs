@@ -3,15 +3,17 @@
 mod loops;
 mod overlap;
 mod pattern;
+mod settings;
 
 use std::sync::Arc;
 
 pub use pattern::{NamePattern, TokenIdRule};
+pub use settings::{MatchSettings, RouteSettings, UnmatchedAction, UnmatchedSettings};
 
-use crate::config::{MatchSettings, Settings};
-use crate::pipeline::{Pipeline, ProcessorRegistry};
-use crate::processors::http::DestinationPolicy;
-use crate::sources::Source;
+use crate::event::Source;
+use crate::pipeline::Pipeline;
+use crate::processors::ProcessorRegistry;
+use crate::processors::http::{DestinationPolicy, HttpStepSettings};
 
 /// Which events a route takes.
 #[derive(Debug, Clone)]
@@ -83,17 +85,41 @@ pub struct RouteTable {
     routes: Vec<Route>,
 }
 
+/// What building the routes needs of the whole configuration: the routes themselves, and
+/// what feeds them or takes their output, to refuse loops and overlaps. `config::Settings`
+/// provides it; the route layer does not know the configuration's shape.
+pub trait RouteInputs {
+    /// `[[routes]]`, in order.
+    fn routes(&self) -> &[RouteSettings];
+    /// `[http_steps]`.
+    fn http_steps(&self) -> &HttpStepSettings;
+    /// The webhooks' names.
+    fn webhook_names(&self) -> Vec<&str>;
+    /// Each subscription's name, cache and topics.
+    fn subscribed_topics(&self) -> Vec<(&str, &str, &[String])>;
+    /// The cache and topic dead letters are published to, if any.
+    fn dead_letter_topic(&self) -> Option<(&str, &str)>;
+}
+
 impl RouteTable {
     /// Builds every route's matcher and pipeline and refuses routes that would republish
     /// into themselves. The error is the offending key and what is wrong.
-    pub fn build(settings: &Settings, registry: &ProcessorRegistry) -> Result<Self, (String, String)> {
-        let mut routes = Vec::with_capacity(settings.routes.len());
-        let http_destinations = DestinationPolicy::new(&settings.http_steps)?;
-        for (index, route) in settings.routes.iter().enumerate() {
+    pub fn build(
+        settings: &impl RouteInputs,
+        registry: &ProcessorRegistry,
+    ) -> Result<Self, (String, String)> {
+        let mut routes = Vec::with_capacity(settings.routes().len());
+        let http_destinations = DestinationPolicy::new(settings.http_steps())?;
+        for (index, route) in settings.routes().iter().enumerate() {
             routes.push(Route {
                 name: route.name.as_str().into(),
                 matcher: Matcher::parse(&route.matcher, &format!("routes[{index}].match"))?,
-                pipeline: registry.build(route, index, &http_destinations)?,
+                pipeline: registry.build(
+                    (index, &route.name),
+                    &route.steps,
+                    route.max_branches,
+                    &http_destinations,
+                )?,
             });
         }
         let table = RouteTable { routes };

@@ -4,28 +4,28 @@
 //! that names its source (`match.webhook` or `match.subscription`) takes only one of them;
 //! `allow_overlap = true` says the double is meant (the webhook is on other topics, say).
 
-use super::RouteTable;
-use crate::config::Settings;
-use crate::sources::Source;
+use super::{RouteInputs, RouteTable};
+use crate::event::Source;
 
 /// Fails with the key of the first route that takes both a webhook's events and a
 /// subscription's items on one of the subscription's topics, unless it allows it.
-pub fn refuse_overlaps(table: &RouteTable, settings: &Settings) -> Result<(), (String, String)> {
-    for (name, subscription) in &settings.subscriptions {
-        let listened = Source::Subscription(name.as_str().into());
-        for topic in &subscription.topics {
+pub fn refuse_overlaps(table: &RouteTable, settings: &impl RouteInputs) -> Result<(), (String, String)> {
+    for (name, cache, topics) in settings.subscribed_topics() {
+        let listened = Source::Subscription(name.into());
+        for topic in topics {
             let taker = table.routes.iter().position(|route| {
                 route.matcher.takes_from(&listened)
-                    && route.matcher.cache.matches(&subscription.cache)
+                    && route.matcher.cache.matches(cache)
                     && route.matcher.topic.matches(topic)
             });
             let Some(index) = taker else { continue };
-            if settings.routes[index].allow_overlap {
+            if settings.routes()[index].allow_overlap {
                 continue;
             }
-            let webhook = settings.webhooks.keys().find(|webhook| {
-                table.routes[index].matcher.takes_from(&Source::Webhook(webhook.as_str().into()))
-            });
+            let webhook = settings
+                .webhook_names()
+                .into_iter()
+                .find(|webhook| table.routes[index].matcher.takes_from(&Source::Webhook((*webhook).into())));
             if let Some(webhook) = webhook {
                 return Err((
                     format!("routes[{index}]"),
@@ -35,7 +35,8 @@ pub fn refuse_overlaps(table: &RouteTable, settings: &Settings) -> Result<(), (S
                          processed twice. Name the source in its match (`subscription = \"{name}\"` or \
                          `webhook = \"{webhook}\"`), or set allow_overlap = true on the route if the \
                          webhook is on other topics",
-                        settings.routes[index].name, subscription.cache
+                        settings.routes()[index].name,
+                        cache
                     ),
                 ));
             }

@@ -8,24 +8,4 @@
 pub mod subscription;
 pub mod webhook;
 
-use std::fmt;
-use std::sync::Arc;
-
-/// Where an event came from: a configured webhook or subscription, by name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// `[webhooks.<name>]`
-    Webhook(Arc<str>),
-    /// `[subscriptions.<name>]`
-    Subscription(Arc<str>),
-}
-
-impl fmt::Display for Source {
-    /// `webhooks.<name>` or `subscriptions.<name>`, as in the configuration.
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Webhook(name) => write!(formatter, "webhooks.{name}"),
-            Source::Subscription(name) => write!(formatter, "subscriptions.{name}"),
-        }
-    }
-}
+pub use crate::event::Source;

@@ -4,15 +4,41 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::Source;
 use crate::accept::replay::{ReplayGuard, Sighting};
 use crate::accept::{self, AcceptError, Freshness};
-use crate::config::WebhookSettings;
+use crate::common::{Secret, duration};
 use crate::event::Message;
 use crate::metrics::Metrics;
 use crate::telemetry::Throttle;
 use crate::verify::{Verified, Verifier};
+
+/// `[webhooks.<name>]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Signing secrets; a request signed with any one of them is accepted, so a secret can be
+    /// rotated without losing events. Entries that expand to nothing are dropped.
+    pub secrets: Vec<Secret>,
+    /// Events whose `publish_timestamp` is older than this are refused (Momento advises 60 s).
+    #[serde(default = "default_max_age", with = "duration")]
+    pub max_age: Duration,
+    /// Events whose `publish_timestamp` is this far in the future are refused too.
+    #[serde(default = "default_max_future_skew", with = "duration")]
+    pub max_future_skew: Duration,
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_future_skew() -> Duration {
+    Duration::from_secs(5)
+}
 
 /// One configured webhook: its name, its keyed secrets and its freshness window.
 pub struct Webhook {
@@ -92,7 +118,7 @@ impl Webhooks {
         let event = accept::parse(&verified.body)?;
         accept::check_freshness(&event, webhook.freshness, accept::now_ms())?;
         let forget_after_ms =
-            event.publish_timestamp.saturating_add(accept::duration_ms(webhook.freshness.max_age));
+            event.publish_timestamp.saturating_add(crate::common::duration_ms(webhook.freshness.max_age));
         match self.replays.check(&verified.signature, forget_after_ms).await {
             Sighting::First => {}
             Sighting::Replay => return Err(NotAccepted::Duplicate),

@@ -42,7 +42,7 @@ impl Throttle {
     /// `Some(lines held back since the last one let through)` when a line may be written
     /// now; otherwise `None`, and this one is counted as held back.
     pub fn admit(&self) -> Option<u64> {
-        self.admit_at(crate::accept::now_ms())
+        self.admit_at(crate::common::now_ms())
     }
 
     fn admit_at(&self, now_ms: u64) -> Option<u64> {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::claims::ClaimTemplate;
 use super::limit::RateLimit;
-use crate::config::{Secret, duration};
+use crate::common::{Secret, duration};
 
 /// Momento's longest `token_id`.
 pub const MAX_TOKEN_ID_LEN: usize = 64;

@@ -2,7 +2,7 @@
 //! show a secret.
 
 use topic_relay::config::{ConfigError, ConfigSource, load_from_str};
-use topic_relay::pipeline::ProcessorRegistry;
+use topic_relay::processors::ProcessorRegistry;
 use topic_relay::route::RouteTable;
 
 const BASE: &str = r#"

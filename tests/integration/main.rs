@@ -17,6 +17,7 @@ mod listening_crash;
 mod listening_replicas;
 mod listening_stream;
 mod moderated_chat;
+mod module_graph;
 mod momento_backend;
 mod momento_patterns;
 mod scripts;

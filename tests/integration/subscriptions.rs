@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{settings, spawn_app_with};
 use topic_relay::config::{ConfigSource, load_from_str};
-use topic_relay::pipeline::ProcessorRegistry;
+use topic_relay::processors::ProcessorRegistry;
 use topic_relay::route::RouteTable;
 
 const CONFIG: &str = r#"

@@ -3,7 +3,7 @@
 
 use momento::CredentialProvider;
 
-use crate::config::MomentoSettings;
+use crate::backend::MomentoSettings;
 
 /// Why the API key or endpoint settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ fn legacy(key: &str) -> momento::MomentoResult<CredentialProvider> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::common::Secret;
 
     /// A key whose payload is `{"t":"g"}`, the shape the SDK accepts as a v2 key.
     const V2_KEY: &str = "eyJhbGciOiJIUzUxMiJ9.eyJ0IjoiZyJ9.c2lnbmF0dXJl";

@@ -31,7 +31,7 @@ pub use credentials::{CredentialError, credential_provider, pubsub_uri};
 pub use pubsub::{PubsubStreams, STREAMS_PER_CHANNEL};
 
 use super::{Backend, BackendError, ItemStream, Position, SetCondition};
-use crate::config::{BackendKind, MomentoSettings};
+use super::{BackendKind, MomentoSettings};
 use crate::metrics::Metrics;
 
 /// Publishes by client of the pool, labelled with the client's position.

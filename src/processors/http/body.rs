@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::REDACTED;
+use crate::common::REDACTED;
 use crate::event::Message;
-use crate::pipeline::BuildContext;
 use crate::pipeline::template::Template;
+use crate::processors::BuildContext;
 use crate::processors::payload::envelope;
 
 /// `body` as written in the config.

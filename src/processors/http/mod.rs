@@ -33,10 +33,11 @@ use destination::{PublicAddressesOnly, is_local_address_refused};
 use signing::Signer;
 use url::UrlTemplate;
 
-use crate::config::Secret;
+use crate::common::Secret;
 use crate::event::Message;
 use crate::pipeline::template::Template;
-use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
+use crate::pipeline::{Flow, Processor, StepContext, StepError};
+use crate::processors::BuildContext;
 
 /// Options of `http`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -57,7 +58,7 @@ pub struct HttpConfig {
     #[serde(default)]
     pub body: BodyConfig,
     /// How long one request may take, connecting included; `10s` by default.
-    #[serde(default = "default_timeout", with = "crate::config::duration")]
+    #[serde(default = "default_timeout", with = "crate::common::duration")]
     pub timeout: Duration,
     /// Attaches the reply under this name for later steps (parsed as JSON when it is JSON,
     /// as a string otherwise).

@@ -7,8 +7,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 
 use crate::event::Message;
-use crate::pipeline::BuildContext;
 use crate::pipeline::template::Template;
+use crate::processors::BuildContext;
 
 /// Everything but RFC 3986's unreserved characters is encoded: `/`, `?`, `#`, `&`, `=`, `%`,
 /// `\` and `@` included.

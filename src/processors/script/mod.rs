@@ -33,7 +33,8 @@ use serde_json::{Map, Value};
 
 use crate::event::Message;
 use crate::pipeline::template::EVENT_FIELDS;
-use crate::pipeline::{BuildContext, Flow, Processor, StepContext, StepError};
+use crate::pipeline::{Flow, Processor, StepContext, StepError};
+use crate::processors::BuildContext;
 use crate::processors::payload::envelope;
 pub use engine::{CallError, GLOBALS};
 use engine::{Engines, Source};
@@ -51,7 +52,7 @@ pub struct ScriptConfig {
     #[serde(default)]
     pub attaches: Vec<String>,
     /// Longest one call may run; `100ms` by default.
-    #[serde(default = "default_time_limit", with = "crate::config::duration")]
+    #[serde(default = "default_time_limit", with = "crate::common::duration")]
     pub time_limit: Duration,
     /// Memory each engine may hold, in MiB; 64 by default.
     #[serde(default = "default_memory_limit_mib")]

@@ -31,9 +31,9 @@ pub use metrics::{StreamMetrics, SubscriptionMetrics};
 pub use report::{StreamReport, StreamState};
 
 use super::Source;
-use crate::accept::now_ms;
 use crate::backend::{Backend, ItemValue, TopicItem};
-use crate::config::duration;
+use crate::common::duration;
+use crate::common::now_ms;
 use crate::event::Message;
 use crate::relay::Relay;
 use checkpoint::{CheckpointKey, Checkpoints};

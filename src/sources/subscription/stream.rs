@@ -30,8 +30,8 @@ use super::{Ownership, SubscriptionSettings, item_message};
 use crate::backend::{Backend, BackendError, ItemStream, ItemValue, Position, StreamEvent, TopicItem};
 use crate::delivery::backoff::Backoff;
 use crate::event::Message;
+use crate::event::Source;
 use crate::relay::{Refusal, Relay};
-use crate::sources::Source;
 
 /// Everything one topic's stream needs.
 pub struct TopicStream {
@@ -360,7 +360,7 @@ impl TopicStream {
                 Some(StreamEvent::Broken(error)) => return ReadEnd::Closed(Some(error)),
                 Some(StreamEvent::Heartbeat) => {
                     self.metrics.heartbeats.inc();
-                    self.update(|report| report.last_heartbeat_ms = Some(crate::accept::now_ms()));
+                    self.update(|report| report.last_heartbeat_ms = Some(crate::common::now_ms()));
                     continue;
                 }
                 Some(StreamEvent::Discontinuity { last, new, new_page }) => {

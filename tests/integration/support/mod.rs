@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use topic_relay::accept::now_ms;
 use topic_relay::config::{ConfigSource, Settings, load_from_str};
-use topic_relay::pipeline::ProcessorRegistry;
+use topic_relay::processors::ProcessorRegistry;
 use topic_relay::startup::App;
 use topic_relay::verify::{SIGNATURE_HEADER, sign};
 

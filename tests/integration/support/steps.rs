@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use topic_relay::backend::BackendError;
 use topic_relay::event::Message;
-use topic_relay::pipeline::{Flow, Processor, ProcessorRegistry, StepContext, StepError};
+use topic_relay::pipeline::{Flow, Processor, StepContext, StepError};
+use topic_relay::processors::ProcessorRegistry;
 
 /// `{ sleep = { ms = 500 } }`: waits, then continues.
 struct Sleep(Duration);

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::template::{EVENT_FIELDS, Template};
-use super::{Pipeline, Processor, Step};
-use crate::config::RouteSettings;
-use crate::processors::for_each::ForEach;
-use crate::processors::http::DestinationPolicy;
-use crate::processors::{BUILTIN_KINDS, StepSettings};
+use super::for_each::ForEach;
+use super::http::DestinationPolicy;
+use super::{BUILTIN_KINDS, StepSettings};
+use crate::pipeline::template::{EVENT_FIELDS, Template};
+use crate::pipeline::{Pipeline, Processor, Step};
 
 /// Builds a processor from its options (the table under the step's kind in the config).
 pub type ProcessorFactory =
@@ -94,17 +93,19 @@ impl ProcessorRegistry {
         self
     }
 
-    /// Builds the pipeline of route number `index`, whose `http` steps may call what
-    /// `http_destinations` allows; an error names the step's key.
+    /// Builds the pipeline of route number `index`, `route`, from its `steps`, fanning out
+    /// into `max_branches` at most; its `http` steps may call what `http_destinations`
+    /// allows. An error names the step's key.
     pub fn build(
         &self,
-        route: &RouteSettings,
-        index: usize,
+        (index, route): (usize, &str),
+        settings: &[StepSettings],
+        max_branches: usize,
         http_destinations: &DestinationPolicy,
     ) -> Result<Pipeline, (String, String)> {
-        let mut context = BuildContext::with_http_destinations(&route.name, http_destinations.clone());
-        let mut steps = Vec::with_capacity(route.steps.len());
-        for (position, settings) in route.steps.iter().enumerate() {
+        let mut context = BuildContext::with_http_destinations(route, http_destinations.clone());
+        let mut steps = Vec::with_capacity(settings.len());
+        for (position, settings) in settings.iter().enumerate() {
             let key = format!("routes[{index}].steps[{position}]");
             let (settings, items) = settings.for_each();
             if let Some(items) = items {
@@ -126,7 +127,7 @@ impl ProcessorRegistry {
             let processor = processor.map_err(|message| (format!("{key}.{kind}"), message))?;
             steps.push(Step { kind, processor, duration: None });
         }
-        Ok(Pipeline::new(&route.name, steps, route.max_branches))
+        Ok(Pipeline::new(route, steps, max_branches))
     }
 
     fn unknown_kind(&self, kind: &str) -> String {
