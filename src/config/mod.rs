@@ -1,6 +1,6 @@
 //! Configuration: the typed settings users write, how they are loaded, and how they are
-//! checked. Everything a user can set lives in [`Settings`]; the README's configuration
-//! reference follows these structs.
+//! checked. Everything a user can set lives in [`Settings`]; the configuration
+//! reference (`docs/src/reference/configuration.md`) follows these structs.
 
 pub use crate::common::duration;
 mod expand;
@@ -25,7 +25,7 @@ pub use crate::sources::webhook::WebhookSettings;
 pub use crate::tokens::TokenSettings;
 
 /// The signing secret used when the embedded backend runs without one configured. It is
-/// public (it is in the README), so the relay refuses it with the Momento backend.
+/// public (it is in the documentation), so the relay refuses it with the Momento backend.
 pub const DEMO_SECRET: &str = "topic-relay-demo-secret";
 
 /// Every secret value the project publishes for trying it locally: the demo webhook secret,

@@ -13,7 +13,8 @@ use crate::relay::Refusal;
 use crate::sources::webhook::NotAccepted;
 use crate::tokens::{BusRefusal, CallerRefusal, GrantRefusal, IssueError, VendRefusal};
 
-/// Every error code the relay answers with; the README's status table lists them all.
+/// Every error code the relay answers with; the status table in `docs/src/reference/status-codes.md` lists them
+/// all, and `docs/openapi.json` too.
 pub const ERROR_CODES: &[&str] = &[
     "unknown_webhook",
     "no_default_webhook",

@@ -126,7 +126,7 @@ async fn when_the_owner_is_killed_another_replica_takes_over_within_the_lease_an
         eventually(Duration::from_secs(20), || emulator.subscribers("chat", "topic 1") > 0).await;
     assert!(subscribed, "the first relay never subscribed");
     // A topic never checkpointed starts at the next item published, whoever owns it (see
-    // the README): one item first, so that a hand-over to the second replica resumes.
+    // `docs/src/reference/listening.md`): one item first, so that a hand-over to the second replica resumes.
     emulator.publish_as("chat", "topic 1", "warming up", "user-0");
     assert!(eventually(Duration::from_secs(10), || !republished(&emulator).is_empty()).await);
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -158,7 +158,7 @@ async fn three_replicas_share_thirty_topics_hand_them_over_on_a_kill_and_lose_no
         published += TOPICS;
     };
     // Every topic gets a checkpoint first: one never checkpointed starts at the next item
-    // published, whoever owns it (see the README).
+    // published, whoever owns it (see `docs/src/reference/listening.md`).
     publish_round("warming up");
     let warm =
         support::on_emulator::eventually(Duration::from_secs(20), || republished(&emulator).len() >= TOPICS)

@@ -1,4 +1,4 @@
-//! Every row of the README's status table, through real HTTP.
+//! Every row of the status table (`docs/src/reference/status-codes.md`), through real HTTP.
 
 use crate::support;
 

@@ -55,7 +55,7 @@ pub struct StreamMetrics {
     pub spilled: Tally,
     /// Items lost because the spool could not take them.
     pub lost: Tally,
-    /// Binary items, taken as described in the README.
+    /// Binary items, taken as `docs/src/reference/listening.md` describes.
     pub binary: Tally,
     /// Attempts to subscribe that failed.
     pub subscribe_failures: Tally,
