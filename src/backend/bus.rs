@@ -147,7 +147,7 @@ impl MemoryBus {
     }
 
     /// The items published on `topic` in `cache` from now on, with a heartbeat every
-    /// [`HEARTBEAT_EVERY`]. The bus keeps no history, so there is nothing to resume; a
+    /// `HEARTBEAT_EVERY`. The bus keeps no history, so there is nothing to resume; a
     /// subscriber that falls more than the bus's capacity behind misses items, which shows as
     /// a jump in their sequence numbers.
     pub fn items(&self, cache: &str, topic: &str) -> ItemStream {

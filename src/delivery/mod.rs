@@ -3,6 +3,8 @@
 //! done or safely on disk.
 
 pub mod backoff;
+mod keeping;
+mod outcome;
 pub mod record;
 pub mod redeliver;
 mod settings;
@@ -18,14 +20,14 @@ use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::common::now_ms;
-use crate::event::Message;
-use crate::event::Source;
-use crate::pipeline::{Branch, Ended, Run as Work, StepError, StepFailure};
+use crate::event::{Message, Source};
+use crate::pipeline::{Branch, Ended, Run as Work, StepFailure};
 use crate::route::Route;
 use backoff::Backoff;
-use record::{DeadLetter, SpooledEvent};
+pub(crate) use outcome::Sorted;
+use outcome::{Finished, Ran, Run, Stop, delivered, refusal};
 pub use settings::{DedupMode, DeliveryMode, DeliverySettings, TopicAddress};
-use spool::{EventKey, Spool, SpoolError};
+use spool::{Spool, SpoolError};
 
 /// What became of an event that the relay answers 2xx.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,127 +63,6 @@ pub enum DeliveryError {
     /// With `mode = "off"`: a step panicked.
     #[error("a step panicked")]
     Panicked,
-}
-
-/// An event after its inline run: where it came from, how far it got, and its write-ahead
-/// record, if it has one.
-struct Ran<'a> {
-    source: &'a Source,
-    route: &'a Route,
-    message: Message,
-    next_step: usize,
-    path: Vec<u32>,
-    written: Option<EventKey>,
-}
-
-/// How an event's run ended, when it did not fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Finished {
-    /// Every step ran.
-    Completed,
-    /// A step dropped the message.
-    Dropped { reason: String },
-}
-
-/// How one inline run of a route's steps ended, for an event that did not fan out.
-enum Run {
-    Finished(Finished),
-    Failed(StepFailure),
-    OutOfTime,
-    /// A step panicked (a bug); the event is kept as it was before that step.
-    Panicked,
-}
-
-/// Why a run stopped.
-enum Stop {
-    /// Every branch ended.
-    Ended,
-    /// The time budget ran out; unfinished branches resume later.
-    OutOfTime,
-    /// A step panicked (a bug); unfinished branches are kept as they were before their step.
-    Panicked,
-}
-
-/// An event that fanned out, sorted by what becomes of each branch.
-#[derive(Default)]
-pub(crate) struct Sorted {
-    /// Branches to run again later, as their records, each with what went wrong in words
-    /// safe to log.
-    pub retry: Vec<(SpooledEvent, String)>,
-    /// Branches that failed for good, with the reason.
-    pub bury: Vec<(SpooledEvent, String)>,
-    /// Why the first dropped branch was dropped.
-    pub dropped: Option<String>,
-    /// Branches that ran every step.
-    pub completed: usize,
-    /// The longest wait a failed service asked for.
-    pub retry_after: Option<Duration>,
-}
-
-impl Sorted {
-    /// Sorts the branches of a run that stopped with `stop`. `record` makes a branch's spool
-    /// record from its message, next step, path and last error.
-    fn of(
-        branches: Vec<Branch>,
-        stop: &Stop,
-        route: &str,
-        record: impl Fn(Branch, String) -> SpooledEvent,
-    ) -> Sorted {
-        let mut sorted = Sorted::default();
-        for mut branch in branches {
-            match (branch.ended.take(), stop) {
-                (Some(Ended::Completed), _) => sorted.completed += 1,
-                (Some(Ended::Dropped { reason, .. }), _) => {
-                    sorted.dropped.get_or_insert(reason);
-                }
-                (None, Stop::Panicked) => {
-                    let reason = format!("a step of route `{route}` panicked while this branch ran");
-                    sorted.bury.push((record(branch, "a step panicked".into()), reason));
-                }
-                (None, _) => {
-                    let cause = "the time budget ran out".to_owned();
-                    sorted.retry.push((record(branch, cause.clone()), cause));
-                }
-                (Some(Ended::Failed(failure)), _) => match failure.error {
-                    // Other branches have had their effects, so the event is not refused; the
-                    // refused branch ends here, as a refused spooled event does.
-                    StepError::Rejected(reason) => {
-                        tracing::debug!(
-                            route,
-                            step = failure.step,
-                            reason,
-                            "a step refused one branch of an event"
-                        );
-                    }
-                    ref error if error.is_retryable() => {
-                        sorted.retry_after = sorted.retry_after.max(error.retry_after());
-                        let cause = format!("step {} ({}): {error}", failure.step, failure.kind);
-                        let kept = format!("step {} ({}): {}", failure.step, failure.kind, error.detail());
-                        sorted.retry.push((record(branch, kept), cause));
-                    }
-                    error => {
-                        let reason =
-                            format!("step {} ({}) failed for good: {error}", failure.step, failure.kind);
-                        sorted.bury.push((record(branch, error.detail()), reason));
-                    }
-                },
-            }
-        }
-        sorted
-    }
-
-    /// What the relay answers for the event.
-    fn delivered(&self) -> Delivered {
-        if !self.retry.is_empty() {
-            Delivered::Spooled
-        } else if !self.bury.is_empty() {
-            Delivered::DeadLettered
-        } else if let (0, Some(reason)) = (self.completed, &self.dropped) {
-            Delivered::Dropped { reason: reason.clone() }
-        } else {
-            Delivered::Processed
-        }
-    }
 }
 
 /// Runs events through their routes and keeps what cannot finish.
@@ -366,172 +247,6 @@ impl Delivery {
         }
     }
 
-    /// Acts on how an event that fanned out ended, branch by branch: those that failed for a
-    /// while are kept to resume where they stopped, those that failed for good become dead
-    /// letters. One spool change replaces the record written ahead, if any, with all of them.
-    async fn settle_branches(
-        &self,
-        spool: &Spool,
-        source: &Source,
-        route: &Route,
-        written: Option<EventKey>,
-        branches: Vec<Branch>,
-        stop: Stop,
-    ) -> Result<Delivered, DeliveryError> {
-        let sorted = Sorted::of(branches, &stop, &route.name, |branch, error| {
-            self.record(source, route, branch.message, branch.next_step, branch.path, Some(error))
-        });
-        let answer = sorted.delivered();
-        let due = now_ms() + self.retry_delay_ms(1, sorted.retry_after);
-        self.replace(spool, written, sorted, due).await?;
-        Ok(answer)
-    }
-
-    /// Replaces the record under `key` (if any) with the branches `sorted` keeps, in one spool
-    /// change, and sends a notice for each new dead letter.
-    pub(crate) async fn replace(
-        &self,
-        spool: &Spool,
-        key: Option<EventKey>,
-        sorted: Sorted,
-        due_ms: u64,
-    ) -> Result<(), SpoolError> {
-        let now = now_ms();
-        let letters: Vec<DeadLetter> = sorted
-            .bury
-            .into_iter()
-            .map(|(event, reason)| {
-                crate::warn_throttled!(route = event.route, branch = ?event.branch, reason, "event branch moved to the dead letters");
-                DeadLetter { event, dead_at_ms: now, reason }
-            })
-            .collect();
-        let retry = sorted.retry.into_iter().map(|(event, _)| (event, due_ms)).collect();
-        let first_id = spool.replace(key, retry, letters.clone()).await?;
-        for (offset, letter) in letters.into_iter().enumerate() {
-            self.notify_dead_letter(first_id + offset as u64, letter);
-        }
-        Ok(())
-    }
-
-    /// Acts on how an inline run ended: done, kept for a retry, kept as a dead letter, or
-    /// refused. The record written ahead, if any, is updated or removed to match.
-    async fn settle(&self, spool: &Spool, ran: Ran<'_>, outcome: Run) -> Result<Delivered, DeliveryError> {
-        let keep = |error: String| {
-            let path = ran.path.clone();
-            self.record(ran.source, ran.route, ran.message.clone(), ran.next_step, path, Some(error))
-        };
-        match outcome {
-            Run::Finished(finished) => {
-                if let Some(key) = ran.written
-                    && let Err(error) = spool.remove(key).await
-                {
-                    // The event is done; answering otherwise would make Momento's record wrong.
-                    // Its record stays and is run again after the lease: at least once.
-                    tracing::error!(%error, "a delivered event could not be removed from the spool");
-                }
-                Ok(delivered(finished))
-            }
-            Run::Failed(failure) if failure.error.is_retryable() => {
-                let wait = failure.error.retry_after();
-                self.keep_for_retry(spool, ran.written, keep(failure.error.detail()), wait).await
-            }
-            Run::Failed(failure) if failure.error.keeps_dead_letter() => {
-                let reason =
-                    format!("step {} ({}) failed for good: {}", failure.step, failure.kind, failure.error);
-                self.bury(spool, ran.written, keep(failure.error.detail()), reason).await?;
-                Ok(Delivered::DeadLettered)
-            }
-            Run::Failed(failure) => {
-                if let Some(key) = ran.written {
-                    spool.remove(key).await?;
-                }
-                Err(refusal(failure, &ran.route.name))
-            }
-            Run::OutOfTime => {
-                self.keep_for_retry(spool, ran.written, keep("the time budget ran out".into()), None).await
-            }
-            Run::Panicked => {
-                let reason = format!("step {} of route `{}` panicked", ran.next_step, ran.route.name);
-                self.bury(spool, ran.written, keep("a step panicked".into()), reason).await?;
-                Ok(Delivered::DeadLettered)
-            }
-        }
-    }
-
-    /// Keeps an unfinished event for a background retry: a new record, or the one written
-    /// ahead, moved to its retry time.
-    async fn keep_for_retry(
-        &self,
-        spool: &Spool,
-        written: Option<EventKey>,
-        event: SpooledEvent,
-        wait: Option<Duration>,
-    ) -> Result<Delivered, DeliveryError> {
-        let due = now_ms() + self.retry_delay_ms(1, wait);
-        match written {
-            Some(key) => spool.reschedule(key, event, due).await?,
-            None => spool.insert(event, due).await?,
-        };
-        Ok(Delivered::Spooled)
-    }
-
-    fn record(
-        &self,
-        source: &Source,
-        route: &Route,
-        message: Message,
-        next_step: usize,
-        branch: Vec<u32>,
-        error: Option<String>,
-    ) -> SpooledEvent {
-        SpooledEvent {
-            source: source.to_string(),
-            route: route.name.to_string(),
-            message,
-            next_step,
-            branch,
-            attempts: u32::from(error.is_some()),
-            received_ms: now_ms(),
-            last_error: error,
-        }
-    }
-
-    /// Makes `event` a dead letter (taking it out of the pending events when `key` is
-    /// given), and publishes it to the dead-letter topic when one is configured.
-    pub async fn bury(
-        &self,
-        spool: &Spool,
-        key: Option<EventKey>,
-        event: SpooledEvent,
-        reason: String,
-    ) -> Result<u64, SpoolError> {
-        crate::warn_throttled!(
-            route = event.route,
-            attempts = event.attempts,
-            reason,
-            "event moved to the dead letters"
-        );
-        let letter = DeadLetter { event, dead_at_ms: now_ms(), reason };
-        let id = spool.bury(key, letter.clone()).await?;
-        self.notify_dead_letter(id, letter);
-        Ok(id)
-    }
-
-    /// Publishes a new dead letter to the dead-letter topic, when one is configured.
-    fn notify_dead_letter(&self, id: u64, letter: DeadLetter) {
-        let Some(topic) = self.dead_letter_topic.clone() else { return };
-        let notice =
-            serde_json::json!({ "id": id, "reason": letter.reason, "event": letter.event }).to_string();
-        let backend = self.backend.clone();
-        // In the background: the dead letter is already safe, and the request that made it
-        // must not wait on a backend that may be the reason it failed.
-        tokio::spawn(async move {
-            if let Err(error) = backend.publish(&topic.cache, &topic.topic, &notice).await {
-                crate::warn_throttled!(%error, "could not publish the dead letter notice; it is kept in the spool");
-            }
-        });
-    }
-
     /// The wait before background attempt number `attempt`: the backoff's, or `wait` when
     /// the failed service asked for longer (`Retry-After`).
     pub fn retry_delay_ms(&self, attempt: u32, wait: Option<Duration>) -> u64 {
@@ -541,39 +256,5 @@ impl Delivery {
     /// The backend events are delivered through.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
-    }
-}
-
-impl<'a> Ran<'a> {
-    fn of(source: &'a Source, route: &'a Route, branch: Branch, written: Option<EventKey>) -> Self {
-        let Branch { message, next_step, path, .. } = branch;
-        Ran { source, route, message, next_step, path, written }
-    }
-}
-
-fn delivered(finished: Finished) -> Delivered {
-    match finished {
-        Finished::Completed => Delivered::Processed,
-        Finished::Dropped { reason } => Delivered::Dropped { reason },
-    }
-}
-
-fn refusal(failure: StepFailure, route: &str) -> DeliveryError {
-    match failure.error {
-        // A refusal is the route doing what it was configured to do: counted, not a fault.
-        StepError::Rejected(reason) => {
-            tracing::debug!(
-                route,
-                step = failure.step,
-                kind = failure.kind,
-                reason,
-                "a step refused the event"
-            );
-            DeliveryError::Rejected(reason)
-        }
-        ref error => {
-            crate::warn_throttled!(route, step = failure.step, kind = failure.kind, %error, "step failed");
-            if error.is_retryable() { DeliveryError::Unavailable } else { DeliveryError::Failed(failure) }
-        }
     }
 }

@@ -20,7 +20,7 @@ const SETS: usize = 16;
 /// wherever the allocation starts.
 const GAP: usize = 8;
 
-/// `width` counting cells for each of [`SETS`] sets of threads.
+/// `width` counting cells for each of `SETS` sets of threads.
 #[derive(Debug)]
 pub struct PerThread {
     cells: Box<[AtomicU64]>,

@@ -15,7 +15,7 @@
 //! A fresh context for every call would cost about 130 µs; see `benches/js-engines`.
 //!
 //! QuickJS gives a script the language and its standard objects only: no filesystem,
-//! network, environment, timers or module loading. [`GLOBALS`] lists every global a script
+//! network, environment, timers or module loading. `sandbox::GLOBALS` lists every global a script
 //! sees.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,82 +23,11 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rquickjs::context::intrinsic::{Date, Eval, Json, MapSet, Promise, RegExp, RegExpCompiler, TypedArrays};
 use rquickjs::module::WriteOptions;
 use rquickjs::{CaughtError, Context, Ctx, Function, Module, Persistent, Runtime, Value};
 use tokio::sync::oneshot;
 
-/// The standard objects a script's context is made with: no `performance`, `WeakRef` or
-/// `DOMException`, which a function over one message has no use for.
-type Intrinsics = (Date, Eval, RegExpCompiler, RegExp, Json, MapSet, TypedArrays, Promise);
-
-/// Globals the intrinsics bring that are taken out again: shared memory and a microtask queue
-/// have no use in a call that must finish at once.
-const REMOVED_GLOBALS: [&str; 3] = ["SharedArrayBuffer", "Atomics", "queueMicrotask"];
-
-/// Every global a script sees; a test holds the engine to this list.
-pub const GLOBALS: &[&str] = &[
-    "AggregateError",
-    "Array",
-    "ArrayBuffer",
-    "AsyncDisposableStack",
-    "BigInt",
-    "BigInt64Array",
-    "BigUint64Array",
-    "Boolean",
-    "DataView",
-    "Date",
-    "DisposableStack",
-    "Error",
-    "EvalError",
-    "Float16Array",
-    "Float32Array",
-    "Float64Array",
-    "Function",
-    "Infinity",
-    "Int16Array",
-    "Int32Array",
-    "Int8Array",
-    "InternalError",
-    "Iterator",
-    "JSON",
-    "Map",
-    "Math",
-    "NaN",
-    "Number",
-    "Object",
-    "Promise",
-    "RangeError",
-    "ReferenceError",
-    "Reflect",
-    "RegExp",
-    "Set",
-    "String",
-    "SuppressedError",
-    "Symbol",
-    "SyntaxError",
-    "TypeError",
-    "URIError",
-    "Uint16Array",
-    "Uint32Array",
-    "Uint8Array",
-    "Uint8ClampedArray",
-    "WeakMap",
-    "WeakSet",
-    "decodeURI",
-    "decodeURIComponent",
-    "encodeURI",
-    "encodeURIComponent",
-    "escape",
-    "eval",
-    "globalThis",
-    "isFinite",
-    "isNaN",
-    "parseFloat",
-    "parseInt",
-    "undefined",
-    "unescape",
-];
+use super::sandbox::locked_context;
 
 /// One script's source and its limits.
 #[derive(Clone)]
@@ -368,28 +297,6 @@ impl Engine {
     }
 }
 
-/// A fresh context with every standard object and the global object frozen.
-fn locked_context(runtime: &Runtime) -> Result<Context, String> {
-    let context = fresh_context(runtime).map_err(|error| format!("cannot start QuickJS: {error}"))?;
-    context
-        .with(|ctx| ctx.eval::<Value, _>(LOCKDOWN).map(drop).map_err(|error| describe(&ctx, error)))
-        .map_err(|error| format!("cannot lock the script's context: {error}"))?;
-    Ok(context)
-}
-
-/// Freezes every standard object, then the global object.
-const LOCKDOWN: &str = include_str!("lockdown.js");
-
-/// A context with [`Intrinsics`], less [`REMOVED_GLOBALS`].
-fn fresh_context(runtime: &Runtime) -> rquickjs::Result<Context> {
-    let context = Context::custom::<Intrinsics>(runtime)?;
-    context.with(|ctx| {
-        let globals = ctx.globals();
-        REMOVED_GLOBALS.iter().try_for_each(|name| globals.remove(*name))
-    })?;
-    Ok(context)
-}
-
 /// Compiles the module to bytecode, naming the line of a syntax error.
 fn compile(ctx: &Ctx<'_>, source: &Source) -> Result<Vec<u8>, String> {
     let fail = |error: rquickjs::Error| format!("{}: {}", source.name, describe(ctx, error));
@@ -399,7 +306,7 @@ fn compile(ctx: &Ctx<'_>, source: &Source) -> Result<Vec<u8>, String> {
 }
 
 /// The thrown value as one line: its message and where it was thrown.
-fn describe(ctx: &Ctx<'_>, error: rquickjs::Error) -> String {
+pub(super) fn describe(ctx: &Ctx<'_>, error: rquickjs::Error) -> String {
     match CaughtError::from_error(ctx, error) {
         CaughtError::Exception(exception) => {
             let message = exception.message().unwrap_or_default();

@@ -22,6 +22,7 @@
 //! same way again. Fix the script, then replay the dead letters.
 
 mod engine;
+mod sandbox;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -36,8 +37,9 @@ use crate::pipeline::template::EVENT_FIELDS;
 use crate::pipeline::{Flow, Processor, StepContext, StepError};
 use crate::processors::BuildContext;
 use crate::processors::payload::envelope;
-pub use engine::{CallError, GLOBALS};
+pub use engine::CallError;
 use engine::{Engines, Source};
+pub use sandbox::GLOBALS;
 
 /// Options of `script`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -9,6 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::{Progress, lock};
+use super::report::StreamReport;
 
 use crate::backend::{Backend, BackendError, Position};
 
@@ -134,6 +138,39 @@ fn write_durably(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 fn parse(bytes: &[u8]) -> Option<Position> {
     let (page, sequence) = std::str::from_utf8(bytes).ok()?.split_once(':')?;
     Some(Position { page: page.parse().ok()?, sequence: sequence.parse().ok()? })
+}
+
+/// Writes the checkpoint every `interval` when it moved.
+pub async fn write_checkpoints(
+    checkpoints: Checkpoints,
+    key: CheckpointKey,
+    progress: Arc<Mutex<Progress>>,
+    interval: std::time::Duration,
+    report: Arc<Mutex<StreamReport>>,
+    stop: CancellationToken,
+) {
+    let mut written = None;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let resume_at = lock(&progress).resume_at();
+        report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).resume_at = resume_at;
+        if resume_at == written {
+            continue;
+        }
+        if let Some(position) = resume_at {
+            match checkpoints.store(&key, position).await {
+                Ok(()) => written = resume_at,
+                Err(error) => {
+                    tracing::debug!(topic = key.topic, %error, "cannot write the shared checkpoint; retrying")
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,13 @@
 //! A replica that cannot renew within the TTL stops listening: by then another may own it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::membership::{Membership, Preference};
 
 use crate::backend::{Backend, BackendError, SetCondition};
 
@@ -100,6 +104,50 @@ impl Lease {
             self.backend.set_if(&self.cache, &self.key, RELEASED, &condition, Some(Duration::from_millis(1)));
         if let Err(error) = released.await {
             tracing::warn!(key = self.key, %error, "cannot release the lease; it expires by itself");
+        }
+    }
+}
+
+/// What tells a topic's owner to hand it over: another live member is preferred.
+pub struct Handover {
+    /// The subscription's members, as this replica last read them.
+    pub membership: Membership,
+    /// The topic the lease is for.
+    pub topic: String,
+    /// Set when the owner hands the topic over, rather than losing it.
+    pub handing_over: Arc<AtomicBool>,
+}
+
+/// Keeps the lease while the stream listens; cancels `lost` when another replica may hold
+/// it, or when another replica is the topic's preferred owner now (a hand-over). Hands the
+/// lease back when the stream is done with it.
+pub async fn keep(
+    mut lease: Lease,
+    lost: CancellationToken,
+    stop: CancellationToken,
+    handover: Handover,
+) -> Lease {
+    let mut renewals = tokio::time::interval(lease.renew_every());
+    renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renewals.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return lease,
+            () = lost.cancelled() => return lease,
+            _ = renewals.tick() => {}
+        }
+        match lease.renew().await {
+            Ok(true) if handover.membership.preference(&handover.topic) == Preference::Theirs => {
+                handover.handing_over.store(true, Ordering::Release);
+                lost.cancel();
+            }
+            Ok(true) => {}
+            Ok(false) => lost.cancel(),
+            Err(error) if lease.expired() => {
+                tracing::warn!(%error, "cannot renew the lease before it ran out");
+                lost.cancel();
+            }
+            Err(error) => tracing::debug!(%error, "cannot renew the lease; trying again"),
         }
     }
 }

@@ -57,7 +57,7 @@ struct View {
 
 impl Membership {
     /// This replica's membership of `subscription`, kept in `cache` with `ttl`, and the
-    /// [`Keeper`] that joins and keeps it once run.
+    /// `Keeper` that joins and keeps it once run.
     pub fn new(
         backend: Arc<dyn Backend>,
         cache: &str,

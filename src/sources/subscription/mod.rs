@@ -6,15 +6,20 @@
 //! - `stream`: one topic's stream, from owning it to shutting it down.
 //! - `progress`: which items are done, and so where to resume.
 //! - `checkpoint`: where each stream resumes, kept locally and in the cache.
-//! - `lease`: one owner per topic across replicas.
+//! - `intake`: what a stream makes of each event it reads.
+//! - `worker`: what runs each item taken.
+//! - `lease`: one owner per topic across replicas, and keeping it while listening.
+//! - `membership`: which replicas share the topics, and which one each topic prefers.
 
 mod checkpoint;
+mod intake;
 mod lease;
 mod membership;
 mod metrics;
 mod progress;
 mod report;
 mod stream;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -87,6 +87,12 @@ impl Progress {
     }
 }
 
+/// The progress, even when a thread panicked while holding it: it is counts and positions,
+/// never left half-changed.
+pub fn lock(progress: &std::sync::Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
+    progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

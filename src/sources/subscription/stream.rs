@@ -20,18 +20,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::checkpoint::{CheckpointKey, Checkpoints};
-use super::lease::Lease;
+use super::checkpoint::{CheckpointKey, Checkpoints, write_checkpoints};
+use super::lease::{Handover, Lease, keep};
 use super::membership::{Membership, Preference};
 use super::metrics::StreamMetrics;
-use super::progress::{Arrival, Progress};
+use super::progress::{Progress, lock};
 use super::report::{StreamReport, StreamState};
+use super::worker::{Queued, settle, work};
 use super::{Ownership, SubscriptionSettings, item_message};
-use crate::backend::{Backend, BackendError, ItemStream, ItemValue, Position, StreamEvent, TopicItem};
+use crate::backend::{Backend, BackendError, ItemStream, StreamEvent};
 use crate::delivery::backoff::Backoff;
-use crate::event::Message;
 use crate::event::Source;
-use crate::relay::{Refusal, Relay};
+use crate::relay::Relay;
 
 /// Everything one topic's stream needs.
 pub struct TopicStream {
@@ -71,8 +71,6 @@ enum Ended {
     /// Another replica may own the topic now.
     LeaseLost,
 }
-
-type Queued = (Position, Message, Instant);
 
 /// How reading one stream ended.
 enum ReadEnd {
@@ -405,201 +403,13 @@ impl TopicStream {
         }
     }
 
-    /// Counts what the service says it skipped: items lost on the same page, or a topic
-    /// whose numbering started afresh on a new one. The next item is then no gap.
-    fn discontinuity(&self, last: u64, new: u64, new_page: u64, progress: &Mutex<Progress>) {
-        let (source, topic) = (&self.source, &self.key.topic);
-        let page = lock(progress).page();
-        if page == Some(new_page) {
-            let skipped = new.saturating_sub(last);
-            self.metrics.discontinuities.inc();
-            self.metrics.skipped.inc_by(skipped);
-            self.update(|report| {
-                report.discontinuities += 1;
-                report.items_skipped += skipped;
-            });
-            crate::warn_throttled!(%source, topic, last, new, skipped,
-                "the service skipped items on the topic; the relay may have fallen behind");
-        } else if page.is_some() {
-            self.metrics.new_pages.inc();
-            self.update(|report| report.page_changes += 1);
-            crate::warn_throttled!(%source, topic, page = new_page,
-                "the topic was reset: its numbering started afresh on a new page");
-        }
-        lock(progress).skip_to(Position { page: new_page, sequence: new });
-    }
-
-    /// The refusal of an item over `max_item_bytes`, which is skipped rather than taken: a
-    /// webhook would answer it 413, and a stream cannot refuse it.
-    fn too_large(&self, item: &TopicItem) -> Option<Refusal> {
-        let bytes = match &item.value {
-            ItemValue::Text(text) => text.len(),
-            ItemValue::Binary(bytes) => bytes.len(),
-        };
-        if bytes <= self.max_item_bytes {
-            return None;
-        }
-        let (source, topic, sequence) = (&self.source, &self.key.topic, item.position.sequence);
-        crate::warn_throttled!(%source, topic, sequence, bytes, limit = self.max_item_bytes,
-            "an item over server.max_body_bytes was skipped");
-        Some(Refusal::MessageTooLarge { bytes, limit: self.max_item_bytes })
-    }
-
-    /// Whether to take `item`: not a repeat. Counts gaps and new pages.
-    fn take(&self, item: &TopicItem, progress: &Mutex<Progress>) -> bool {
-        let arrival = lock(progress).receive(item.position);
-        let (source, topic) = (&self.source, &self.key.topic);
-        match arrival {
-            Arrival::Repeat => {
-                self.metrics.repeats.inc();
-                tracing::debug!(topic, sequence = item.position.sequence, "a repeated item is skipped");
-                return false;
-            }
-            Arrival::Gap { from, to } => {
-                self.metrics.missed.inc_by(to - from + 1);
-                tracing::warn!(%source, topic, from, to, page = item.position.page, "items were missed on the topic");
-            }
-            Arrival::NewPage => {
-                self.metrics.new_pages.inc();
-                self.update(|report| report.page_changes += 1);
-                tracing::info!(%source, topic, page = item.position.page, "the topic's numbering started afresh on a new page");
-            }
-            Arrival::Next => {}
-        }
-        self.metrics.received.inc();
-        true
-    }
-
     fn set_owned(&self, owned: bool) {
         self.metrics.owned.set(i64::from(owned));
         self.update(|report| report.owned = owned);
     }
 
-    fn update(&self, change: impl FnOnce(&mut StreamReport)) {
+    pub(super) fn update(&self, change: impl FnOnce(&mut StreamReport)) {
         change(&mut self.report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-    }
-}
-
-/// Runs queued items: one after another, in order, or up to `concurrency` at once. Once the
-/// relay stops, what is still queued goes to the spool without running, so that shutdown
-/// does not wait on the backend for each. Items finishing out of order are fine for the
-/// checkpoint, which is the oldest item not yet done.
-async fn work(
-    queued: mpsc::Receiver<Queued>,
-    relay: Arc<Relay>,
-    source: Source,
-    progress: Arc<Mutex<Progress>>,
-    metrics: StreamMetrics,
-    stop: CancellationToken,
-    concurrency: usize,
-) {
-    let (relay, source, progress, metrics, stop) = (&relay, &source, &progress, &metrics, &stop);
-    tokio_stream::wrappers::ReceiverStream::new(queued)
-        .for_each_concurrent(concurrency.max(1), |(position, message, received_at)| async move {
-            let outcome = if stop.is_cancelled() && relay.can_hold() {
-                relay.hold(source, message).await
-            } else {
-                relay.dispatch(source, message, Instant::now()).await
-            };
-            settle(outcome, received_at, source, metrics);
-            lock(progress).done(position);
-        })
-        .await;
-}
-
-/// Counts and logs what became of an item; it is done either way. As for webhooks, a
-/// refusal is counted and logged at debug: a route refusing on purpose is not a fault, and a
-/// failed step or a panic was logged where it happened. Only a lost item is an error.
-fn settle(
-    settled: Result<crate::relay::Outcome<'_>, Refusal>,
-    received_at: Instant,
-    source: &Source,
-    metrics: &StreamMetrics,
-) {
-    metrics.item_duration.observe_duration(received_at.elapsed());
-    metrics.count(&settled);
-    match settled {
-        Ok(outcome) => tracing::debug!(%source, outcome = outcome.code(), "item handled"),
-        Err(refusal @ (Refusal::SpoolFull | Refusal::SpoolUnavailable)) => {
-            metrics.lost.inc();
-            tracing::error!(%source, %refusal, "an item is lost: the spool cannot take it");
-        }
-        Err(refusal) => tracing::debug!(%source, error = refusal.code(), %refusal, "an item was refused"),
-    }
-}
-
-/// What tells a topic's owner to hand it over: another live member is preferred.
-struct Handover {
-    membership: Membership,
-    topic: String,
-    /// Set when the owner hands the topic over, rather than losing it.
-    handing_over: Arc<AtomicBool>,
-}
-
-/// Keeps the lease while the stream listens; cancels `lost` when another replica may hold
-/// it, or when another replica is the topic's preferred owner now (a hand-over). Hands the
-/// lease back when the stream is done with it.
-async fn keep(
-    mut lease: Lease,
-    lost: CancellationToken,
-    stop: CancellationToken,
-    handover: Handover,
-) -> Lease {
-    let mut renewals = tokio::time::interval(lease.renew_every());
-    renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    renewals.tick().await;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return lease,
-            () = lost.cancelled() => return lease,
-            _ = renewals.tick() => {}
-        }
-        match lease.renew().await {
-            Ok(true) if handover.membership.preference(&handover.topic) == Preference::Theirs => {
-                handover.handing_over.store(true, Ordering::Release);
-                lost.cancel();
-            }
-            Ok(true) => {}
-            Ok(false) => lost.cancel(),
-            Err(error) if lease.expired() => {
-                tracing::warn!(%error, "cannot renew the lease before it ran out");
-                lost.cancel();
-            }
-            Err(error) => tracing::debug!(%error, "cannot renew the lease; trying again"),
-        }
-    }
-}
-
-/// Writes the checkpoint every `interval` when it moved.
-async fn write_checkpoints(
-    checkpoints: Checkpoints,
-    key: CheckpointKey,
-    progress: Arc<Mutex<Progress>>,
-    interval: std::time::Duration,
-    report: Arc<Mutex<StreamReport>>,
-    stop: CancellationToken,
-) {
-    let mut written = None;
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        let resume_at = lock(&progress).resume_at();
-        report.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).resume_at = resume_at;
-        if resume_at == written {
-            continue;
-        }
-        if let Some(position) = resume_at {
-            match checkpoints.store(&key, position).await {
-                Ok(()) => written = resume_at,
-                Err(error) => {
-                    tracing::debug!(topic = key.topic, %error, "cannot write the shared checkpoint; retrying")
-                }
-            }
-        }
     }
 }
 
@@ -611,8 +421,4 @@ async fn pause(ms: u64, stop: &CancellationToken, lost: &CancellationToken) -> O
         () = lost.cancelled() => Some(Ended::LeaseLost),
         () = tokio::time::sleep(std::time::Duration::from_millis(ms)) => None,
     }
-}
-
-fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
-    progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
