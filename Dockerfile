@@ -37,6 +37,7 @@ COPY --from=build --chown=65532:65532 /spool-dir /var/lib/topic-relay
 # Events answered 202 live in the spool until they are delivered: keep it on a volume.
 ENV TOPIC_RELAY_CONFIG=/etc/topic-relay/config.toml \
     TOPIC_RELAY_LOG_FORMAT=json \
+    TOPIC_RELAY__SERVER__LISTEN=0.0.0.0:8080 \
     TOPIC_RELAY__DELIVERY__SPOOL_DIR=/var/lib/topic-relay/spool
 VOLUME ["/var/lib/topic-relay"]
 EXPOSE 8080

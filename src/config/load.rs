@@ -147,7 +147,7 @@ pub fn load_from_str(
         .map_err(|error| invalid(error.path().to_string(), error.inner().message().to_owned()))?;
     forget_empty_values(&mut settings);
     validate::check(&settings).map_err(|(key, message)| invalid(key, message))?;
-    let notices = apply_demo_secret(&mut settings);
+    let notices = apply_demo_secret(&mut settings).map_err(|(key, message)| invalid(key, message))?;
     Ok(LoadedConfig { settings, source, notices })
 }
 
@@ -162,15 +162,38 @@ fn forget_empty_values(settings: &mut Settings) {
 }
 
 /// On the embedded backend, a webhook without secrets uses the public demo secret, loudly, and
-/// every other published demo value in use is named. (Validation has already refused them
-/// for the Momento backend.)
-fn apply_demo_secret(settings: &mut Settings) -> Vec<String> {
+/// every other published demo value in use is named. Listening beyond loopback, where anyone
+/// who can reach the port could use them, each is refused instead, unless
+/// `server.allow_demo_secrets` says so. (Validation has already refused them for the Momento
+/// backend.)
+fn apply_demo_secret(settings: &mut Settings) -> Result<Vec<String>, (String, String)> {
     let mut notices = Vec::new();
     if settings.momento.resolved_backend() != BackendKind::Memory {
-        return notices;
+        return Ok(notices);
     }
+    let listen = settings.server.listen;
+    let exposed = !listen.ip().is_loopback() && !settings.server.allow_demo_secrets;
+    let refuse = |key: String, what: &str, variable: &str| {
+        let message = format!(
+            "{what}, and the relay listens on {listen}, beyond this machine, where anyone could \
+             use it. Set {variable}, listen on 127.0.0.1, or set server.allow_demo_secrets = \
+             true to accept that"
+        );
+        Err((key, message))
+    };
     for (name, webhook) in &mut settings.webhooks {
         if webhook.secrets.is_empty() {
+            if exposed {
+                let what = format!(
+                    "webhook `{name}` has no signing secret, so it would accept events signed \
+                     with the PUBLIC demo secret"
+                );
+                return refuse(
+                    format!("webhooks.{name}.secrets"),
+                    &what,
+                    "a secret (WEBHOOK_SECRET in the shipped configuration)",
+                );
+            }
             webhook.secrets.push(Secret::new(DEMO_SECRET));
             notices.push(format!(
                 "webhook `{name}` has no signing secret configured, so it accepts events \
@@ -181,6 +204,11 @@ fn apply_demo_secret(settings: &mut Settings) -> Vec<String> {
     }
     let jwt_secret = settings.tokens.as_ref().and_then(|tokens| tokens.jwt.hs256_secret.as_ref());
     if jwt_secret.is_some_and(|secret| is_published_demo_value(secret.expose())) {
+        if exposed {
+            let what =
+                "tokens.jwt.hs256_secret is the PUBLISHED demo secret, so anyone could sign callers' JWTs";
+            return refuse("tokens.jwt.hs256_secret".into(), what, "APP_JWT_SECRET");
+        }
         notices.push(
             "tokens.jwt.hs256_secret is the PUBLISHED demo secret, so anyone can sign callers' \
              JWTs; set APP_JWT_SECRET before exposing this relay (the momento backend refuses it)"
@@ -188,13 +216,17 @@ fn apply_demo_secret(settings: &mut Settings) -> Vec<String> {
         );
     }
     if settings.admin.token.as_ref().is_some_and(|token| is_published_demo_value(token.expose())) {
+        if exposed {
+            let what = "admin.token is the PUBLISHED demo admin token, so anyone could use the admin API";
+            return refuse("admin.token".into(), what, "ADMIN_TOKEN");
+        }
         notices.push(
             "admin.token is the PUBLISHED demo admin token, so anyone can use the admin API; set \
              ADMIN_TOKEN before exposing this relay (the momento backend refuses it)"
                 .to_owned(),
         );
     }
-    notices
+    Ok(notices)
 }
 
 /// Hides every value that may be a secret: whatever came from `${VAR}`, and whatever sits at

@@ -46,6 +46,10 @@ pub struct ServerSettings {
     pub threads: Option<usize>,
     /// The Linux scheduling policy of the threads serving HTTP.
     pub scheduling: ThreadScheduling,
+    /// Lets the embedded backend use the public demo secrets (a webhook with no secret of
+    /// its own, the demo JWT secret or admin token) while listening beyond loopback. Off,
+    /// the relay refuses to start that way.
+    pub allow_demo_secrets: bool,
 }
 
 impl ServerSettings {
@@ -62,7 +66,7 @@ impl ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(4),
             max_in_flight: 4096,
@@ -73,6 +77,7 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(10),
             threads: None,
             scheduling: ThreadScheduling::default(),
+            allow_demo_secrets: false,
         }
     }
 }

@@ -250,6 +250,40 @@ fn empty_secret_slots_are_dropped_and_the_demo_secret_fills_in_on_the_embedded_b
 }
 
 #[test]
+fn beyond_loopback_a_webhook_without_a_secret_is_refused_unless_allowed() {
+    let secretless = BASE.replace("secrets = [\"s\"]", "secrets = [\"${WEBHOOK_SECRET}\"]");
+    let exposed = format!("[server]\nlisten = \"0.0.0.0:8080\"\n{secretless}");
+    let error = load_from_str(&exposed, source(), &env, Vec::new()).unwrap_err().to_string();
+    assert!(error.contains("`webhooks.chat.secrets`") && error.contains("PUBLIC demo secret"), "{error}");
+    assert!(error.contains("0.0.0.0:8080") && error.contains("WEBHOOK_SECRET"), "{error}");
+    assert!(error.contains("server.allow_demo_secrets"), "{error}");
+    assert!(!error.contains("topic-relay-demo-secret"), "the error never shows a secret: {error}");
+
+    let allowed = exposed.replace("[server]\n", "[server]\nallow_demo_secrets = true\n");
+    let loaded = load_from_str(&allowed, source(), &env, Vec::new()).unwrap();
+    assert!(loaded.notices[0].contains("PUBLIC demo secret"));
+    let on_loopback = exposed.replace("0.0.0.0:8080", "127.0.0.1:8080");
+    assert!(load_from_str(&on_loopback, source(), &env, Vec::new()).is_ok());
+    let own = |name: &str| (name == "WEBHOOK_SECRET").then(|| "our-own-secret".to_owned());
+    let loaded = load_from_str(&exposed, source(), &own, Vec::new()).unwrap();
+    assert!(loaded.notices.is_empty(), "{:?}", loaded.notices);
+}
+
+#[test]
+fn beyond_loopback_the_published_demo_jwt_secret_and_admin_token_are_refused() {
+    let text = std::fs::read_to_string("config/examples/identity-local.toml").unwrap();
+    let exposed = text.replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\"");
+    assert_ne!(exposed, text, "the example listens on loopback");
+    let error = load_from_str(&exposed, source(), &|_| None, Vec::new()).unwrap_err().to_string();
+    assert!(error.contains("`tokens.jwt.hs256_secret`") && error.contains("APP_JWT_SECRET"), "{error}");
+    let jwt = |name: &str| {
+        (name == "APP_JWT_SECRET").then(|| "an-application-secret-of-thirty-two-bytes".to_owned())
+    };
+    let error = load_from_str(&exposed, source(), &jwt, Vec::new()).unwrap_err().to_string();
+    assert!(error.contains("`admin.token`") && error.contains("ADMIN_TOKEN"), "{error}");
+}
+
+#[test]
 fn the_shipped_default_config_is_valid() {
     let text = std::fs::read_to_string("config/default.toml").unwrap();
     let loaded = load_from_str(&text, source(), &|_| None, Vec::new()).unwrap();
