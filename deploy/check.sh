@@ -57,6 +57,17 @@ step "Kubernetes: manifests against the $KUBERNETES_VERSION schemas, and the rel
 kubernetes-validate --strict --quiet -k "$KUBERNETES_VERSION" \
   deploy/kubernetes/statefulset.yaml deploy/kubernetes/service.yaml \
   deploy/kubernetes/ingress.yaml deploy/kubernetes/pdb.yaml
+# The optional ServiceMonitor (a CRD, so not in the schemas above) scrapes a port the
+# headless Service names.
+python3 - <<'PY'
+import yaml
+monitor = yaml.safe_load(open("deploy/kubernetes/monitoring/servicemonitor.yaml"))
+services = list(yaml.safe_load_all(open("deploy/kubernetes/service.yaml")))
+ports = {port["name"] for service in services for port in service["spec"]["ports"]}
+for endpoint in monitor["spec"]["endpoints"]:
+    assert endpoint["port"] in ports, f"ServiceMonitor scrapes port {endpoint['port']!r}, not in {ports}"
+print(f"ServiceMonitor scrapes {[e['port'] for e in monitor['spec']['endpoints']]} of {sorted(ports)}")
+PY
 # A syntactically valid v2 key (a JWT whose payload is {"t":"g"}); nothing is contacted.
 fake_key="eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJ0IjoiZyIsImp0aSI6ImNoZWNrIn0.Y2hlY2s"
 env WEBHOOK_SECRET=check-secret MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com \

@@ -32,6 +32,8 @@ use crate::tokens::{Issuer, LocalTokens, TokenMetrics, TokenVendor};
 /// A relay with its listener bound, ready to serve.
 pub struct App {
     listener: TcpListener,
+    /// `server.ops_listen`'s, when it is set.
+    ops_listener: Option<TcpListener>,
     state: AppState,
     server: ServerSettings,
     /// One gauge per HTTP thread, of the connections it holds.
@@ -94,8 +96,17 @@ impl App {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let ops_listener = match settings.server.ops_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (server.ops_listen)"))?,
+            ),
+            None => None,
+        };
         let state = AppState::new(Shared {
             relay,
+            ops_apart: ops_listener.is_some(),
             webhooks,
             health: Arc::new(Health::new(connected.backend.clone(), listeners.reports())),
             listeners: listeners.reports(),
@@ -120,6 +131,7 @@ impl App {
         });
         Ok(App {
             listener,
+            ops_listener,
             state,
             http_connections,
             server_limits,
@@ -135,6 +147,12 @@ impl App {
     /// The port the listener is bound to (useful with port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map_or(0, |address| address.port())
+    }
+
+    /// The port of `server.ops_listen`, when it is set.
+    pub fn ops_port(&self) -> Option<u16> {
+        let listener = self.ops_listener.as_ref()?;
+        listener.local_addr().ok().map(|address| address.port())
     }
 
     /// How many threads will serve HTTP (`server.threads`, or one per CPU).
@@ -172,6 +190,19 @@ impl App {
         let stop_redelivery = CancellationToken::new();
         let redelivery = self.redeliverer.map(|worker| tokio::spawn(worker.run(stop_redelivery.clone())));
         let listening = self.listeners.start();
+        // The operator's port serves until the very end, so that the metrics of a draining
+        // relay can still be read.
+        let ops_stopped = CancellationToken::new();
+        let ops_server = self.ops_listener.map(|listener| {
+            let router = http::ops_router(self.state.clone());
+            let stopped = ops_stopped.clone();
+            tokio::spawn(async move {
+                let serving = axum::serve(listener, router).with_graceful_shutdown(stopped.cancelled_owned());
+                if let Err(error) = serving.await {
+                    tracing::error!(%error, "the operator's listener failed");
+                }
+            })
+        });
         let listener_closed = CancellationToken::new();
         let begin_shutdown = drain_on_signal(
             self.signals,
@@ -218,6 +249,12 @@ impl App {
         }
         if let Some(writer) = self.spool_writer {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+        ops_stopped.cancel();
+        if let Some(ops_server) = ops_server
+            && tokio::time::timeout(Duration::from_secs(1), ops_server).await.is_err()
+        {
+            tracing::debug!("the operator's listener was cut off at shutdown");
         }
         self.state.backend.close();
         tracing::info!("stopped");

@@ -31,6 +31,18 @@ fn fail(key: impl Into<String>, message: impl Into<String>) -> Result<(), Failur
 
 fn check_server(settings: &Settings) -> Result<(), Failure> {
     let server = &settings.server;
+    if let Some(ops) = server.ops_listen
+        && ops.port() != 0
+        && ops.port() == server.listen.port()
+        && (ops.ip() == server.listen.ip()
+            || ops.ip().is_unspecified()
+            || server.listen.ip().is_unspecified())
+    {
+        return fail(
+            "server.ops_listen",
+            format!("must be another port than server.listen ({})", server.listen),
+        );
+    }
     if server.request_timeout.is_zero() || server.request_timeout >= MOMENTO_DELIVERY_TIMEOUT {
         return fail(
             "server.request_timeout",

@@ -87,6 +87,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The relay core.
     pub relay: Arc<Relay>,
+    /// Whether the operator's routes are served on `server.ops_listen` instead.
+    pub ops_apart: bool,
     /// The configured webhooks and their accept stage.
     pub webhooks: Arc<Webhooks>,
     /// Liveness and readiness.
@@ -142,6 +144,29 @@ fn admin_routes(state: AppState) -> Router<AppState> {
         .layer(from_fn_with_state(state, admin::require_token))
 }
 
+/// What operators read and run: metrics, status and, with a token, the admin API. Served on
+/// `server.listen`, or on `server.ops_listen` alone when it is set.
+fn operator_routes(state: AppState) -> Router<AppState> {
+    let mut router = Router::new().route("/metrics", get(ops::metrics)).route("/v1/status", get(ops::status));
+    if state.admin_token.is_some() {
+        router = router.merge(admin_routes(state));
+    }
+    router
+}
+
+/// Everything `server.ops_listen` serves: the operator's routes, and `/healthz` and
+/// `/readyz` as on the public port.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .merge(operator_routes(state.clone()))
+        .fallback(|| async { error::HttpError::NotFound })
+        .method_not_allowed_fallback(|| async { error::HttpError::MethodNotAllowed })
+        .layer(from_fn_with_state(state.clone(), middleware::limit_time))
+        .with_state(state)
+}
+
 /// Answers for webhook paths that no stack serves: an unknown name, other methods on a
 /// webhook's path, and `POST /webhook` while several webhooks are configured. The front door
 /// takes every `POST` to a configured webhook before the router sees it.
@@ -191,19 +216,15 @@ fn request_id_layers(request_ids: &SequentialRequestId) -> ServiceBuilder<Reques
 /// request, so the router's layers are composed with `ServiceBuilder` and applied in one call.
 fn router(state: AppState, request_ids: &SequentialRequestId) -> Router {
     let webhooks = webhook_routes(&state).layer(GuardLayer::new(state.clone()));
-    let mut router = Router::new()
-        .merge(webhooks)
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/v1/status", get(ops::status));
+    let mut router =
+        Router::new().merge(webhooks).route("/healthz", get(ops::healthz)).route("/readyz", get(ops::readyz));
+    if !state.ops_apart {
+        router = router.merge(operator_routes(state.clone()));
+    }
     if state.bus.is_some() {
         router = router
             .route("/v1/subscribe/{cache}/{topic}", get(subscribe::subscribe))
             .route("/v1/publish/{cache}/{topic}", post(publish::publish));
-    }
-    if state.admin_token.is_some() {
-        router = router.merge(admin_routes(state.clone()));
     }
     if state.tokens.is_some() {
         // OPTIONS is routed explicitly: the router's method-not-allowed fallback would

@@ -15,6 +15,11 @@ use crate::common::{Secret, duration};
 pub struct ServerSettings {
     /// Address and port to listen on. Port 0 picks a free port.
     pub listen: SocketAddr,
+    /// A second address, for operators: `/metrics`, `/v1/status` and `/v1/admin/*` move
+    /// there from `listen` (which keeps webhooks, tokens, `/healthz` and `/readyz`), so that
+    /// no load balancer in front of `listen` can expose them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops_listen: Option<SocketAddr>,
     /// Larger request bodies are refused with 413. Momento payloads are at most 4 KB.
     pub max_body_bytes: usize,
     /// Hard limit on one webhook request; it must stay under Momento's 5 s delivery timeout.
@@ -67,6 +72,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: None,
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(4),
             max_in_flight: 4096,

@@ -7,6 +7,7 @@
 
 pub mod histogram;
 pub mod per_thread;
+mod process;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -189,6 +190,7 @@ impl Metrics {
 
     fn register_the_rest(mut self) -> Self {
         let registry = &mut self.registry;
+        process::register(registry);
         registry.register(
             "topic_relay_replay_unremembered",
             "Events accepted without being remembered, because the replay check held delivery.dedup_capacity signatures",

@@ -22,6 +22,7 @@ mod module_graph;
 mod momento_backend;
 mod momento_patterns;
 mod openapi;
+mod ops_port;
 mod scripts;
 mod seed_flow;
 mod shutdown;

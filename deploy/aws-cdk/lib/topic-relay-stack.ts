@@ -41,6 +41,10 @@ export const SECRET_KEYS = ['WEBHOOK_SECRET', 'MOMENTO_API_KEY', 'ADMIN_TOKEN'] 
 
 const REPOSITORY_ROOT = path.join(__dirname, '..', '..', '..', '..');
 const PORT = 8080;
+// The operator's routes (/metrics, /v1/status, /v1/admin/*), which the load balancer never
+// reaches: it routes to PORT alone. Reach them from inside the VPC (a Prometheus scraper,
+// ECS Exec).
+const OPS_PORT = 9090;
 const SPOOL_PATH = '/var/lib/topic-relay';
 // distroless's nonroot, the image's user.
 const RELAY_UID = '65532';
@@ -75,6 +79,7 @@ export class TopicRelayStack extends cdk.Stack {
 
     const environment: Record<string, string> = {
       MOMENTO_ENDPOINT: props.momentoEndpoint ?? '',
+      TOPIC_RELAY__SERVER__OPS_LISTEN: `0.0.0.0:${OPS_PORT}`,
       TOPIC_RELAY__SERVER__DRAIN_DELAY: `${drainDelay.toSeconds()}s`,
       TOPIC_RELAY__SERVER__SHUTDOWN_GRACE: `${shutdownGrace.toSeconds()}s`,
       TOPIC_RELAY__DELIVERY__SPOOL_DIR: `${SPOOL_PATH}/spool`,
@@ -91,7 +96,7 @@ export class TopicRelayStack extends cdk.Stack {
       }),
       environment,
       secrets: Object.fromEntries(SECRET_KEYS.map((key) => [key, ecs.Secret.fromSecretsManager(secret, key)])),
-      portMappings: [{ containerPort: PORT }],
+      portMappings: [{ containerPort: PORT }, { containerPort: OPS_PORT }],
       readonlyRootFilesystem: true,
       stopTimeout: cdk.Duration.seconds(Math.min(120, stopping.toSeconds() + 5)),
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'topic-relay', logGroup }),

@@ -57,6 +57,15 @@ test('the public listener forwards only the webhooks, and answers 404 to everyth
   }
 });
 
+test('the operator\'s routes listen on a port of their own, which the load balancer never targets', () => {
+  const template = synth();
+  const definition = container(template);
+  const ops = definition.Environment.find((e: any) => e.Name === 'TOPIC_RELAY__SERVER__OPS_LISTEN');
+  assert.equal(ops?.Value, '0.0.0.0:9090');
+  const groups = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup'));
+  assert.deepEqual(groups.map((group: any) => group.Properties.Port), [8080]);
+});
+
 test('token vending adds /v1/tokens and nothing else', () => {
   const rules = Object.values(synth({ tokenVending: true }).findResources('AWS::ElasticLoadBalancingV2::ListenerRule'));
   const forwarded = rules.flatMap((rule: any) => rule.Properties.Conditions.flatMap((c: any) => c.PathPatternConfig?.Values ?? c.Values ?? []));

@@ -79,6 +79,8 @@ pub struct TestApp {
     pub address: String,
     /// Its port.
     pub port: u16,
+    /// The port of `server.ops_listen`, when it is set.
+    pub ops_port: Option<u16>,
     /// A client for talking to it.
     pub client: reqwest::Client,
     stop: CancellationToken,
@@ -104,12 +106,14 @@ pub async fn spawn_settings(mut settings: Settings) -> TestApp {
     });
     let app = App::build_with(settings, test_registry()).await.expect("relay starts");
     let port = app.port();
+    let ops_port = app.ops_port();
     let stop = app.stop_token();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
         spool_dir,
         address: format!("http://127.0.0.1:{port}"),
         port,
+        ops_port,
         client: reqwest::Client::new(),
         stop,
         server,
