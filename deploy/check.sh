@@ -70,8 +70,8 @@ print(f"ServiceMonitor scrapes {[e['port'] for e in monitor['spec']['endpoints']
 PY
 # A syntactically valid v2 key (a JWT whose payload is {"t":"g"}); nothing is contacted.
 fake_key="eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJ0IjoiZyIsImp0aSI6ImNoZWNrIn0.Y2hlY2s"
-env WEBHOOK_SECRET=check-secret MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com \
-  ADMIN_TOKEN=check-admin-token-0123456789 \
+env TOPIC_RELAY_WEBHOOK_SECRET=check-secret MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com \
+  TOPIC_RELAY_ADMIN_TOKEN=check-admin-token-0123456789 \
   cargo run --quiet -- check-config --config deploy/kubernetes/config.toml >/dev/null
 echo "deploy/kubernetes/config.toml: valid"
 

@@ -2,8 +2,8 @@
 //! verification layer in front: forged, malformed and oversized requests never reach the
 //! handler, and the handler gets the exact bytes that were signed.
 //!
-//!     WEBHOOK_SECRET=... cargo run --example verify_layer
-//!     cargo run -- send --url http://127.0.0.1:3000/webhook --secret "$WEBHOOK_SECRET" \
+//!     TOPIC_RELAY_WEBHOOK_SECRET=... cargo run --example verify_layer
+//!     cargo run -- send --url http://127.0.0.1:3000/webhook --secret "$TOPIC_RELAY_WEBHOOK_SECRET" \
 //!         --cache chat --topic "topic 1" --text hello
 //!
 //! Stale and replayed events are still yours to refuse: topic-relay's own ingest does that
@@ -25,12 +25,12 @@ async fn receive(verified: Verified) -> Result<String, (StatusCode, String)> {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     // During a rotation, list both secrets: either one verifies.
-    let secrets: Vec<String> = ["WEBHOOK_SECRET", "WEBHOOK_SECRET_PREVIOUS"]
+    let secrets: Vec<String> = ["TOPIC_RELAY_WEBHOOK_SECRET", "TOPIC_RELAY_WEBHOOK_SECRET_PREVIOUS"]
         .iter()
         .filter_map(|name| std::env::var(name).ok().filter(|secret| !secret.is_empty()))
         .collect();
     if secrets.is_empty() {
-        eprintln!("set WEBHOOK_SECRET to the webhook's signing secret");
+        eprintln!("set TOPIC_RELAY_WEBHOOK_SECRET to the webhook's signing secret");
         std::process::exit(2);
     }
     let verify = VerifyLayer::new(Verifier::new(&secrets)).max_body_bytes(16 * 1024);

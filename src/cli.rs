@@ -93,9 +93,10 @@ pub struct TokenArgs {
 /// `jwt`
 #[derive(Debug, Args)]
 pub struct JwtArgs {
-    /// The HS256 secret: `tokens.jwt.hs256_secret` of the relay.
-    #[arg(long, env = "APP_JWT_SECRET", hide_env_values = true)]
-    pub secret: String,
+    /// The HS256 secret: `tokens.jwt.hs256_secret` of the relay. `APP_JWT_SECRET`, its old
+    /// name, is read for one more release.
+    #[arg(long, env = "TOPIC_RELAY_JWT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
     /// The user: the `sub` claim.
     #[arg(long)]
     pub sub: String,

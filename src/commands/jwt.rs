@@ -11,6 +11,19 @@ use crate::cli::JwtArgs;
 
 /// Prints the JWT.
 pub fn run(args: JwtArgs) -> anyhow::Result<ExitCode> {
+    let secret = match args.secret {
+        Some(secret) => secret,
+        None => match std::env::var("APP_JWT_SECRET") {
+            Ok(secret) => {
+                eprintln!(
+                    "topic-relay: APP_JWT_SECRET is read for TOPIC_RELAY_JWT_SECRET: rename it; \
+                     the old name is read until the next release"
+                );
+                secret
+            }
+            Err(_) => bail!("give the HS256 secret with --secret or TOPIC_RELAY_JWT_SECRET"),
+        },
+    };
     let lifetime =
         humantime::parse_duration(&args.expires_in).context("--expires-in takes a duration such as 1h")?;
     let now = jsonwebtoken::get_current_timestamp();
@@ -31,7 +44,7 @@ pub fn run(args: JwtArgs) -> anyhow::Result<ExitCode> {
         claims.insert("aud".into(), audience.into());
     }
     let jwt =
-        jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(args.secret.as_bytes()))?;
+        jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()))?;
     say!("{jwt}")?;
     Ok(ExitCode::SUCCESS)
 }

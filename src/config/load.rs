@@ -112,6 +112,16 @@ fn resolve_source(explicit: Option<&Path>) -> ConfigSource {
     if default.is_file() { ConfigSource::File(default) } else { ConfigSource::BuiltIn }
 }
 
+/// Variables the shipped configuration files named before every variable the relay reads was
+/// spelled `TOPIC_RELAY_*`, with their names now. For one release, a file that names the new
+/// one still finds a value set under the old, with a notice.
+pub const RENAMED_VARIABLES: [(&str, &str); 4] = [
+    ("WEBHOOK_SECRET", "TOPIC_RELAY_WEBHOOK_SECRET"),
+    ("WEBHOOK_SECRET_PREVIOUS", "TOPIC_RELAY_WEBHOOK_SECRET_PREVIOUS"),
+    ("ADMIN_TOKEN", "TOPIC_RELAY_ADMIN_TOKEN"),
+    ("APP_JWT_SECRET", "TOPIC_RELAY_JWT_SECRET"),
+];
+
 /// Loads from text, with the environment passed in (so tests need not touch the process's).
 pub fn load_from_str(
     text: &str,
@@ -125,14 +135,28 @@ pub fn load_from_str(
         ConfigError::Invalid { origin: "environment".into(), key: "TOPIC_RELAY__*".into(), message }
     })?;
     let env_paths: Vec<String> = env_keys.iter().map(|(path, _)| path.clone()).collect();
-    let substitutions = expand::expand_tree(&mut table, lookup, &env_paths).map_err(|error| match error {
-        ExpandError::Unset { key, variable } => {
-            ConfigError::UnsetVariable { origin: origin.clone(), key, variable }
-        }
-        ExpandError::Malformed { key } => {
-            ConfigError::Invalid { origin: origin.clone(), key, message: "malformed ${VAR} reference".into() }
-        }
-    })?;
+    let old_names_read = std::cell::RefCell::new(Vec::new());
+    let lookup = |name: &str| {
+        lookup(name).or_else(|| {
+            let (old, _) = RENAMED_VARIABLES.iter().find(|(_, new)| *new == name)?;
+            let value = lookup(old)?;
+            old_names_read.borrow_mut().push(format!(
+                "{old} is read for ${{{name}}}: rename it {name}; the old name is read until the next release"
+            ));
+            Some(value)
+        })
+    };
+    let substitutions =
+        expand::expand_tree(&mut table, &lookup, &env_paths).map_err(|error| match error {
+            ExpandError::Unset { key, variable } => {
+                ConfigError::UnsetVariable { origin: origin.clone(), key, variable }
+            }
+            ExpandError::Malformed { key } => ConfigError::Invalid {
+                origin: origin.clone(),
+                key,
+                message: "malformed ${VAR} reference".into(),
+            },
+        })?;
     // Whatever came from a variable, or sits at a secret's key, may be a secret.
     let mut secrets = substitutions;
     secrets.extend(expand::secret_values(&table));
@@ -147,7 +171,10 @@ pub fn load_from_str(
         .map_err(|error| invalid(error.path().to_string(), error.inner().message().to_owned()))?;
     forget_empty_values(&mut settings);
     validate::check(&settings).map_err(|(key, message)| invalid(key, message))?;
-    let notices = apply_demo_secret(&mut settings).map_err(|(key, message)| invalid(key, message))?;
+    let mut notices = old_names_read.into_inner();
+    notices.sort();
+    notices.dedup();
+    notices.extend(apply_demo_secret(&mut settings).map_err(|(key, message)| invalid(key, message))?);
     Ok(LoadedConfig { settings, source, notices })
 }
 
@@ -191,7 +218,7 @@ fn apply_demo_secret(settings: &mut Settings) -> Result<Vec<String>, (String, St
                 return refuse(
                     format!("webhooks.{name}.secrets"),
                     &what,
-                    "a secret (WEBHOOK_SECRET in the shipped configuration)",
+                    "a secret (TOPIC_RELAY_WEBHOOK_SECRET in the shipped configuration)",
                 );
             }
             webhook.secrets.push(Secret::new(DEMO_SECRET));
@@ -207,22 +234,22 @@ fn apply_demo_secret(settings: &mut Settings) -> Result<Vec<String>, (String, St
         if exposed {
             let what =
                 "tokens.jwt.hs256_secret is the PUBLISHED demo secret, so anyone could sign callers' JWTs";
-            return refuse("tokens.jwt.hs256_secret".into(), what, "APP_JWT_SECRET");
+            return refuse("tokens.jwt.hs256_secret".into(), what, "TOPIC_RELAY_JWT_SECRET");
         }
         notices.push(
             "tokens.jwt.hs256_secret is the PUBLISHED demo secret, so anyone can sign callers' \
-             JWTs; set APP_JWT_SECRET before exposing this relay (the momento backend refuses it)"
+             JWTs; set TOPIC_RELAY_JWT_SECRET before exposing this relay (the momento backend refuses it)"
                 .to_owned(),
         );
     }
     if settings.admin.token.as_ref().is_some_and(|token| is_published_demo_value(token.expose())) {
         if exposed {
             let what = "admin.token is the PUBLISHED demo admin token, so anyone could use the admin API";
-            return refuse("admin.token".into(), what, "ADMIN_TOKEN");
+            return refuse("admin.token".into(), what, "TOPIC_RELAY_ADMIN_TOKEN");
         }
         notices.push(
             "admin.token is the PUBLISHED demo admin token, so anyone can use the admin API; set \
-             ADMIN_TOKEN before exposing this relay (the momento backend refuses it)"
+             TOPIC_RELAY_ADMIN_TOKEN before exposing this relay (the momento backend refuses it)"
                 .to_owned(),
         );
     }

@@ -187,7 +187,7 @@ fn check_no_demo_values(settings: &Settings) -> Result<(), Failure> {
         return fail(
             "tokens.jwt.hs256_secret",
             "is the published demo secret, refused with the momento backend: anyone could sign \
-             callers' JWTs with it; set APP_JWT_SECRET (or the variable your file names) to a \
+             callers' JWTs with it; set TOPIC_RELAY_JWT_SECRET (or the variable your file names) to a \
              long random value",
         );
     }
@@ -195,7 +195,7 @@ fn check_no_demo_values(settings: &Settings) -> Result<(), Failure> {
         return fail(
             "admin.token",
             "is the published demo admin token, refused with the momento backend; set \
-             ADMIN_TOKEN (or the variable your file names) to a long random value",
+             TOPIC_RELAY_ADMIN_TOKEN (or the variable your file names) to a long random value",
         );
     }
     Ok(())

@@ -277,7 +277,10 @@ fn check_config_refuses_the_local_identity_example_switched_to_momento_with_its_
     let refused = check(&[]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
-    assert!(stderr.contains("tokens.jwt.hs256_secret") && stderr.contains("APP_JWT_SECRET"), "{stderr}");
+    assert!(
+        stderr.contains("tokens.jwt.hs256_secret") && stderr.contains("TOPIC_RELAY_JWT_SECRET"),
+        "{stderr}"
+    );
 
     let own = [
         ("APP_JWT_SECRET", "our-own-application-secret-of-32-bytes"),

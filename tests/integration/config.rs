@@ -275,12 +275,33 @@ fn beyond_loopback_the_published_demo_jwt_secret_and_admin_token_are_refused() {
     let exposed = text.replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\"");
     assert_ne!(exposed, text, "the example listens on loopback");
     let error = load_from_str(&exposed, source(), &|_| None, Vec::new()).unwrap_err().to_string();
-    assert!(error.contains("`tokens.jwt.hs256_secret`") && error.contains("APP_JWT_SECRET"), "{error}");
+    assert!(
+        error.contains("`tokens.jwt.hs256_secret`") && error.contains("TOPIC_RELAY_JWT_SECRET"),
+        "{error}"
+    );
     let jwt = |name: &str| {
         (name == "APP_JWT_SECRET").then(|| "an-application-secret-of-thirty-two-bytes".to_owned())
     };
     let error = load_from_str(&exposed, source(), &jwt, Vec::new()).unwrap_err().to_string();
     assert!(error.contains("`admin.token`") && error.contains("ADMIN_TOKEN"), "{error}");
+}
+
+#[test]
+fn a_variable_under_its_old_name_is_still_read_for_one_release_with_a_notice() {
+    let text = std::fs::read_to_string("config/default.toml").unwrap();
+    assert!(text.contains("${TOPIC_RELAY_WEBHOOK_SECRET}"), "the shipped file names the new spelling");
+    let old = |name: &str| (name == "WEBHOOK_SECRET").then(|| "a-secret-under-its-old-name".to_owned());
+    let loaded = load_from_str(&text, source(), &old, Vec::new()).unwrap();
+    assert_eq!(loaded.settings.webhooks["chat"].secrets.len(), 1);
+    assert_eq!(loaded.settings.webhooks["chat"].secrets[0].expose(), "a-secret-under-its-old-name");
+    let notices = loaded.notices.join("\n");
+    assert!(notices.contains("WEBHOOK_SECRET is read for ${TOPIC_RELAY_WEBHOOK_SECRET}"), "{notices}");
+    assert!(!notices.contains("PUBLIC demo secret"), "{notices}");
+
+    let new = |name: &str| (name == "TOPIC_RELAY_WEBHOOK_SECRET").then(|| "the-new-name".to_owned());
+    let loaded = load_from_str(&text, source(), &new, Vec::new()).unwrap();
+    assert_eq!(loaded.settings.webhooks["chat"].secrets[0].expose(), "the-new-name");
+    assert!(loaded.notices.is_empty(), "{:?}", loaded.notices);
 }
 
 #[test]

@@ -18,7 +18,7 @@ export type SpoolStorage = 'efs' | 'ephemeral';
 export interface TopicRelayStackProps extends cdk.StackProps {
   /** ACM certificate for the load balancer's HTTPS listener (Momento calls https only). */
   readonly certificateArn: string;
-  /** Secrets Manager secret whose JSON holds WEBHOOK_SECRET, MOMENTO_API_KEY and ADMIN_TOKEN. */
+  /** Secrets Manager secret whose JSON holds TOPIC_RELAY_WEBHOOK_SECRET, MOMENTO_API_KEY and TOPIC_RELAY_ADMIN_TOKEN. */
   readonly secretName?: string;
   /** Momento endpoint for v2 API keys (not a secret); legacy keys carry their own. */
   readonly momentoEndpoint?: string;
@@ -37,7 +37,7 @@ export interface TopicRelayStackProps extends cdk.StackProps {
 }
 
 /** Environment variables the relay's config reads from the secret. */
-export const SECRET_KEYS = ['WEBHOOK_SECRET', 'MOMENTO_API_KEY', 'ADMIN_TOKEN'] as const;
+export const SECRET_KEYS = ['TOPIC_RELAY_WEBHOOK_SECRET', 'MOMENTO_API_KEY', 'TOPIC_RELAY_ADMIN_TOKEN'] as const;
 
 const REPOSITORY_ROOT = path.join(__dirname, '..', '..', '..', '..');
 const PORT = 8080;
