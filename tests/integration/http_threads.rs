@@ -112,10 +112,11 @@ fn the_http_threads_run_under_sched_batch_unless_told_otherwise() {
         );
         std::fs::write(&config, text).unwrap();
         let relay = support::binary::Relay::start(&config);
-        // The port is logged as the listener opens, a moment before the threads start.
+        // The port is logged as the listener opens, a moment before the threads start, and
+        // each thread sets its policy a moment after it is named.
         let mut found = policies(relay.pid());
         for _ in 0..100 {
-            if found.0.len() == 2 {
+            if found.0 == [expected; 2] {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
