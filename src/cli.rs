@@ -45,6 +45,8 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Inspect a running relay's spool and dead letters; replay or purge them.
     Spool(SpoolArgs),
+    /// Have a running relay read its configuration file again, as SIGHUP does (admin API).
+    Reload(ReloadArgs),
 }
 
 /// Where the configuration comes from.
@@ -120,8 +122,8 @@ pub struct CacheArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: CacheCommand,
-    /// The relay's base URL [default: from the configuration's `server.listen`, such as
-    /// http://127.0.0.1:8080].
+    /// The relay's base URL [default: from the configuration's `server.ops_listen`, else
+    /// `server.listen`, such as http://127.0.0.1:8080].
     #[arg(long, global = true)]
     pub url: Option<String>,
     /// The admin token [default: `[admin] token` in the relay's configuration].
@@ -211,14 +213,26 @@ pub struct HealthcheckArgs {
     pub url: Option<String>,
 }
 
+/// `reload`
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// The relay's base URL [default: from the configuration's `server.ops_listen`, else
+    /// `server.listen`].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The admin token [default: `[admin] token` in the relay's configuration].
+    #[arg(long, env = "TOPIC_RELAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
 /// `spool`
 #[derive(Debug, Args)]
 pub struct SpoolArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: SpoolCommand,
-    /// The relay's base URL [default: from the configuration's `server.listen`, such as
-    /// http://127.0.0.1:8080].
+    /// The relay's base URL [default: from the configuration's `server.ops_listen`, else
+    /// `server.listen`, such as http://127.0.0.1:8080].
     #[arg(long, global = true)]
     pub url: Option<String>,
     /// The admin token [default: `[admin] token` in the relay's configuration].

@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use tokio::time::Instant;
 
 use crate::delivery::spool::SpoolError;
 use crate::delivery::{Delivered, Delivery, DeliveryError};
 use crate::event::Message;
 use crate::event::Source;
-use crate::metrics::Metrics;
 use crate::pipeline::StepError;
 use crate::route::UnmatchedAction;
 use crate::route::{Route, RouteTable};
@@ -158,23 +159,27 @@ impl Refusal {
     }
 }
 
-/// The relay: routes and delivery, built once at startup and shared by every source.
+/// The relay: routes and delivery, shared by every source. A reload builds a new one with
+/// the new routes and the same delivery; an event keeps the one it started with.
 pub struct Relay {
-    routes: RouteTable,
+    routes: Arc<RouteTable>,
     unmatched: UnmatchedAction,
     delivery: Arc<Delivery>,
-    metrics: Arc<Metrics>,
 }
+
+/// The relay currently in force, swapped whole by a reload. Sources that hold it for long
+/// (subscription streams) load it for each item.
+pub type LiveRelay = Arc<ArcSwap<Relay>>;
 
 impl Relay {
     /// Takes the routes and delivery, and what to do with an event no route takes.
-    pub fn new(
-        unmatched: UnmatchedAction,
-        routes: RouteTable,
-        delivery: Arc<Delivery>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Relay { routes, unmatched, delivery, metrics }
+    pub fn new(unmatched: UnmatchedAction, routes: Arc<RouteTable>, delivery: Arc<Delivery>) -> Self {
+        Relay { routes, unmatched, delivery }
+    }
+
+    /// The routes this relay runs.
+    pub fn routes(&self) -> &Arc<RouteTable> {
+        &self.routes
     }
 
     /// Routes a message from `source` and delivers it. `arrived` is when it came in; the time
@@ -189,7 +194,7 @@ impl Relay {
         else {
             return self.unmatched(&message.cache, &message.topic);
         };
-        self.metrics.routes.increment(&route.name);
+        route.events.inc();
         let delivered = self.delivery.deliver(source, route, message, arrived).await;
         answer(route, delivered)
     }
@@ -201,7 +206,7 @@ impl Relay {
         else {
             return self.unmatched(&message.cache, &message.topic);
         };
-        self.metrics.routes.increment(&route.name);
+        route.events.inc();
         let delivered = self.delivery.hold(source, route, message).await;
         answer(route, delivered)
     }

@@ -41,6 +41,12 @@ impl ConfiguredRelay {
         base_url_of(self.settings.server.listen)
     }
 
+    /// Where the operator's routes (`/metrics`, `/v1/status`, `/v1/admin/*`) are served:
+    /// `server.ops_listen` when it is set, else `server.listen`.
+    pub fn ops_base_url(&self) -> anyhow::Result<String> {
+        base_url_of(self.settings.server.ops_listen.unwrap_or(self.settings.server.listen))
+    }
+
     /// The `[admin] token`, when one is configured.
     pub fn admin_token(&self) -> Option<String> {
         self.settings.admin.token.as_ref().map(|token| token.expose().to_owned())
@@ -89,8 +95,8 @@ pub fn base_url(url: Option<String>, config: &ConfigArgs) -> anyhow::Result<Stri
 }
 
 /// The base URL and admin token for the admin API: `--url` and `--token` as given, except that
-/// without `--url` the configured relay is used, with its `[admin] token` unless `--token` is
-/// given. A configured token is never sent to a URL from the command line.
+/// without `--url` the configured relay's operator port is used, with its `[admin] token`
+/// unless `--token` is given. A configured token is never sent to a URL from the command line.
 pub fn admin_target(
     url: Option<String>,
     token: Option<String>,
@@ -100,7 +106,7 @@ pub fn admin_target(
         Some(url) => Ok((url.trim_end_matches('/').to_owned(), token)),
         None => {
             let relay = ConfiguredRelay::load(config, ADDRESS)?;
-            Ok((relay.base_url()?, token.or_else(|| relay.admin_token())))
+            Ok((relay.ops_base_url()?, token.or_else(|| relay.admin_token())))
         }
     }
 }

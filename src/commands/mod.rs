@@ -9,12 +9,14 @@ macro_rules! say {
     }};
 }
 
+mod admin;
 mod cache;
 mod check_config;
 mod healthcheck;
 mod jwt;
 mod locate;
 mod publish;
+mod reload;
 mod send;
 mod serve;
 mod sign;
@@ -40,6 +42,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Cache(args) => cache::run(args, config).await,
         Command::Healthcheck(args) => healthcheck::run(args, config).await,
         Command::Spool(args) => spool::run(args, config).await,
+        Command::Reload(args) => reload::run(args, config).await,
     };
     match result {
         Ok(code) => code,

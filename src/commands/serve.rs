@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::cli::ConfigArgs;
 use crate::config;
+use crate::processors::ProcessorRegistry;
 use crate::startup::App;
 use crate::telemetry;
 
@@ -15,7 +16,7 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     for notice in &loaded.notices {
         tracing::warn!("{notice}");
     }
-    let app = App::build(loaded.settings).await?;
+    let app = App::build_loaded(loaded, ProcessorRegistry::new()).await?;
     tracing::info!(
         port = app.port(),
         http_threads = app.http_threads(),

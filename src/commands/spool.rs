@@ -4,17 +4,18 @@
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
-use reqwest::{Method, RequestBuilder};
+use anyhow::bail;
+use reqwest::Method;
 use serde_json::Value;
 
+use super::admin::Admin;
 use super::{StdoutError, locate};
 use crate::cli::{ConfigArgs, SpoolArgs, SpoolCommand};
 
 /// Runs one spool subcommand against the relay at `--url`, else the configured one.
 pub async fn run(args: SpoolArgs, config: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let (base, token) = locate::admin_target(args.url, args.token, config)?;
-    let admin = Admin { base, token, client: reqwest::Client::new() };
+    let admin = Admin::new(base, token);
     match args.command {
         SpoolCommand::Status => print_status(&admin.call(Method::GET, "/v1/status").await?)?,
         SpoolCommand::Pending { limit } => {
@@ -50,38 +51,6 @@ pub async fn run(args: SpoolArgs, config: &ConfigArgs) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-struct Admin {
-    base: String,
-    token: Option<String>,
-    client: reqwest::Client,
-}
-
-impl Admin {
-    async fn call(&self, method: Method, path: &str) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut request: RequestBuilder = self.client.request(method, &url).timeout(Duration::from_secs(10));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            let detail = body["detail"].as_str().unwrap_or("no detail");
-            match status.as_u16() {
-                401 => bail!("{status}: {detail} (set --token or TOPIC_RELAY_ADMIN_TOKEN)"),
-                404 if body["error"] == "not_found" => {
-                    bail!(
-                        "{status}: the admin API is off (set [admin] token) or the spool is (delivery.mode = \"off\")"
-                    )
-                }
-                _ => bail!("{status}: {detail}"),
-            }
-        }
-        Ok(body)
-    }
 }
 
 fn print_status(status: &Value) -> Result<(), StdoutError> {

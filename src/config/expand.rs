@@ -13,9 +13,14 @@ pub enum ExpandError {
     Unset { key: String, variable: String },
     /// `${` without a closing `}` or with an empty name.
     Malformed { key: String },
+    /// `${file:PATH}` where PATH cannot be read and no default is given.
+    File { key: String, path: String, reason: String },
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` in every string of the tree; `$$` is a literal `$`.
+/// `${file:PATH}` is the content of the file at PATH, less its final line break: a secret
+/// mounted as a file (a Kubernetes Secret volume) is read again at each reload, where the
+/// process's environment never changes.
 /// Inside a list named `secrets`, an unset variable or an empty result drops the entry, so a
 /// "previous secret" slot can stay empty outside a rotation. Keys in `literal` (set by
 /// environment overrides) are taken as they are. Returns every value substituted, so that
@@ -80,7 +85,7 @@ fn expand_secret_list(
         match expand_str(&key, &text, lookup, substitutions) {
             Ok(expanded) if expanded.is_empty() => {}
             Ok(expanded) => kept.push(Value::String(expanded)),
-            Err(ExpandError::Unset { .. }) => {}
+            Err(ExpandError::Unset { .. } | ExpandError::File { .. }) => {}
             Err(other) => return Err(other),
         }
     }
@@ -111,12 +116,21 @@ fn expand_str(
             if name.is_empty() {
                 return Err(malformed(key));
             }
-            let value = match (lookup(name), default) {
-                (Some(value), _) => value,
-                (None, Some(default)) => default.to_owned(),
-                (None, None) => {
-                    return Err(ExpandError::Unset { key: key.to_owned(), variable: name.to_owned() });
-                }
+            let value = match name.strip_prefix("file:") {
+                Some(path) => match (read_file(path), default) {
+                    (Ok(value), _) => value,
+                    (Err(_), Some(default)) => default.to_owned(),
+                    (Err(reason), None) => {
+                        return Err(ExpandError::File { key: key.to_owned(), path: path.to_owned(), reason });
+                    }
+                },
+                None => match (lookup(name), default) {
+                    (Some(value), _) => value,
+                    (None, Some(default)) => default.to_owned(),
+                    (None, None) => {
+                        return Err(ExpandError::Unset { key: key.to_owned(), variable: name.to_owned() });
+                    }
+                },
             };
             out.push_str(&value);
             substitutions.push(value);
@@ -128,6 +142,13 @@ fn expand_str(
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A file's text less its final line break, which `echo` and editors add.
+fn read_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| error.to_string())?;
+    let text = text.strip_suffix('\n').map_or(text.as_str(), |text| text.strip_suffix('\r').unwrap_or(text));
+    Ok(text.to_owned())
 }
 
 fn malformed(key: &str) -> ExpandError {
@@ -245,6 +266,27 @@ mod tests {
     fn empty_or_unset_entries_in_a_secrets_list_are_dropped() {
         let table = expand(r#"secrets = ["${SECRET}", "${NOPE}", "${EMPTY}"]"#).unwrap();
         assert_eq!(table["secrets"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_file_reference_reads_the_file_less_its_final_line_break() {
+        let path = std::env::temp_dir().join(format!("topic-relay-expand-{}", std::process::id()));
+        std::fs::write(&path, "s3cret-from-a-file\n").unwrap();
+        let text = format!("a = \"${{file:{}}}\"\nsecrets = [\"${{file:/no/such/file}}\"]", path.display());
+        let table = expand(&text).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(table["a"].as_str(), Some("s3cret-from-a-file"));
+        assert_eq!(
+            table["secrets"].as_array().map(Vec::len),
+            Some(0),
+            "a missing file in a secrets list is dropped"
+        );
+        let Err(ExpandError::File { key, path, .. }) = expand("[m]\nk = \"${file:/no/such/file}\"") else {
+            panic!("a missing file is an error");
+        };
+        assert_eq!((key.as_str(), path.as_str()), ("m.k", "/no/such/file"));
+        let defaulted = expand("k = \"${file:/no/such/file:-fallback}\"").unwrap();
+        assert_eq!(defaulted["k"].as_str(), Some("fallback"));
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct LoadedConfig {
     pub source: ConfigSource,
     /// Things worth a warning, such as running with the public demo secret.
     pub notices: Vec<String>,
+    /// SHA-256 of the file's text, in hex as `sha256sum` prints it. Values read through
+    /// `${VAR}` or `${file:PATH}` are not part of it.
+    pub sha256: String,
 }
 
 /// Why the configuration could not be loaded. The message never contains a secret: values
@@ -91,7 +94,12 @@ pub enum ConfigError {
 /// Loads the configuration: `explicit` (from `--config`), else `$TOPIC_RELAY_CONFIG`, else
 /// `config/default.toml`, else the built-in demo configuration.
 pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
-    let source = resolve_source(explicit);
+    load_source(resolve_source(explicit))
+}
+
+/// Loads the configuration from `source`, as a reload reads again the file the relay
+/// started with.
+pub fn load_source(source: ConfigSource) -> Result<LoadedConfig, ConfigError> {
     let text = match &source {
         ConfigSource::File(path) => std::fs::read_to_string(path).map_err(|error| {
             ConfigError::Unreadable { path: path.display().to_string(), reason: error.to_string() }
@@ -156,6 +164,11 @@ pub fn load_from_str(
                 key,
                 message: "malformed ${VAR} reference".into(),
             },
+            ExpandError::File { key, path, reason } => ConfigError::Invalid {
+                origin: origin.clone(),
+                key,
+                message: format!("cannot read {path} for ${{file:{path}}}: {reason}"),
+            },
         })?;
     // Whatever came from a variable, or sits at a secret's key, may be a secret.
     let mut secrets = substitutions;
@@ -175,7 +188,9 @@ pub fn load_from_str(
     notices.sort();
     notices.dedup();
     notices.extend(apply_demo_secret(&mut settings).map_err(|(key, message)| invalid(key, message))?);
-    Ok(LoadedConfig { settings, source, notices })
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+    let sha256 = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(LoadedConfig { settings, source, notices, sha256 })
 }
 
 /// `api_key = "${MOMENTO_API_KEY:-}"` with the variable unset means "no key", not an

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::common::{REDACTED, Secret};
-pub use load::{ConfigError, ConfigSource, LoadedConfig, load, load_from_str};
+pub use load::{ConfigError, ConfigSource, LoadedConfig, load, load_from_str, load_source};
 
 pub use crate::accept::replay::WhenFull;
 pub use crate::backend::{BackendKind, MomentoSettings};

@@ -17,7 +17,7 @@ use super::{Delivery, Sorted, Stop};
 use crate::common::now_ms;
 use crate::metrics::Metrics;
 use crate::pipeline::{Branch, Ended, Run as Work, StepError};
-use crate::route::RouteTable;
+use crate::route::LiveRoutes;
 
 /// How often the spool is checked for due events.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -37,7 +37,7 @@ struct GiveUp {
 pub struct Redeliverer {
     delivery: Arc<Delivery>,
     spool: Spool,
-    routes: RouteTable,
+    routes: LiveRoutes,
     give_up: GiveUp,
     concurrency: usize,
     metrics: Arc<Metrics>,
@@ -57,7 +57,7 @@ impl Redeliverer {
         settings: &DeliverySettings,
         delivery: Arc<Delivery>,
         spool: Spool,
-        routes: RouteTable,
+        routes: LiveRoutes,
         metrics: Arc<Metrics>,
     ) -> Self {
         let give_up = GiveUp { max_attempts: settings.max_attempts, after: settings.dead_letter_after };
@@ -133,7 +133,10 @@ impl Redeliverer {
     }
 
     async fn try_event(&self, key: EventKey, mut event: SpooledEvent) -> Result<Attempt, SpoolError> {
-        let Some(route) = self.routes.by_name(&event.route) else {
+        // The routes in force now: an event spooled before a reload resumes under the route
+        // of the same name, as it would after a restart.
+        let routes = self.routes.load_full();
+        let Some(route) = routes.by_name(&event.route) else {
             let reason = format!("route `{}` is no longer configured", event.route);
             return self.bury(key, event, reason).await;
         };

@@ -53,12 +53,17 @@ pub const ERROR_CODES: &[&str] = &[
     "token_service_unavailable",
     "token_vending_failed",
     "invalid_request",
+    "config_refused",
     "internal_error",
 ];
 
 /// A refused request.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// 422 `config_refused`: a reload found the configuration file invalid, or changing what
+    /// cannot change while running; the configuration in force stays.
+    #[error("the configuration was not reloaded: {0}")]
+    ConfigRefused(String),
     /// The relay refused the event; see [`HttpError::status`] for the code of each reason.
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -206,6 +211,7 @@ impl HttpError {
             HttpError::InvalidTokenRequest => (S::BAD_REQUEST, "invalid_request"),
             HttpError::CacheUnavailable => (S::SERVICE_UNAVAILABLE, "backend_unavailable"),
             HttpError::CacheRefused => (S::BAD_GATEWAY, "backend_error"),
+            HttpError::ConfigRefused(_) => (S::UNPROCESSABLE_ENTITY, "config_refused"),
             HttpError::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }

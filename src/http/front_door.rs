@@ -4,9 +4,10 @@
 //! request than the router's boxed routes and middleware.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::Method;
@@ -43,18 +44,19 @@ fn webhook_stack(
         .service(Receive::new(webhook.clone(), state.clone()))
 }
 
-/// The whole HTTP surface: each webhook's stack by path, and the router for the rest.
-#[derive(Clone)]
-pub struct FrontDoor {
-    webhooks: Arc<[(Box<str>, WebhookStack)]>,
+/// The HTTP surface of one configuration: each webhook's stack by path, and the router for
+/// the rest.
+struct Surface {
+    webhooks: Box<[(Box<str>, WebhookStack)]>,
     router: Router,
 }
 
-impl FrontDoor {
+impl Surface {
     /// Serves `/webhooks/<name>` for each configured webhook, and `/webhook` when there is
-    /// only one, with their stacks; `router` answers everything else, including other methods
-    /// on those paths.
-    pub fn new(state: &AppState, router: Router, request_ids: &SequentialRequestId) -> Self {
+    /// only one, with their stacks; the router answers everything else, including other
+    /// methods on those paths.
+    fn new(state: &AppState, request_ids: &SequentialRequestId) -> Self {
+        let router = super::router(state.clone(), request_ids);
         let mut webhooks: Vec<(Box<str>, WebhookStack)> = state
             .webhooks
             .all()
@@ -63,7 +65,7 @@ impl FrontDoor {
         if let Some(only) = state.webhooks.only() {
             webhooks.push(("/webhook".into(), webhook_stack(only, state, request_ids)));
         }
-        FrontDoor { webhooks: webhooks.into(), router }
+        Surface { webhooks: webhooks.into(), router }
     }
 
     fn webhook(&self, request: &Request) -> Option<&WebhookStack> {
@@ -75,19 +77,65 @@ impl FrontDoor {
     }
 }
 
+/// One HTTP thread's door: its request ids, and the surface of the configuration in force.
+struct Door {
+    request_ids: SequentialRequestId,
+    surface: ArcSwap<Surface>,
+}
+
+/// The whole HTTP surface, as one HTTP thread serves it. A reload gives it the new
+/// configuration's surface; a request already in a stack finishes there.
+#[derive(Clone)]
+pub struct FrontDoor(Arc<Door>);
+
+impl FrontDoor {
+    /// A door on `state`'s surface, known to `state.doors` so that reloads reach it.
+    pub fn new(state: &AppState) -> Self {
+        let request_ids = SequentialRequestId::new();
+        let surface = ArcSwap::from_pointee(Surface::new(state, &request_ids));
+        let door = Arc::new(Door { request_ids, surface });
+        state.doors.remember(&door);
+        FrontDoor(door)
+    }
+}
+
+/// Every front door made, so that a reload can give each the new surface.
+#[derive(Default)]
+pub struct Doors(Mutex<Vec<Weak<Door>>>);
+
+impl Doors {
+    fn remember(&self, door: &Arc<Door>) {
+        let mut doors = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        doors.retain(|door| door.strong_count() > 0);
+        doors.push(Arc::downgrade(door));
+    }
+
+    /// Gives every open door the surface of `state`, each in an allocation of its own (see
+    /// [`AppState::for_thread`]).
+    pub fn open_onto(&self, state: &AppState) {
+        let mut doors = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        doors.retain(|door| door.strong_count() > 0);
+        for door in doors.iter().filter_map(Weak::upgrade) {
+            door.surface.store(Arc::new(Surface::new(&state.for_thread(), &door.request_ids)));
+        }
+    }
+}
+
 impl Service<Request> for FrontDoor {
     type Response = Response;
     type Error = Infallible;
     type Future = Either<Oneshot<WebhookStack, Request>, RouteFuture<Infallible>>;
 
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Service::<Request>::poll_ready(&mut self.router, context)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Both the stacks and the router are always ready.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        match self.webhook(&request) {
+        let surface = self.0.surface.load();
+        match surface.webhook(&request) {
             Some(stack) => Either::Left(stack.clone().oneshot(request)),
-            None => Either::Right(self.router.call(request)),
+            None => Either::Right(surface.router.clone().call(request)),
         }
     }
 }

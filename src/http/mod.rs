@@ -15,6 +15,7 @@ mod ingest;
 mod middleware;
 mod ops;
 mod publish;
+mod reload;
 mod request_id;
 mod request_span;
 mod scheduling;
@@ -47,9 +48,12 @@ use crate::sources::subscription::ListenerReports;
 use crate::sources::webhook::{Webhook, Webhooks};
 use crate::tokens::{LocalTokens, TokenVendor};
 pub use connection::ConnectionLimits;
-pub use front_door::{FrontDoor, WebhookStack};
+pub use front_door::{Doors, FrontDoor, WebhookStack};
 pub use in_flight::InFlight;
 use middleware::GuardLayer;
+pub use reload::{
+    ConfigVersion, LiveConfigVersion, RefusedReload, ReloadAnswer, ReloadInbox, ReloadReport, ReloadRequests,
+};
 use request_id::SequentialRequestId;
 use request_span::RequestSpanLayer;
 pub use scheduling::ThreadScheduling;
@@ -124,6 +128,12 @@ pub struct Shared {
     pub local_tokens: Option<Arc<LocalTokens>>,
     /// `tokens.cors_origins`.
     pub token_cors_origins: Vec<String>,
+    /// Every front door, for a reload to give each the new configuration.
+    pub doors: Arc<Doors>,
+    /// The configuration in force, for `/v1/status`.
+    pub config: LiveConfigVersion,
+    /// Where `POST /v1/admin/reload` sends its request.
+    pub reload_requests: ReloadRequests,
 }
 
 /// A panic in a handler is answered 500 `internal_error`, and the relay keeps serving.
@@ -140,6 +150,7 @@ fn admin_routes(state: AppState) -> Router<AppState> {
         .route("/v1/admin/dead-letters/replay", post(admin::replay_all))
         .route("/v1/admin/dead-letters/{id}", get(admin::dead_letter).delete(admin::purge))
         .route("/v1/admin/dead-letters/{id}/replay", post(admin::replay))
+        .route("/v1/admin/reload", post(reload::reload))
         .route("/v1/cache/{cache}/{key}", get(cache::get).put(cache::put))
         .layer(from_fn_with_state(state, admin::require_token))
 }
@@ -190,9 +201,7 @@ fn webhook_path(webhook: &Webhook) -> String {
 /// The whole HTTP surface: webhook posts through their own stacks, the rest through the
 /// router.
 pub fn front_door(state: AppState) -> FrontDoor {
-    let request_ids = SequentialRequestId::new();
-    let router = router(state.clone(), &request_ids);
-    FrontDoor::new(&state, router, &request_ids)
+    FrontDoor::new(&state)
 }
 
 /// The outermost layers of every request, webhook or not: a request id (kept or made), the

@@ -23,9 +23,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// `GET /v1/status`: what the relay holds: backend, readiness, spool and dead-letter counts.
+/// `GET /v1/status`: what the relay holds: backend, readiness, spool and dead-letter counts,
+/// the configuration in force, and each subscribed topic's stream.
 pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
     let spool = state.spool.as_ref();
+    let config = state.config.load_full();
     Json(json!({
         "backend": state.backend.kind().name(),
         "ready": state.health.readiness().is_ok(),
@@ -35,6 +37,7 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
             "dead_letters": spool.map(|spool| spool.dead_letter_count()),
         },
         "replica": state.replica,
+        "config": &*config,
         "subscriptions": state.listeners.snapshot(),
     }))
 }

@@ -112,10 +112,11 @@ pub struct Metrics {
     pub events: Series<Tally>,
     /// Refused requests by error code (including `overloaded`).
     pub refusals: Series<Tally>,
-    /// Events per route.
-    pub routes: Series<Tally>,
+    route_events: Family<Label, Tally>,
     /// Background redelivery attempts by outcome.
     pub redelivery: Series<Tally>,
+    /// Reloads of the configuration, by result: `applied` or `refused`.
+    pub config_reloads: Series<Tally>,
     /// Webhook request duration, by 2xx outcome, or [`REFUSED`] for any error answer (the
     /// refusals are counted by code in `refusals`; a histogram per code would be noise).
     pub request_duration: Series<Histogram>,
@@ -145,13 +146,23 @@ impl Metrics {
             "error",
             error_codes,
         );
-        let routes = counters("topic_relay_route_events", "Events taken by each route", "route", route_names);
         let redelivery = counters(
             "topic_relay_redelivery_attempts",
             "Background attempts on spooled events, by outcome",
             "outcome",
             REDELIVERY_OUTCOMES,
         );
+        let config_reloads = counters(
+            "topic_relay_config_reloads",
+            "Reloads of the configuration (SIGHUP or POST /v1/admin/reload), by result",
+            "result",
+            &["applied", "refused"],
+        );
+        let route_events = Family::<Label, Tally>::default();
+        registry.register("topic_relay_route_events", "Events taken by each route", route_events.clone());
+        for name in route_names {
+            let _ = route_events.get_or_create(&[("route", (*name).to_owned())]);
+        }
         let request_family = Durations::new_with_constructor(duration_histogram);
         registry.register(
             "topic_relay_webhook_request_duration_seconds",
@@ -179,8 +190,9 @@ impl Metrics {
             registry,
             events,
             refusals,
-            routes,
+            route_events,
             redelivery,
+            config_reloads,
             request_duration,
             step_duration,
             backend_duration,
@@ -253,6 +265,12 @@ impl Metrics {
             .map(|reason| family.get_or_create(&[("reason", reason.to_owned())]).clone())
     }
 
+    /// The counter of events taken by the route named `route`; taken once, when the route is
+    /// built. A route that a reload removes keeps its series at its last value.
+    pub fn route_events(&self, route: &str) -> Tally {
+        self.route_events.get_or_create(&[("route", route.to_owned())]).clone()
+    }
+
     /// The duration histogram of steps of this kind; taken once, when a pipeline is built.
     pub fn step_duration(&self, kind: &str) -> Histogram {
         self.step_duration.get_or_create(&[("kind", kind.to_owned())]).clone()
@@ -303,7 +321,7 @@ mod tests {
     #[test]
     fn a_label_value_with_a_quote_and_a_line_break_is_escaped() {
         let metrics = Metrics::new(&[], &["say \"hi\"\nnow"]);
-        metrics.routes.increment("say \"hi\"\nnow");
+        metrics.route_events("say \"hi\"\nnow").inc();
         let text = metrics.render(Levels::default());
         assert!(text.contains(r#"topic_relay_route_events_total{route="say \"hi\"\nnow"} 1"#), "{text}");
     }

@@ -11,6 +11,7 @@ pub use pattern::{NamePattern, TokenIdRule};
 pub use settings::{MatchSettings, RouteSettings, UnmatchedAction, UnmatchedSettings};
 
 use crate::event::Source;
+use crate::metrics::Tally;
 use crate::pipeline::Pipeline;
 use crate::processors::ProcessorRegistry;
 use crate::processors::http::{DestinationPolicy, HttpStepSettings};
@@ -77,7 +78,13 @@ pub struct Route {
     pub matcher: Matcher,
     /// What it does.
     pub pipeline: Pipeline,
+    /// Events it took, in `topic_relay_route_events_total`.
+    pub events: Tally,
 }
+
+/// The routes in force, swapped whole by a reload; for workers that outlive one
+/// configuration, such as redelivery.
+pub type LiveRoutes = Arc<arc_swap::ArcSwap<RouteTable>>;
 
 /// All routes, in configuration order.
 #[derive(Clone, Default)]
@@ -120,6 +127,7 @@ impl RouteTable {
                     route.max_branches,
                     &http_destinations,
                 )?,
+                events: Tally::default(),
             });
         }
         let table = RouteTable { routes };
@@ -128,9 +136,10 @@ impl RouteTable {
         Ok(table)
     }
 
-    /// Times every route's steps, in the relay's metrics.
-    pub fn time_steps(&mut self, metrics: &crate::metrics::Metrics) {
+    /// Counts every route's events and times its steps, in the relay's metrics.
+    pub fn measure(&mut self, metrics: &crate::metrics::Metrics) {
         for route in &mut self.routes {
+            route.events = metrics.route_events(&route.name);
             route.pipeline.time_steps(metrics);
         }
     }

@@ -23,6 +23,7 @@ mod momento_backend;
 mod momento_patterns;
 mod openapi;
 mod ops_port;
+mod reload;
 mod scripts;
 mod seed_flow;
 mod shutdown;

@@ -48,9 +48,11 @@ pub struct Membership {
     live: Arc<Mutex<View>>,
 }
 
-/// The members last read, and each topic's preferred owner among them.
+/// The subscription's topics, the members last read, and each topic's preferred owner among
+/// them.
 #[derive(Default)]
 struct View {
+    topics: Vec<String>,
     members: Vec<String>,
     owners: HashMap<String, String>,
 }
@@ -66,10 +68,9 @@ impl Membership {
         replica: &str,
         ttl: Duration,
     ) -> (Membership, Keeper) {
-        let topics = Arc::new(topics.to_vec());
-        let membership = Membership { replica: replica.to_owned(), live: Arc::default() };
+        let view = View { topics: topics.to_vec(), ..View::default() };
+        let membership = Membership { replica: replica.to_owned(), live: Arc::new(Mutex::new(view)) };
         let keeper = Keeper {
-            topics,
             backend,
             cache: cache.to_owned(),
             prefix: format!("topic-relay:member:{subscription}:"),
@@ -95,6 +96,14 @@ impl Membership {
             Some(owner) if *owner == self.replica => Preference::Mine,
             Some(_) => Preference::Theirs,
         }
+    }
+
+    /// Shares `topics` from now on, as a reload changed them: each topic's owner is chosen
+    /// again among the members last read.
+    pub fn set_topics(&self, topics: &[String]) {
+        let mut view = self.view();
+        view.owners = assign(&view.members, topics);
+        view.topics = topics.to_vec();
     }
 
     /// The live members, as last read.
@@ -137,7 +146,6 @@ fn score(member: &str, topic: &str) -> u64 {
 
 /// Keeps this replica's slot and reads the others'.
 pub struct Keeper {
-    topics: Arc<Vec<String>>,
     backend: Arc<dyn Backend>,
     cache: String,
     prefix: String,
@@ -224,8 +232,9 @@ impl Keeper {
         }
         members.sort();
         members.dedup();
-        let owners = assign(&members, &self.topics);
-        *self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = View { members, owners };
+        let mut view = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        view.owners = assign(&members, &view.topics);
+        view.members = members;
     }
 
     async fn release(&mut self) {
@@ -298,6 +307,15 @@ mod tests {
                 joined.iter().filter(|membership| membership.preference(topic) == Preference::Mine).count();
             assert_eq!(mine, 1, "{topic} has exactly one preferred owner");
         }
+        // A reload adds a topic: it has an owner at once, among the members already read.
+        let topics = ["a", "b", "d", "e"].map(String::from);
+        joined.iter().for_each(|membership| membership.set_topics(&topics));
+        for topic in ["a", "b", "d", "e"] {
+            let mine =
+                joined.iter().filter(|membership| membership.preference(topic) == Preference::Mine).count();
+            assert_eq!(mine, 1, "{topic} has exactly one preferred owner after the change");
+        }
+        assert!(joined.iter().all(|membership| membership.preference("c") == Preference::Unknown));
         stop.cancel();
     }
 }

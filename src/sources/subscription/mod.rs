@@ -3,6 +3,7 @@
 //! each item becomes a message with the publisher's `token_id`, and goes through the same
 //! routes, pipeline, spool and dead letters as a webhook event.
 //!
+//! - `listening`: every stream and membership keeper, started, changed by a reload, stopped.
 //! - `stream`: one topic's stream, from owning it to shutting it down.
 //! - `progress`: which items are done, and so where to resume.
 //! - `checkpoint`: where each stream resumes, kept locally and in the cache.
@@ -14,6 +15,7 @@
 mod checkpoint;
 mod intake;
 mod lease;
+mod listening;
 mod membership;
 mod metrics;
 mod progress;
@@ -21,32 +23,25 @@ mod report;
 mod stream;
 mod worker;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
+pub use listening::{ListenerReports, Listeners, Listening, TopicChanges};
 pub use metrics::{StreamMetrics, SubscriptionMetrics};
 pub use report::{StreamReport, StreamState};
 
-use super::Source;
-use crate::backend::{Backend, ItemValue, TopicItem};
+use crate::backend::{ItemValue, TopicItem};
 use crate::common::duration;
 use crate::common::now_ms;
 use crate::event::Message;
-use crate::relay::Relay;
-use checkpoint::{CheckpointKey, Checkpoints};
+use checkpoint::CheckpointKey;
 pub use membership::{Membership, Preference, SLOTS, assign};
-use stream::TopicStream;
 
 /// `[subscriptions.<name>]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionSettings {
     /// The cache whose topics are listened to.
@@ -123,154 +118,6 @@ pub enum Ownership {
     Lease,
     /// Every replica takes every item (each processes all).
     EveryReplica,
-}
-
-/// The relay's subscription streams: built with the app, started with the server.
-pub struct Listeners {
-    streams: Vec<TopicStream>,
-    /// Each leased subscription's membership keeper, started with the streams.
-    keepers: Vec<membership::Keeper>,
-}
-
-/// What the streams report, for `/v1/status` and `/readyz`.
-#[derive(Clone, Default)]
-pub struct ListenerReports(Arc<Vec<ReportedStream>>);
-
-/// One stream's live report, and whether its failure counts against readiness.
-struct ReportedStream {
-    report: Arc<Mutex<StreamReport>>,
-    affects_readiness: bool,
-}
-
-impl ReportedStream {
-    fn current(&self) -> std::sync::MutexGuard<'_, StreamReport> {
-        self.report.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// The running streams.
-pub struct Listening {
-    stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Listeners {
-    /// One stream per topic of every subscription. Checkpoints are kept in `checkpoint_dir`
-    /// and in each subscription's cache; leases hold `replica`. Items over `max_item_bytes`
-    /// are refused.
-    pub fn new(
-        subscriptions: &BTreeMap<String, SubscriptionSettings>,
-        backend: Arc<dyn Backend>,
-        relay: Arc<Relay>,
-        checkpoint_dir: &Path,
-        metrics: &SubscriptionMetrics,
-        replica: &str,
-        max_item_bytes: usize,
-    ) -> anyhow::Result<Self> {
-        let checkpoints = Checkpoints::open(checkpoint_dir, backend.clone())?;
-        let mut streams = Vec::new();
-        let mut keepers = Vec::new();
-        for (name, subscription) in subscriptions {
-            let settings = Arc::new(subscription.clone());
-            let membership = match subscription.owner {
-                Ownership::Lease => {
-                    let (membership, keeper) = Membership::new(
-                        backend.clone(),
-                        &subscription.cache,
-                        name,
-                        &subscription.topics,
-                        replica,
-                        subscription.lease_ttl,
-                    );
-                    keepers.push(keeper);
-                    membership
-                }
-                Ownership::EveryReplica => Membership::alone(replica),
-            };
-            for topic in &subscription.topics {
-                let report = Arc::new(Mutex::new(StreamReport {
-                    subscription: name.clone(),
-                    topic: topic.clone(),
-                    state: StreamState::Starting,
-                    owned: false,
-                    resume_at: None,
-                    last_error: None,
-                    failed_attempts: 0,
-                    last_heartbeat_ms: None,
-                    stalls: 0,
-                    discontinuities: 0,
-                    items_skipped: 0,
-                    page_changes: 0,
-                }));
-                streams.push(TopicStream {
-                    source: Source::Subscription(name.as_str().into()),
-                    settings: settings.clone(),
-                    key: CheckpointKey {
-                        cache: subscription.cache.clone(),
-                        subscription: name.clone(),
-                        topic: topic.clone(),
-                    },
-                    backend: backend.clone(),
-                    relay: relay.clone(),
-                    checkpoints: checkpoints.clone(),
-                    metrics: metrics.stream(name, topic),
-                    report,
-                    replica: replica.to_owned(),
-                    membership: membership.clone(),
-                    max_item_bytes,
-                });
-            }
-        }
-        Ok(Listeners { streams, keepers })
-    }
-
-    /// What the streams report, live.
-    pub fn reports(&self) -> ListenerReports {
-        let streams = self.streams.iter().map(|stream| ReportedStream {
-            report: stream.report.clone(),
-            affects_readiness: stream.settings.affects_readiness,
-        });
-        ListenerReports(Arc::new(streams.collect()))
-    }
-
-    /// Starts every stream.
-    pub fn start(self) -> Listening {
-        let stop = CancellationToken::new();
-        let streams = self.streams.into_iter().map(|stream| tokio::spawn(stream.run(stop.clone())));
-        let keepers = self.keepers.into_iter().map(|keeper| tokio::spawn(keeper.run(stop.clone())));
-        let tasks = streams.chain(keepers).collect();
-        Listening { stop, tasks }
-    }
-}
-
-impl Listening {
-    /// Stops taking items; each stream finishes the item in hand, spools what it queued,
-    /// writes its checkpoint and releases its lease, by `deadline` at the latest. A stream
-    /// still busy then is ended, so that nothing of it runs after the spool closes; what it
-    /// held past its checkpoint is read again at the next start.
-    pub async fn stop(self, deadline: tokio::time::Instant) {
-        self.stop.cancel();
-        for mut task in self.tasks {
-            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-                task.abort();
-                let _ = task.await;
-                tracing::warn!("a subscription stream was cut off by the shutdown grace");
-            }
-        }
-    }
-}
-
-impl ListenerReports {
-    /// Every stream's report, in configuration order.
-    pub fn snapshot(&self) -> Vec<StreamReport> {
-        self.0.iter().map(|stream| stream.current().clone()).collect()
-    }
-
-    /// Whether some topic that affects readiness cannot be subscribed to, or its lease
-    /// cannot be taken.
-    pub fn any_failing(&self) -> bool {
-        self.0.iter().any(|stream| stream.affects_readiness && stream.current().state == StreamState::Failing)
-    }
 }
 
 /// A topic item as the message the pipeline knows. Text that came as bytes is taken as it

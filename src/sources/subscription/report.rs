@@ -55,3 +55,23 @@ pub struct StreamReport {
     /// Times the topic's numbering started afresh on a new page (a topic reset, not a loss).
     pub page_changes: u64,
 }
+
+impl StreamReport {
+    /// A stream not started yet.
+    pub fn starting(subscription: &str, topic: &str) -> Self {
+        StreamReport {
+            subscription: subscription.to_owned(),
+            topic: topic.to_owned(),
+            state: StreamState::Starting,
+            owned: false,
+            resume_at: None,
+            last_error: None,
+            failed_attempts: 0,
+            last_heartbeat_ms: None,
+            stalls: 0,
+            discontinuities: 0,
+            items_skipped: 0,
+            page_changes: 0,
+        }
+    }
+}

@@ -31,7 +31,7 @@ use super::{Ownership, SubscriptionSettings, item_message};
 use crate::backend::{Backend, BackendError, ItemStream, StreamEvent};
 use crate::delivery::backoff::Backoff;
 use crate::event::Source;
-use crate::relay::Relay;
+use crate::relay::LiveRelay;
 
 /// Everything one topic's stream needs.
 pub struct TopicStream {
@@ -43,8 +43,8 @@ pub struct TopicStream {
     pub key: CheckpointKey,
     /// The backend it subscribes through, and keeps its lease and checkpoint in.
     pub backend: Arc<dyn Backend>,
-    /// The core its items go to.
-    pub relay: Arc<Relay>,
+    /// The core its items go to, as the last reload left it.
+    pub relay: LiveRelay,
     /// Every stream's checkpoints.
     pub checkpoints: Checkpoints,
     /// Its series.
@@ -385,10 +385,11 @@ impl TopicStream {
             match queue.try_send((position, message, received_at)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full((position, message, received_at)))
-                    if self.relay.can_hold() =>
+                    if self.relay.load().can_hold() =>
                 {
                     self.metrics.spilled.inc();
-                    let held = self.relay.hold(&self.source, message).await;
+                    let relay = self.relay.load_full();
+                    let held = relay.hold(&self.source, message).await;
                     settle(held, received_at, &self.source, &self.metrics);
                     lock(progress).done(position);
                 }

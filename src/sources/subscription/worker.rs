@@ -12,7 +12,7 @@ use super::metrics::StreamMetrics;
 use super::progress::{Progress, lock};
 use crate::backend::Position;
 use crate::event::{Message, Source};
-use crate::relay::{Outcome, Refusal, Relay};
+use crate::relay::{LiveRelay, Outcome, Refusal};
 
 /// An item waiting in a topic's queue: where it is on the topic, the message it became, and
 /// when it arrived.
@@ -21,10 +21,11 @@ pub type Queued = (Position, Message, Instant);
 /// Runs queued items: one after another, in order, or up to `concurrency` at once. Once the
 /// relay stops, what is still queued goes to the spool without running, so that shutdown
 /// does not wait on the backend for each. Items finishing out of order are fine for the
-/// checkpoint, which is the oldest item not yet done.
+/// checkpoint, which is the oldest item not yet done. Each item runs under the relay in
+/// force when it is taken, so that an item already taken finishes under that configuration.
 pub async fn work(
     queued: mpsc::Receiver<Queued>,
-    relay: Arc<Relay>,
+    relay: LiveRelay,
     source: Source,
     progress: Arc<Mutex<Progress>>,
     metrics: StreamMetrics,
@@ -34,6 +35,7 @@ pub async fn work(
     let (relay, source, progress, metrics, stop) = (&relay, &source, &progress, &metrics, &stop);
     tokio_stream::wrappers::ReceiverStream::new(queued)
         .for_each_concurrent(concurrency.max(1), |(position, message, received_at)| async move {
+            let relay = relay.load_full();
             let outcome = if stop.is_cancelled() && relay.can_hold() {
                 relay.hold(source, message).await
             } else {

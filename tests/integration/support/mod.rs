@@ -120,6 +120,24 @@ pub async fn spawn_settings(mut settings: Settings) -> TestApp {
     }
 }
 
+/// Starts the configuration file at `path`, as `serve` does (so that it can be reloaded),
+/// with the test step kinds registered. The file sets its own spool directory.
+pub async fn spawn_file(path: &std::path::Path) -> TestApp {
+    let loaded = topic_relay::config::load(Some(path)).expect("test configuration is valid");
+    let app = App::build_loaded(loaded, test_registry()).await.expect("relay starts");
+    let (port, ops_port, stop) = (app.port(), app.ops_port(), app.stop_token());
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        spool_dir: None,
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        ops_port,
+        client: reqwest::Client::new(),
+        stop,
+        server,
+    }
+}
+
 /// The step kinds tests use besides the built-ins.
 pub fn test_registry() -> ProcessorRegistry {
     let mut registry = ProcessorRegistry::new();

@@ -1,5 +1,9 @@
 //! Startup and shutdown: [`App::build`] wires configuration into a running relay, binds the
-//! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains.
+//! listener, and [`App::run_until_stopped`] serves until SIGTERM or ctrl-c, then drains. On
+//! SIGHUP the configuration is read again (`reload`).
+
+mod reload;
+mod signals;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,19 +11,21 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use arc_swap::ArcSwap;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::replay::{ReplayGuard, SharedSeenSet};
 use crate::backend::{self, Backend, Timed};
-use crate::config::{BackendKind, DedupMode, DeliveryMode, ServerSettings, Settings};
+use crate::config::{BackendKind, DedupMode, DeliveryMode, LoadedConfig, ServerSettings, Settings};
 use crate::delivery::Delivery;
 use crate::delivery::redeliver::Redeliverer;
 use crate::delivery::spool::Spool;
 use crate::health::Health;
 use crate::http::{
-    self, AppState, ConnectionLimits, Finished, FrontDoor, HttpServer, InFlight, ServerLimits, Shared,
+    self, AppState, ConnectionLimits, Finished, FrontDoor, HttpServer, InFlight, ReloadInbox, ReloadRequests,
+    ServerLimits, Shared,
 };
 use crate::metrics::Metrics;
 use crate::processors::ProcessorRegistry;
@@ -28,6 +34,8 @@ use crate::route::RouteTable;
 use crate::sources::subscription::{Listeners, SubscriptionMetrics};
 use crate::sources::webhook::Webhooks;
 use crate::tokens::{Issuer, LocalTokens, TokenMetrics, TokenVendor};
+use reload::Reloader;
+use signals::{Hangups, ShutdownSignals};
 
 /// A relay with its listener bound, ready to serve.
 pub struct App {
@@ -44,6 +52,9 @@ pub struct App {
     listeners: Listeners,
     spool_writer: Option<JoinHandle<()>>,
     signals: ShutdownSignals,
+    hangups: Hangups,
+    reloader: Reloader,
+    reload_inbox: ReloadInbox,
 }
 
 impl App {
@@ -52,15 +63,40 @@ impl App {
         Self::build_with(settings, ProcessorRegistry::new()).await
     }
 
-    /// Builds the relay with extra step kinds registered in `registry`.
+    /// Builds the relay with extra step kinds registered in `registry`. It cannot reload:
+    /// there is no file to read again.
     pub async fn build_with(settings: Settings, registry: ProcessorRegistry) -> anyhow::Result<App> {
+        let loaded = LoadedConfig {
+            settings,
+            source: crate::config::ConfigSource::BuiltIn,
+            notices: Vec::new(),
+            sha256: String::new(),
+        };
+        Self::assemble(loaded, registry, false).await
+    }
+
+    /// Builds the relay from a loaded configuration, which SIGHUP and `POST
+    /// /v1/admin/reload` read again from where it came.
+    pub async fn build_loaded(loaded: LoadedConfig, registry: ProcessorRegistry) -> anyhow::Result<App> {
+        Self::assemble(loaded, registry, true).await
+    }
+
+    async fn assemble(
+        loaded: LoadedConfig,
+        registry: ProcessorRegistry,
+        reloadable: bool,
+    ) -> anyhow::Result<App> {
+        let version = reload::version_of(&loaded);
+        let source = reloadable.then(|| loaded.source.clone());
+        let settings = loaded.settings;
         let mut routes = RouteTable::build(&settings, &registry)
             .map_err(|(key, message)| anyhow!("`{key}`: {message}"))?;
         let route_names: Vec<&str> = settings.routes.iter().map(|route| route.name.as_str()).collect();
         let mut metrics = Metrics::new(http::error::ERROR_CODES, &route_names);
         let http_connections = metrics.http_connections(settings.server.threads().get());
         let server_limits = server_limits(&settings.server, &mut metrics);
-        routes.time_steps(&metrics);
+        routes.measure(&metrics);
+        let routes = Arc::new(routes);
         let mut connected = backend::connect(&settings.momento, &settings.probe_cache()).await?;
         connected.backend.register_metrics(&mut metrics);
         connected.backend = Arc::new(Timed::new(connected.backend, &metrics));
@@ -69,7 +105,7 @@ impl App {
             spool.register_metrics(&mut metrics);
         }
         let subscription_metrics = SubscriptionMetrics::register(&mut metrics);
-        let (tokens, local_tokens) = token_vendor(&settings, &mut metrics).await?;
+        let (tokens, local_tokens, token_issuer) = token_vendor(&settings, &mut metrics).await?;
         let metrics = Arc::new(metrics);
         let delivery = Arc::new(Delivery::new(
             &settings.delivery,
@@ -77,17 +113,25 @@ impl App {
             connected.backend.clone(),
             spool.clone(),
         ));
+        let live_routes = Arc::new(ArcSwap::new(routes.clone()));
         let redeliverer = spool.clone().map(|spool| {
-            Redeliverer::new(&settings.delivery, delivery.clone(), spool, routes.clone(), metrics.clone())
+            Redeliverer::new(
+                &settings.delivery,
+                delivery.clone(),
+                spool,
+                live_routes.clone(),
+                metrics.clone(),
+            )
         });
         let replays = replay_guard(&settings, &connected.backend);
-        let webhooks = Arc::new(Webhooks::new(&settings.webhooks, replays, metrics.clone()));
-        let relay = Arc::new(Relay::new(settings.unmatched.action, routes, delivery, metrics.clone()));
+        let webhooks = Arc::new(Webhooks::new(&settings.webhooks, replays.clone(), metrics.clone()));
+        let relay = Arc::new(Relay::new(settings.unmatched.action, routes, delivery.clone()));
+        let live_relay = Arc::new(ArcSwap::new(relay.clone()));
         let replica = replica_id();
         let listeners = Listeners::new(
             &settings.subscriptions,
             connected.backend.clone(),
-            relay.clone(),
+            live_relay.clone(),
             &spool_dir,
             &subscription_metrics,
             &replica,
@@ -104,6 +148,8 @@ impl App {
             ),
             None => None,
         };
+        let (reload_requests, reload_inbox) = ReloadRequests::new();
+        let version = Arc::new(ArcSwap::from_pointee(version));
         let state = AppState::new(Shared {
             relay,
             ops_apart: ops_listener.is_some(),
@@ -128,7 +174,24 @@ impl App {
                 .as_ref()
                 .map(|tokens| tokens.cors_origins.clone())
                 .unwrap_or_default(),
+            doors: Arc::default(),
+            config: version.clone(),
+            reload_requests,
         });
+        let reloader = Reloader {
+            source,
+            registry,
+            metrics: state.metrics.clone(),
+            delivery,
+            replays,
+            token_issuer,
+            relay: live_relay,
+            routes: live_routes,
+            state: state.clone(),
+            version,
+            grace: settings.server.shutdown_grace,
+            settings: settings.clone(),
+        };
         Ok(App {
             listener,
             ops_listener,
@@ -141,6 +204,9 @@ impl App {
             listeners,
             spool_writer,
             signals: ShutdownSignals::catch(),
+            hangups: Hangups::catch(),
+            reloader,
+            reload_inbox,
         })
     }
 
@@ -190,6 +256,13 @@ impl App {
         let stop_redelivery = CancellationToken::new();
         let redelivery = self.redeliverer.map(|worker| tokio::spawn(worker.run(stop_redelivery.clone())));
         let listening = self.listeners.start();
+        let stop_reloading = CancellationToken::new();
+        let reloading = tokio::spawn(self.reloader.serve(
+            listening,
+            self.hangups,
+            self.reload_inbox,
+            stop_reloading.clone(),
+        ));
         // The operator's port serves until the very end, so that the metrics of a draining
         // relay can still be read.
         let ops_stopped = CancellationToken::new();
@@ -234,8 +307,14 @@ impl App {
             tracing::warn!(grace = %humantime::format_duration(grace), "shutdown grace ran out with requests still in flight");
         }
         // Subscriptions stop taking items, finish or spool what they hold, write their
-        // checkpoints and release their leases.
-        listening.stop(deadline).await;
+        // checkpoints and release their leases. A reload under way finishes first.
+        stop_reloading.cancel();
+        match reloading.await {
+            Ok(listening) => listening.stop(deadline).await,
+            Err(error) => {
+                tracing::error!(%error, "the reload task failed; subscriptions were not stopped in order")
+            }
+        }
         stop_redelivery.cancel();
         if let Some(mut redelivery) = redelivery
             && tokio::time::timeout_at(deadline, &mut redelivery).await.is_err()
@@ -285,11 +364,8 @@ async fn drain_on_signal(
 
 /// Token vending, when `[tokens]` is configured: through Momento's `AuthClient` with the
 /// relay's credentials, or with a key made now on the embedded backend.
-async fn token_vendor(
-    settings: &Settings,
-    metrics: &mut Metrics,
-) -> anyhow::Result<(Option<Arc<TokenVendor>>, Option<Arc<LocalTokens>>)> {
-    let Some(token_settings) = &settings.tokens else { return Ok((None, None)) };
+async fn token_vendor(settings: &Settings, metrics: &mut Metrics) -> anyhow::Result<VendingParts> {
+    let Some(token_settings) = &settings.tokens else { return Ok((None, None, None)) };
     let (issuer, local) = match settings.momento.resolved_backend() {
         BackendKind::Memory => {
             let local = Arc::new(LocalTokens::generate());
@@ -300,15 +376,20 @@ async fn token_vendor(
             (Issuer::momento(credentials).context("cannot create Momento's auth client")?, None)
         }
     };
-    let vendor = Arc::new(TokenVendor::new(token_settings, issuer, TokenMetrics::register(metrics)).await?);
+    let token_metrics = TokenMetrics::register(metrics);
+    let vendor = Arc::new(TokenVendor::new(token_settings, issuer.clone(), token_metrics.clone()).await?);
     vendor.sweep_in_background();
     tracing::info!(
         local = local.is_some(),
         "vending tokens on POST /v1/tokens{}",
         if local.is_some() { " (local tokens of the embedded backend; /v1/publish needs one)" } else { "" }
     );
-    Ok((Some(vendor), local))
+    Ok((Some(vendor), local, Some((issuer, token_metrics))))
 }
+
+/// Token vending: the vendor, the embedded backend's keys, and what a reload builds a new
+/// vendor from.
+type VendingParts = (Option<Arc<TokenVendor>>, Option<Arc<LocalTokens>>, Option<(Issuer, TokenMetrics)>);
 
 /// Opens the spool (unless delivery is off); returns it, its writer thread, and the directory
 /// it is in, where subscriptions keep their checkpoints too.
@@ -368,53 +449,4 @@ fn replay_guard(settings: &Settings, backend: &Arc<dyn Backend>) -> Arc<ReplayGu
     let guard = Arc::new(ReplayGuard::new(delivery.dedup_capacity, delivery.dedup_when_full, shared));
     guard.sweep_in_background();
     guard
-}
-
-/// SIGTERM and ctrl-c, caught from the moment this is made. It is made before the relay says
-/// it is listening, so that a signal sent right after that meets the relay's own shutdown,
-/// never the default action, which ends the process at once.
-struct ShutdownSignals {
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
-    #[cfg(unix)]
-    interrupt: Option<tokio::signal::unix::Signal>,
-}
-
-impl ShutdownSignals {
-    /// Starts catching the signals; a signal that cannot be caught is never received.
-    fn catch() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            ShutdownSignals {
-                terminate: signal(SignalKind::terminate()).ok(),
-                interrupt: signal(SignalKind::interrupt()).ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        ShutdownSignals {}
-    }
-
-    /// Resolves when either signal has come.
-    async fn received(self) {
-        #[cfg(unix)]
-        {
-            async fn next(signal: Option<tokio::signal::unix::Signal>) {
-                match signal {
-                    Some(mut signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            }
-            tokio::select! {
-                () = next(self.terminate) => {}
-                () = next(self.interrupt) => {}
-            }
-        }
-        #[cfg(not(unix))]
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
