@@ -7,7 +7,7 @@ mod secret;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use secret::{REDACTED, Secret};
+pub use secret::{REDACTED, Secret, scrub};
 
 /// The current time in ms since the epoch, the unit of Momento's timestamps.
 pub fn now_ms() -> u64 {

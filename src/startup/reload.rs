@@ -107,6 +107,9 @@ impl Reloader {
                 Ok(report)
             }
             Err(error) => {
+                // Configuration errors hide the values they were given; this is for a
+                // secret written in the file at a key that is not a secret's.
+                let error = crate::common::scrub(&error);
                 self.metrics.config_reloads.increment("refused");
                 tracing::error!("configuration not reloaded; the one in force stays: {error}");
                 let mut version = ConfigVersion::clone(&self.version.load());

@@ -333,6 +333,11 @@ async fn a_failing_topic_of_a_subscription_that_does_not_affect_readiness_leaves
     let app = spawn_app_with(&listener(&emulator, dir.path(), "affects_readiness = false")).await;
     let stream = first_stream_once_it_is(&app, "failing").await;
     assert_eq!(stream["state"], "failing", "{stream}");
+    // The service's message echoed the API key; the relay shows it redacted.
+    let last_error = stream["last_error"].as_str().unwrap();
+    assert!(last_error.contains("for key <redacted>"), "{last_error}");
+    let whole_status = status(&app).await.to_string();
+    assert!(!whole_status.contains(&support::emulator::test_api_key()), "{whole_status}");
     assert!(wait_for_readiness(&app, 200, Duration::from_secs(10)).await, "ready while the topic fails");
     assert_eq!(status(&app).await["subscriptions"][0]["state"], "failing");
     let readyz = app.client.get(app.url("/readyz")).send().await.unwrap();

@@ -102,7 +102,8 @@ fn backoff(retry: u32) -> Duration {
 /// Sorts a Momento error into retryable and final kinds.
 pub fn classify(error: &MomentoError) -> BackendError {
     use MomentoErrorCode as Code;
-    let message = error.message.clone();
+    // A service's message could echo what it was sent; it is shown in /v1/status and logs.
+    let message = crate::common::scrub(&error.message);
     match error.error_code {
         Code::TimeoutError => BackendError::Timeout,
         Code::ServerUnavailable

@@ -73,7 +73,7 @@ mod tests {
 
     fn settings(key: &str, endpoint: Option<&str>) -> MomentoSettings {
         MomentoSettings {
-            api_key: Some(Secret::new(key)),
+            api_key: Some(Secret::read(key)),
             endpoint: endpoint.map(str::to_owned),
             ..MomentoSettings::default()
         }

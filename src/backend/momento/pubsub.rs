@@ -200,7 +200,8 @@ fn event_of(item: SubscriptionItem) -> Option<StreamEvent> {
 /// How a gRPC status from the stream is retried: as the SDK's errors are.
 pub fn classify_status(status: &tonic::Status) -> BackendError {
     use tonic::Code;
-    let message = format!("{:?}: {}", status.code(), status.message());
+    // A service's message could echo what it was sent; it is shown in /v1/status and logs.
+    let message = format!("{:?}: {}", status.code(), crate::common::scrub(status.message()));
     match status.code() {
         Code::Unauthenticated | Code::PermissionDenied => BackendError::Unauthorized(message),
         Code::NotFound => BackendError::NotFound(message),

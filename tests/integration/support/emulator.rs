@@ -349,13 +349,16 @@ impl Pubsub for Service {
 
     async fn subscribe(&self, request: Request<ps::SubscriptionRequest>) -> Reply<Self::SubscribeStream> {
         let peer = request.remote_addr();
+        let presented = request.metadata().get("authorization").and_then(|key| key.to_str().ok());
+        // As careless a service as can be: its refusal echoes the key it was sent.
+        let refusal = format!("injected subscribe failure for key {}", presented.unwrap_or("none"));
         let ps::SubscriptionRequest { cache_name, topic, resume_at_topic_sequence_number, sequence_page } =
             request.into_inner();
         let mut state = self.lock();
         state.subscribe_calls += 1;
         if let Some(code) = take_one(&mut state.fail_subscribes) {
             state.record("subscribe", &cache_name, peer, true);
-            return Err(Status::new(code, "injected subscribe failure"));
+            return Err(Status::new(code, refusal));
         }
         state.record("subscribe", &cache_name, peer, false);
         let (sender, receiver) = mpsc::unbounded_channel();
