@@ -279,3 +279,81 @@ async fn a_reload_adds_and_removes_topics_while_items_flow_losing_and_repeating_
     app.stop().await.unwrap();
     emulator.stop().await;
 }
+
+/// Token vending on the embedded backend, with publishers' tokens scoped to `room` and JWTs
+/// checked against `jwt_secret`.
+fn vending_config(dir: &Path, jwt_secret: &str, room: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[delivery]
+spool_dir = "{spool}"
+
+[webhooks.chat]
+secrets = ["{OLD_SECRET}"]
+
+[admin]
+token = "{ADMIN_TOKEN}"
+
+[tokens]
+jwt = {{ hs256_secret = "{jwt_secret}", issuer = "my-app", audience = "chat" }}
+token_id = "{{sub}}"
+permissions = [{{ role = "publish_only", cache = "chat", topic = "{room}" }}]
+
+[[routes]]
+name = "shout"
+match = {{ cache = "chat", topic = "topic 1" }}
+steps = ["uppercase", {{ publish = {{ topic = "topic 2" }} }}]
+"#,
+        spool = dir.join("spool").display(),
+    )
+}
+
+fn jwt(secret: &str) -> String {
+    let claims = serde_json::json!({
+        "sub": "user-1", "iss": "my-app", "aud": "chat", "exp": jsonwebtoken::get_current_timestamp() + 600
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+/// A publisher token vended for `jwt`, or the refusal's status.
+async fn vend(app: &TestApp, jwt: &str) -> Result<String, u16> {
+    let answer = app.client.post(app.url("/v1/tokens")).bearer_auth(jwt).send().await.unwrap();
+    if answer.status() != 200 {
+        return Err(answer.status().as_u16());
+    }
+    let body: Value = answer.json().await.unwrap();
+    Ok(body["token"].as_str().unwrap().to_owned())
+}
+
+async fn publish_status(app: &TestApp, token: &str, topic: &str) -> u16 {
+    let request =
+        app.client.post(app.url(&format!("/v1/publish/chat/{topic}"))).bearer_auth(token).body("hi");
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_changes_what_tokens_are_vended_for_and_which_jwts_are_taken() {
+    const FIRST: &str = "the-first-hs256-secret-of-the-app!";
+    const SECOND: &str = "the-second-hs256-secret-of-the-app";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, vending_config(dir.path(), FIRST, "room-1")).unwrap();
+    let app = spawn_file(&path).await;
+    let before = vend(&app, &jwt(FIRST)).await.expect("vended");
+    assert_eq!(publish_status(&app, &before, "room-1").await, 200);
+    assert_eq!(publish_status(&app, &before, "room-2").await, 403);
+
+    std::fs::write(&path, vending_config(dir.path(), SECOND, "room-2")).unwrap();
+    assert_eq!(reload(&app).await.status(), 200);
+    assert_eq!(vend(&app, &jwt(FIRST)).await, Err(401), "a JWT signed with the old secret");
+    let after = vend(&app, &jwt(SECOND)).await.expect("vended");
+    assert_eq!(publish_status(&app, &after, "room-2").await, 200);
+    assert_eq!(publish_status(&app, &after, "room-1").await, 403);
+    // A token vended before keeps the scope it was vended with, as Momento's would.
+    assert_eq!(publish_status(&app, &before, "room-1").await, 200);
+    app.stop().await.unwrap();
+}
