@@ -70,9 +70,14 @@ print(f"ServiceMonitor scrapes {[e['port'] for e in monitor['spec']['endpoints']
 PY
 # A syntactically valid v2 key (a JWT whose payload is {"t":"g"}); nothing is contacted.
 fake_key="eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJ0IjoiZyIsImp0aSI6ImNoZWNrIn0.Y2hlY2s"
-env TOPIC_RELAY_WEBHOOK_SECRET=check-secret MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com \
+# The webhook secret is read from the Secret's volume: a stand-in folder takes its place.
+secrets=$(mktemp -d)
+printf 'check-secret\n' >"$secrets/TOPIC_RELAY_WEBHOOK_SECRET"
+sed "s#/var/run/secrets/topic-relay#$secrets#g" deploy/kubernetes/config.toml >"$secrets/config.toml"
+env MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com \
   TOPIC_RELAY_ADMIN_TOKEN=check-admin-token-0123456789 \
-  cargo run --quiet -- check-config --config deploy/kubernetes/config.toml >/dev/null
+  cargo run --quiet -- check-config --config "$secrets/config.toml" >/dev/null
+rm -r "$secrets"
 echo "deploy/kubernetes/config.toml: valid"
 
 step "AWS CDK: assertions and synth, with no AWS account"
