@@ -406,6 +406,10 @@ fn main() {
                     None
                 }
             }
+            None if !options.node => {
+                eprintln!("Node listener skipped (--no-node)");
+                None
+            }
             None => {
                 eprintln!("cannot install @gomomento/sdk: no Node figures");
                 None
