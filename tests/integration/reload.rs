@@ -283,31 +283,14 @@ async fn a_reload_adds_and_removes_topics_while_items_flow_losing_and_repeating_
 /// Token vending on the embedded backend, with publishers' tokens scoped to `room` and JWTs
 /// checked against `jwt_secret`.
 fn vending_config(dir: &Path, jwt_secret: &str, room: &str) -> String {
+    let webhook = webhook_config(dir, &[OLD_SECRET], "shout");
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[delivery]
-spool_dir = "{spool}"
-
-[webhooks.chat]
-secrets = ["{OLD_SECRET}"]
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
+        r#"{webhook}
 [tokens]
 jwt = {{ hs256_secret = "{jwt_secret}", issuer = "my-app", audience = "chat" }}
 token_id = "{{sub}}"
 permissions = [{{ role = "publish_only", cache = "chat", topic = "{room}" }}]
-
-[[routes]]
-name = "shout"
-match = {{ cache = "chat", topic = "topic 1" }}
-steps = ["uppercase", {{ publish = {{ topic = "topic 2" }} }}]
-"#,
-        spool = dir.join("spool").display(),
+"#
     )
 }
 

@@ -105,19 +105,7 @@ pub async fn spawn_settings(mut settings: Settings) -> TestApp {
         dir
     });
     let app = App::build_with(settings, test_registry()).await.expect("relay starts");
-    let port = app.port();
-    let ops_port = app.ops_port();
-    let stop = app.stop_token();
-    let server = tokio::spawn(app.run_until_stopped());
-    TestApp {
-        spool_dir,
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        ops_port,
-        client: reqwest::Client::new(),
-        stop,
-        server,
-    }
+    run(app, spool_dir)
 }
 
 /// Starts the configuration file at `path`, as `serve` does (so that it can be reloaded),
@@ -125,10 +113,15 @@ pub async fn spawn_settings(mut settings: Settings) -> TestApp {
 pub async fn spawn_file(path: &std::path::Path) -> TestApp {
     let loaded = topic_relay::config::load(Some(path)).expect("test configuration is valid");
     let app = App::build_loaded(loaded, test_registry()).await.expect("relay starts");
+    run(app, None)
+}
+
+/// Runs `app` in the background, keeping `spool_dir` until the test ends.
+fn run(app: App, spool_dir: Option<tempfile::TempDir>) -> TestApp {
     let (port, ops_port, stop) = (app.port(), app.ops_port(), app.stop_token());
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
-        spool_dir: None,
+        spool_dir,
         address: format!("http://127.0.0.1:{port}"),
         port,
         ops_port,
