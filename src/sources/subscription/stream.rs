@@ -5,7 +5,8 @@
 //!   discontinuities and heartbeats the service reports.
 //! - A stream that brings neither item nor heartbeat for `stall_after` is counted as
 //!   stalled, and opened again like one that failed.
-//! - A full queue does not stop the reader: the item goes to the spool at once.
+//! - A full queue does not stop the reader: the item goes to the spool, through the
+//!   spiller, which writes many at once.
 //! - The checkpoint is the first item not yet done (run, or in the spool), written on a timer
 //!   and when the stream stops.
 //! - Subscribing again after a failure waits a jittered, doubling delay. A stream that the
@@ -30,7 +31,7 @@ use super::membership::{Membership, Preference};
 use super::metrics::StreamMetrics;
 use super::progress::{Progress, lock};
 use super::report::{StreamReport, StreamState};
-use super::worker::{Queued, settle, work};
+use super::worker::{Outlets, settle, spill, work};
 use super::{Ownership, SubscriptionSettings, item_message};
 use crate::backend::{Backend, BackendError, ItemStream, StreamEvent};
 use crate::delivery::backoff::Backoff;
@@ -207,6 +208,15 @@ impl TopicStream {
             stop.clone(),
             self.settings.concurrency,
         )));
+        let (spill_to, spilled) = mpsc::channel(self.settings.queue);
+        let spiller = AbortOnDropHandle::new(tokio::spawn(spill(
+            spilled,
+            self.relay.clone(),
+            self.source.clone(),
+            progress.clone(),
+            self.metrics.clone(),
+        )));
+        let outlets = Outlets { queue, spill: spill_to };
         let stop_writing = CancellationToken::new();
         let writer = AbortOnDropHandle::new(tokio::spawn(write_checkpoints(
             self.checkpoints.clone(),
@@ -216,9 +226,10 @@ impl TopicStream {
             self.report.clone(),
             stop_writing.clone(),
         )));
-        let ended = self.subscribe_and_read(&progress, &queue, stop, lost).await;
-        drop(queue);
+        let ended = self.subscribe_and_read(&progress, &outlets, stop, lost).await;
+        drop(outlets);
         let _ = worker.await;
+        let _ = spiller.await;
         stop_writing.cancel();
         let _ = writer.await;
         let resume_at = lock(&progress).resume_at();
@@ -236,7 +247,7 @@ impl TopicStream {
     async fn subscribe_and_read(
         &self,
         progress: &Arc<Mutex<Progress>>,
-        queue: &mpsc::Sender<Queued>,
+        outlets: &Outlets,
         stop: &CancellationToken,
         lost: &CancellationToken,
     ) -> Ended {
@@ -279,7 +290,7 @@ impl TopicStream {
             self.metrics.listening.set(1);
             let opened = Instant::now();
             let mut received = 0u64;
-            let end = self.read(items, progress, queue, stop, lost, &mut received).await;
+            let end = self.read(items, progress, outlets, stop, lost, &mut received).await;
             self.metrics.listening.set(0);
             let error = match end {
                 ReadEnd::Ended(ended) => return ended,
@@ -340,7 +351,7 @@ impl TopicStream {
         &self,
         mut items: ItemStream,
         progress: &Arc<Mutex<Progress>>,
-        queue: &mpsc::Sender<Queued>,
+        outlets: &Outlets,
         stop: &CancellationToken,
         lost: &CancellationToken,
         received: &mut u64,
@@ -386,24 +397,9 @@ impl TopicStream {
             }
             let received_at = Instant::now();
             let message = item_message(&self.key, item, &self.metrics);
-            match queue.try_send((position, message, received_at)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full((position, message, received_at)))
-                    if self.relay.load().can_hold() =>
-                {
-                    self.metrics.spilled.inc();
-                    let relay = self.relay.load_full();
-                    let held = relay.hold(&self.source, message).await;
-                    settle(held, received_at, &self.source, &self.metrics);
-                    lock(progress).done(position);
-                }
-                // Without a spool, the topic waits for the queue.
-                Err(mpsc::error::TrySendError::Full(queued)) => {
-                    if queue.send(queued).await.is_err() {
-                        return ReadEnd::Ended(Ended::Stopped);
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return ReadEnd::Ended(Ended::Stopped),
+            let can_hold = self.relay.load().can_hold();
+            if outlets.put((position, message, received_at), can_hold, &self.metrics).await.is_err() {
+                return ReadEnd::Ended(Ended::Stopped);
             }
         }
     }

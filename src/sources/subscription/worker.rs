@@ -1,5 +1,6 @@
 //! What runs a topic's items once they are taken: the worker that takes them from the
-//! stream's queue, and the count of what became of each.
+//! stream's queue, the spiller that puts in the spool what finds the queue full, and the
+//! count of what became of each.
 
 use std::sync::{Arc, Mutex};
 
@@ -42,6 +43,61 @@ pub async fn work(
                 relay.dispatch(source, message, Instant::now()).await
             };
             settle(outcome, received_at, source, metrics);
+            lock(progress).done(position);
+        })
+        .await;
+}
+
+/// Where the reader puts each item it takes: the queue the worker runs, or, when that is
+/// full, the spiller.
+pub struct Outlets {
+    /// The worker's queue.
+    pub queue: mpsc::Sender<Queued>,
+    /// The spiller's.
+    pub spill: mpsc::Sender<Queued>,
+}
+
+/// The worker and the spiller have stopped.
+pub struct Closed;
+
+impl Outlets {
+    /// Queues `item` for the worker; when the queue is full, hands it to the spiller if the
+    /// relay has a spool, or waits for room if it has none. A full spiller makes the stream
+    /// wait, at the spool's pace.
+    pub async fn put(&self, item: Queued, can_hold: bool, metrics: &StreamMetrics) -> Result<(), Closed> {
+        match self.queue.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(item)) if can_hold => {
+                metrics.spilled.inc();
+                self.spill.send(item).await.map_err(|_| Closed)
+            }
+            Err(mpsc::error::TrySendError::Full(item)) => self.queue.send(item).await.map_err(|_| Closed),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed),
+        }
+    }
+}
+
+/// Spool writes the spiller waits on at once. The spool commits every write waiting
+/// together, with one fsync, so a burst is spooled at the pace of its commits, not one fsync
+/// an item.
+const SPILLING_AT_ONCE: usize = 256;
+
+/// Puts in the spool each item that found the queue full, many at once, so that a burst
+/// over what the worker keeps up with is held at the spool's pace; redelivery runs them
+/// later. An item is done for the checkpoint once it is safe in the spool.
+pub async fn spill(
+    spilled: mpsc::Receiver<Queued>,
+    relay: LiveRelay,
+    source: Source,
+    progress: Arc<Mutex<Progress>>,
+    metrics: StreamMetrics,
+) {
+    let (relay, source, progress, metrics) = (&relay, &source, &progress, &metrics);
+    tokio_stream::wrappers::ReceiverStream::new(spilled)
+        .for_each_concurrent(SPILLING_AT_ONCE, |(position, message, received_at)| async move {
+            let relay = relay.load_full();
+            let held = relay.hold(source, message).await;
+            settle(held, received_at, source, metrics);
             lock(progress).done(position);
         })
         .await;
