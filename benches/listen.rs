@@ -3,7 +3,7 @@
 //! loopback, against the same Momento emulator. Each listener does the seed's work: take
 //! each item of an input topic, uppercase it, republish it on an output topic.
 //!
-//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N] [--no-node]
+//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N] [--relay-threads N] [--no-node]
 //!
 //! topic-relay runs twice: with `concurrency = 1` (the default: each topic's items in order)
 //! and with `concurrency = 64`. For each listener it prints:
@@ -45,17 +45,25 @@ struct Options {
     rate: Option<f64>,
     /// Leave the Node listener out (`--no-node`), for quicker runs while profiling.
     node: bool,
+    /// The relay's worker threads (`TOKIO_WORKER_THREADS`), instead of one per core.
+    relay_threads: Option<usize>,
 }
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().collect();
-    let mut options =
-        Options { seconds: 10, soak: 10, rate: None, node: !args.iter().any(|arg| arg == "--no-node") };
+    let mut options = Options {
+        seconds: 10,
+        soak: 10,
+        rate: None,
+        node: !args.iter().any(|arg| arg == "--no-node"),
+        relay_threads: None,
+    };
     for pair in args.windows(2) {
         match pair[0].as_str() {
             "--seconds" => options.seconds = pair[1].parse().expect("--seconds N"),
             "--soak" => options.soak = pair[1].parse().expect("--soak N"),
             "--rate" => options.rate = Some(pair[1].parse().expect("--rate N")),
+            "--relay-threads" => options.relay_threads = Some(pair[1].parse().expect("--relay-threads N")),
             _ => {}
         }
     }
@@ -109,12 +117,23 @@ async fn watch(endpoint: &str, topic: &str, base: Instant) -> Arc<Received> {
     received
 }
 
-/// Publishes on `topic` from [`PUBLISHERS`] tasks for `seconds`, as fast as they go, or at
-/// `rate` items a second in all; returns how many were published.
+/// Publishes on `topic` from [`PUBLISHERS`] tasks for `seconds`, as fast as they go, or from
+/// one at `rate` items a second; returns how many were published.
 async fn load(endpoint: &str, topic: &str, seconds: u64, rate: Option<f64>, base: Instant) -> u64 {
+    load_from(if rate.is_some() { 1 } else { PUBLISHERS }, endpoint, topic, seconds, rate, base).await
+}
+
+/// Publishes on `topic` from `tasks` tasks, each waiting for every answer, for `seconds`.
+async fn load_from(
+    tasks: usize,
+    endpoint: &str,
+    topic: &str,
+    seconds: u64,
+    rate: Option<f64>,
+    base: Instant,
+) -> u64 {
     let published = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = if rate.is_some() { 1 } else { PUBLISHERS };
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let (published, stop) = (published.clone(), stop.clone());
@@ -230,22 +249,36 @@ async fn measure(
     }
 }
 
-/// The emulator's ceiling: items a second it delivers straight to one subscriber; and its
-/// own publish-to-delivery latency p50 and p99 at `paced` items a second, the floor under
-/// every listener's (one hop where a listener makes two).
-async fn ceiling(endpoint: &str, options: &Options, paced: f64, base: Instant) -> (f64, f64, f64) {
+/// What the emulator itself can do.
+struct Ceiling {
+    /// Items a second it delivers straight to one subscriber.
+    peak: f64,
+    /// Publishes a second from one publisher that waits for each answer: what bounds any
+    /// listener that keeps its topic's items in order, which waits likewise for each
+    /// republish.
+    one_at_a_time: f64,
+    /// Its own publish-to-delivery latency p50 and p99 at the paced rate, the floor under
+    /// every listener's (one hop where a listener makes two).
+    p50: f64,
+    p99: f64,
+}
+
+async fn ceiling(endpoint: &str, options: &Options, paced: f64, base: Instant) -> Ceiling {
     let out = watch(endpoint, "ceiling", base).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     load(endpoint, "ceiling", options.seconds, None, base).await;
     let peak = out.count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let published = load_from(1, endpoint, "ceiling-one", options.seconds, None, base).await;
+    let one_at_a_time = published as f64 / started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     out.latencies.lock().unwrap().clear();
     load(endpoint, "ceiling", options.seconds, Some(paced), base).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut latencies = std::mem::take(&mut *out.latencies.lock().unwrap());
     latencies.sort_unstable();
-    (peak, percentile(&latencies, 0.5), percentile(&latencies, 0.99))
+    Ceiling { peak, one_at_a_time, p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99) }
 }
 
 fn relay_config(dir: &Path, endpoint: &str, concurrency: usize) -> PathBuf {
@@ -292,15 +325,22 @@ impl Drop for Running {
     }
 }
 
+/// A listener on Momento's Node SDK. As Momento's guides show, it publishes from `onItem`
+/// without waiting, so its republishes may land out of order; with `in-order`, each
+/// publish waits for the one before, as a listener that keeps its topic's order must.
 const NODE_LISTENER: &str = r#"
 import { TopicClient, TopicConfigurations, MomentoLocalProvider } from '@gomomento/sdk';
-const [port, input, output] = process.argv.slice(2);
+const [port, input, output, mode] = process.argv.slice(2);
 const client = new TopicClient({
   configuration: TopicConfigurations.Default.latest(),
   credentialProvider: new MomentoLocalProvider({ hostname: '127.0.0.1', port: Number(port) }),
 });
+let previous = Promise.resolve();
+const republish = (text) => client.publish('chat', output, text.toUpperCase());
 await client.subscribe('chat', input, {
-  onItem: (item) => { client.publish('chat', output, item.valueString().toUpperCase()); },
+  onItem: mode === 'in-order'
+    ? (item) => { const text = item.valueString(); previous = previous.then(() => republish(text)); }
+    : (item) => { republish(item.valueString()); },
   onError: (error) => console.error(error.toString()),
 });
 console.log('listening');
@@ -364,67 +404,70 @@ fn main() {
         emulator.forget_publishes();
         let endpoint = emulator.endpoint();
         let paced = options.rate.unwrap_or(1000.0);
-        let (ceiling, p50, p99) = ceiling(&endpoint, &options, paced, base).await;
+        let emulator_can = ceiling(&endpoint, &options, paced, base).await;
         println!(
-            "{:<32} {ceiling:>7.0} items/s delivered straight to a subscriber; at {paced:.0}/s: p50 {p50:.2} ms, p99 {p99:.2} ms",
-            "emulator ceiling"
+            "{:<32} {:>7.0} items/s delivered straight to a subscriber; at {paced:.0}/s: p50 {:.2} ms, p99 {:.2} ms",
+            "emulator ceiling", emulator_can.peak, emulator_can.p50, emulator_can.p99
+        );
+        println!(
+            "{:<32} {:>7.0} publishes/s from one publisher waiting for each answer (bounds any in-order listener)",
+            "", emulator_can.one_at_a_time
         );
 
         let dir = tempfile::tempdir().unwrap();
         let mut relays = Vec::new();
         for concurrency in [1, 64] {
             let config = relay_config(dir.path(), &endpoint, concurrency);
-            let relay = Running(
-                Command::new(&relay_binary)
-                    .args(["--config", config.to_str().unwrap()])
-                    .stderr(Stdio::null())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("the relay starts"),
-            );
+            let mut command = Command::new(&relay_binary);
+            command.args(["--config", config.to_str().unwrap()]).stderr(Stdio::null()).stdout(Stdio::null());
+            if let Some(threads) = options.relay_threads {
+                command.env("TOKIO_WORKER_THREADS", threads.to_string());
+            }
+            let relay = Running(command.spawn().expect("the relay starts"));
             let (input, output) = (format!("relay-in-{concurrency}"), format!("relay-out-{concurrency}"));
             assert!(until_subscribed(&emulator, &input).await, "the relay subscribes");
             relays
                 .push((concurrency, measure(&endpoint, &input, &output, relay.0.id(), &options, base).await));
         }
 
-        let node = match options.node.then(node_listener).flatten() {
-            Some(dir) => {
-                let child = Command::new("node")
-                    .args(["listener.mjs", &emulator.port().to_string(), "node-in", "node-out"])
-                    .current_dir(&dir)
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("node starts");
-                let running = Running(child);
-                if until_subscribed(&emulator, "node-in").await {
-                    let figures =
-                        measure(&endpoint, "node-in", "node-out", running.0.id(), &options, base).await;
-                    Some(figures)
-                } else {
-                    eprintln!("the Node listener did not subscribe");
-                    None
-                }
-            }
-            None if !options.node => {
-                eprintln!("Node listener skipped (--no-node)");
-                None
-            }
-            None => {
-                eprintln!("cannot install @gomomento/sdk: no Node figures");
-                None
-            }
-        };
-        for (concurrency, figures) in &relays {
-            let name = if *concurrency == 1 {
-                "topic-relay, in order".to_owned()
-            } else {
-                format!("topic-relay, concurrency {concurrency}")
-            };
-            print(&name, figures, node.as_ref());
+        let node_dir = options.node.then(node_listener).flatten();
+        match &node_dir {
+            Some(_) => {}
+            None if !options.node => eprintln!("Node listener skipped (--no-node)"),
+            None => eprintln!("cannot install @gomomento/sdk: no Node figures"),
         }
-        if let Some(node) = &node {
-            print("Node listener (@gomomento/sdk)", node, None);
+        let mut nodes = Vec::new();
+        for mode in ["guide", "in-order"] {
+            let Some(dir) = &node_dir else { break };
+            let (input, output) = (format!("node-{mode}-in"), format!("node-{mode}-out"));
+            let child = Command::new("node")
+                .args(["listener.mjs", &emulator.port().to_string(), &input, &output, mode])
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("node starts");
+            let running = Running(child);
+            if until_subscribed(&emulator, &input).await {
+                nodes.push(measure(&endpoint, &input, &output, running.0.id(), &options, base).await);
+            } else {
+                eprintln!("the Node listener ({mode}) did not subscribe");
+            }
+        }
+        // Each relay run is set beside the Node listener that keeps the same promise: in
+        // order against in order, any order against the guides' listener.
+        let (node_guide, node_in_order) = (nodes.first(), nodes.get(1));
+        for (concurrency, figures) in &relays {
+            if *concurrency == 1 {
+                print("topic-relay, in order", figures, node_in_order);
+            } else {
+                print(&format!("topic-relay, concurrency {concurrency}"), figures, node_guide);
+            }
+        }
+        if let Some(node) = node_guide {
+            print("Node, as Momento's guides show", node, None);
+        }
+        if let Some(node) = node_in_order {
+            print("Node, in order", node, None);
         }
     });
 }
