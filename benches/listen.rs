@@ -37,6 +37,8 @@ use tonic::transport::Channel;
 const CACHE: &str = "chat";
 /// Publishing tasks at full load.
 const PUBLISHERS: usize = 16;
+/// Items a second of the control published beside each half-load run.
+const CONTROL_PACE: f64 = 200.0;
 
 struct Options {
     seconds: u64,
@@ -195,6 +197,10 @@ struct Figures {
     per_cpu_second: f64,
     p50: f64,
     p99: f64,
+    /// The p99 of a control in the same window: items published at 200 a second straight
+    /// to a subscriber of the emulator. A stall of the machine, the load or the emulator
+    /// shows in both; one of the listener's, only in its own.
+    control_p99: f64,
     rss_start: f64,
     rss_end: f64,
 }
@@ -230,20 +236,35 @@ async fn measure(
     let backlog = (before + published).saturating_sub(out.count.load(Ordering::Relaxed));
     if backlog > 0 {
         eprintln!("{input}: {backlog} items still not carried 120 s after the full-load run");
+    } else {
+        let behind = (before + published).saturating_sub(before + carried);
+        eprintln!(
+            "{input}: carried the {behind} items left behind by the full load in {:.1} s",
+            drained.elapsed().as_secs_f64()
+        );
     }
     out.latencies.lock().unwrap().clear();
     let rss_start = resident_mib(pid);
-    load(endpoint, input, options.soak.max(options.seconds), Some(options.rate.unwrap_or(peak / 2.0)), base)
-        .await;
+    let pace = options.rate.unwrap_or(peak / 2.0);
+    let control_topic = format!("{input}-control");
+    let control = watch(endpoint, &control_topic, base).await;
+    let seconds = options.soak.max(options.seconds);
+    tokio::join!(
+        load(endpoint, input, seconds, Some(pace), base),
+        load(endpoint, &control_topic, seconds, Some(CONTROL_PACE), base),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_end = resident_mib(pid);
     let mut latencies = std::mem::take(&mut *out.latencies.lock().unwrap());
     latencies.sort_unstable();
+    let mut control = std::mem::take(&mut *control.latencies.lock().unwrap());
+    control.sort_unstable();
     Figures {
         peak,
         per_cpu_second,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
+        control_p99: percentile(&control, 0.99),
         rss_start,
         rss_end,
     }
@@ -281,6 +302,9 @@ async fn ceiling(endpoint: &str, options: &Options, paced: f64, base: Instant) -
     Ceiling { peak, one_at_a_time, p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99) }
 }
 
+/// A relay's configuration. Each run has a subscription of its own: one sharing the name of
+/// the run before would see that replica, killed, among the live members until its member
+/// key expires, and hand it the topic.
 fn relay_config(dir: &Path, endpoint: &str, concurrency: usize) -> PathBuf {
     let text = format!(
         r#"
@@ -290,14 +314,14 @@ listen = "127.0.0.1:0"
 [delivery]
 spool_dir = {spool:?}
 
-[subscriptions.bench]
+[subscriptions.bench-{concurrency}]
 cache = "{CACHE}"
 topics = ["relay-in-{concurrency}"]
 concurrency = {concurrency}
 
 [[routes]]
 name = "shout"
-match = {{ subscription = "bench" }}
+match = {{ subscription = "bench-{concurrency}" }}
 steps = ["uppercase", {{ publish = {{ topic = "relay-out-{concurrency}" }} }}]
 
 [momento]
@@ -381,13 +405,14 @@ fn print(name: &str, figures: &Figures, node: Option<&Figures>) {
         node.map_or(String::new(), |node| format!(" ({:.1}x Node)", ours / theirs(node)))
     };
     println!(
-        "{name:<32} {:>6.0} items/s{}, {:>6.0} per CPU second{}; half load: p50 {:.2} ms, p99 {:.2} ms; RSS {:.1} -> {:.1} MiB",
+        "{name:<32} {:>6.0} items/s{}, {:>6.0} per CPU second{}; half load: p50 {:.2} ms, p99 {:.2} ms (control {:.2}); RSS {:.1} -> {:.1} MiB",
         figures.peak,
         ratio(figures.peak, |node| node.peak),
         figures.per_cpu_second,
         ratio(figures.per_cpu_second, |node| node.per_cpu_second),
         figures.p50,
         figures.p99,
+        figures.control_p99,
         figures.rss_start,
         figures.rss_end
     );
