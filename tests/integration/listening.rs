@@ -395,6 +395,33 @@ async fn items_past_a_full_queue_go_to_the_spool_and_are_still_processed_once() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_burst_past_a_full_queue_is_spooled_many_items_a_commit() {
+    let emulator = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(&listener(&emulator, dir.path(), "queue = 1")).await;
+    wait_for_subscriber(&emulator).await;
+    emulator.delay_next(1, Duration::from_secs(1));
+    publish_items(&emulator, 0, 200);
+    let all = eventually(Duration::from_secs(30), || republished(&emulator).len() >= 200).await;
+    assert!(all, "{} of 200 processed", republished(&emulator).len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_each_once(&emulator, expected(0, 200));
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = |name: &str| -> f64 {
+        let line = text.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let spilled = inbox_metric(&app, "topic_relay_subscription_spilled_total").await;
+    let commits = series("topic_relay_spool_commit_batch_size_count");
+    let written = series("topic_relay_spool_commit_batch_size_sum");
+    // Each spilled item is written once, and removed once it is redelivered.
+    assert!(spilled >= 100.0, "{spilled} spilled");
+    // One item a commit when the stream waits for each; many while the worker is held.
+    assert!(written / commits > 4.0, "{written} changes in {commits} commits, {spilled} spilled");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_lease_that_cannot_be_taken_shows_in_status_and_readiness() {
     let emulator = Emulator::start().await;
     emulator.fail_all(Code::PermissionDenied);
