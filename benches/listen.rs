@@ -304,7 +304,7 @@ async fn ceiling(endpoint: &str, options: &Options, paced: f64, base: Instant) -
 
 /// A relay's configuration. Each run has a subscription of its own: one sharing the name of
 /// the run before would see that replica, killed, among the live members until its member
-/// key expires, and hand it the topic. The queue holds the whole burst of the full load:
+/// key expires, and leave the topic to it until then. The queue holds the whole burst of the full load:
 /// with the default queue (1,000 items) the rest goes to the spool and is carried from there
 /// out of order, which would count items the in-order run did not carry in order.
 fn relay_config(dir: &Path, endpoint: &str, concurrency: usize) -> PathBuf {

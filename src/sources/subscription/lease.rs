@@ -6,6 +6,11 @@
 //! - Released on shutdown by letting it expire at once, only if it is still this replica's.
 //!
 //! A replica that cannot renew within the TTL stops listening: by then another may own it.
+//!
+//! A replica that is the topic's preferred owner but finds the lease held writes a claim
+//! (`topic-relay:claim:<subscription>:<topic>`, holding its replica id, with half the TTL)
+//! at each try. The owner hands the topic over only to a preferred member whose claim it
+//! reads: a live one, that is waiting for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::membership::{Membership, Preference};
+use super::membership::Membership;
 
 use crate::backend::{Backend, BackendError, SetCondition};
 
@@ -26,6 +31,7 @@ pub struct Lease {
     backend: Arc<dyn Backend>,
     cache: String,
     key: String,
+    claim_key: String,
     holder: Vec<u8>,
     ttl: Duration,
     /// Until when this replica surely holds it: the TTL from the start of the last
@@ -47,6 +53,7 @@ impl Lease {
             backend,
             cache: cache.to_owned(),
             key: format!("topic-relay:lease:{subscription}:{topic}"),
+            claim_key: format!("topic-relay:claim:{subscription}:{topic}"),
             holder: holder.as_bytes().to_vec(),
             ttl,
             held_until: None,
@@ -89,6 +96,25 @@ impl Lease {
         Ok(renewed)
     }
 
+    /// Says that this replica, the topic's preferred owner, is waiting for the lease. The
+    /// claim lasts half the TTL, so it outlives the pause between two tries, and a replica
+    /// that dies while waiting is not handed the topic for long after.
+    pub async fn claim(&self) -> Result<(), BackendError> {
+        self.backend.set(&self.cache, &self.claim_key, &self.holder, Some(self.ttl / 2)).await
+    }
+
+    /// Whether `replica` claims the topic now. A claim that cannot be read counts as none:
+    /// the owner keeps the topic and asks again at the next renewal.
+    pub async fn claimed_by(&self, replica: &str) -> bool {
+        match self.backend.get(&self.cache, &self.claim_key).await {
+            Ok(claim) => claim.as_deref() == Some(replica.as_bytes()),
+            Err(error) => {
+                tracing::debug!(key = self.claim_key, %error, "cannot read the topic's claim");
+                false
+            }
+        }
+    }
+
     /// Whether the TTL ran out since the last successful renewal.
     pub fn expired(&self) -> bool {
         self.held_until.is_none_or(|until| Instant::now() >= until)
@@ -108,7 +134,8 @@ impl Lease {
     }
 }
 
-/// What tells a topic's owner to hand it over: another live member is preferred.
+/// What tells a topic's owner to hand it over: another live member is preferred, and claims
+/// it.
 pub struct Handover {
     /// The subscription's members, as this replica last read them.
     pub membership: Membership,
@@ -119,8 +146,8 @@ pub struct Handover {
 }
 
 /// Keeps the lease while the stream listens; cancels `lost` when another replica may hold
-/// it, or when another replica is the topic's preferred owner now (a hand-over). Hands the
-/// lease back when the stream is done with it.
+/// it, or when another replica is the topic's preferred owner now and claims it (a
+/// hand-over). Hands the lease back when the stream is done with it.
 pub async fn keep(
     mut lease: Lease,
     lost: CancellationToken,
@@ -137,11 +164,15 @@ pub async fn keep(
             _ = renewals.tick() => {}
         }
         match lease.renew().await {
-            Ok(true) if handover.membership.preference(&handover.topic) == Preference::Theirs => {
-                handover.handing_over.store(true, Ordering::Release);
-                lost.cancel();
+            Ok(true) => {
+                let Some(preferred) = handover.membership.preferred_elsewhere(&handover.topic) else {
+                    continue;
+                };
+                if lease.claimed_by(&preferred).await {
+                    handover.handing_over.store(true, Ordering::Release);
+                    lost.cancel();
+                }
             }
-            Ok(true) => {}
             Ok(false) => lost.cancel(),
             Err(error) if lease.expired() => {
                 tracing::warn!(%error, "cannot renew the lease before it ran out");
@@ -156,6 +187,7 @@ pub async fn keep(
 mod tests {
     use super::*;
     use crate::backend::MemoryBackend;
+    use crate::sources::subscription::membership;
 
     fn lease(backend: &Arc<MemoryBackend>, holder: &str) -> Lease {
         Lease::new(backend.clone(), "chat", "inbox", "topic 1", holder, Duration::from_secs(10))
@@ -175,5 +207,46 @@ mod tests {
         assert!(second.take().await.unwrap());
         assert!(!first.renew().await.unwrap());
         assert!(first.expired());
+    }
+
+    #[tokio::test]
+    async fn the_owner_hands_a_topic_over_only_to_a_preferred_member_that_claims_it() {
+        let backend = Arc::new(MemoryBackend::new());
+        let ttl = Duration::from_millis(300);
+        let members = ["ghost".to_owned(), "owner".to_owned()];
+        let topic = (0..)
+            .map(|n| format!("room-{n}"))
+            .find(|topic| membership::assign(&members, std::slice::from_ref(topic))[topic] == "ghost")
+            .unwrap();
+        // A member killed without a goodbye: its slot holds its id until the key expires.
+        let ghost_slot = "topic-relay:member:inbox:0";
+        backend.set("chat", ghost_slot, b"ghost", Some(Duration::from_secs(60))).await.unwrap();
+        let stop = CancellationToken::new();
+        let (membership, keeper) =
+            Membership::new(backend.clone(), "chat", "inbox", std::slice::from_ref(&topic), "owner", ttl);
+        tokio::spawn(keeper.run(stop.clone()));
+        for _ in 0..100 {
+            if membership.members().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(membership.members(), members);
+
+        let mut lease = Lease::new(backend.clone(), "chat", "inbox", &topic, "owner", ttl);
+        assert!(lease.take().await.unwrap());
+        let lost = CancellationToken::new();
+        let handing_over = Arc::new(AtomicBool::new(false));
+        let handover = Handover { membership, topic: topic.clone(), handing_over: handing_over.clone() };
+        tokio::spawn(keep(lease, lost.clone(), stop.clone(), handover));
+        // Six renewals, each seeing the ghost preferred.
+        tokio::time::sleep(ttl * 2).await;
+        assert!(!lost.is_cancelled(), "the topic was handed to a member that never claimed it");
+
+        let waiting = Lease::new(backend.clone(), "chat", "inbox", &topic, "ghost", ttl);
+        waiting.claim().await.unwrap();
+        tokio::time::timeout(ttl, lost.cancelled()).await.expect("handed over once claimed");
+        assert!(handing_over.load(Ordering::Acquire));
+        stop.cancel();
     }
 }

@@ -14,7 +14,10 @@
 //!
 //! The topic's lease still decides who owns it: a preferred owner takes a free lease, and an
 //! owner that is no longer preferred hands it over (checkpoint written, lease released), so
-//! no topic is ever listened to by two replicas at once, whatever each one sees. While the
+//! no topic is ever listened to by two replicas at once, whatever each one sees. It hands
+//! over only once the preferred member claims the topic (see [`super::lease`]): a member
+//! killed without a goodbye stays in the slots until its key expires, and must not be handed
+//! a topic it will never take. While the
 //! members cannot be read, nobody is preferred, and replicas take free leases as before.
 
 use std::collections::HashMap;
@@ -96,6 +99,12 @@ impl Membership {
             Some(owner) if *owner == self.replica => Preference::Mine,
             Some(_) => Preference::Theirs,
         }
+    }
+
+    /// The preferred owner of `topic` when it is another live member: the one to hand the
+    /// topic over to, once it claims it.
+    pub fn preferred_elsewhere(&self, topic: &str) -> Option<String> {
+        self.view().owners.get(topic).filter(|owner| **owner != self.replica).cloned()
     }
 
     /// Shares `topics` from now on, as a reload changed them: each topic's owner is chosen

@@ -155,7 +155,8 @@ impl TopicStream {
             // Another live member is this topic's preferred owner: it takes the lease, and
             // this replica stays out of its way. Only for two lease TTLs, though: should the
             // replicas' views of the members disagree, the topic must not go unowned.
-            let preferred_elsewhere = self.membership.preference(&self.key.topic) == Preference::Theirs
+            let preference = self.membership.preference(&self.key.topic);
+            let preferred_elsewhere = preference == Preference::Theirs
                 && standing_aside_since.elapsed() < 2 * self.settings.lease_ttl;
             let taken = if preferred_elsewhere { Ok(false) } else { lease.take().await };
             match taken {
@@ -164,6 +165,12 @@ impl TopicStream {
                     return true;
                 }
                 Ok(false) => {
+                    // The owner hands the topic over once it reads this claim.
+                    if preference == Preference::Mine
+                        && let Err(error) = lease.claim().await
+                    {
+                        tracing::debug!(topic = self.key.topic, %error, "cannot claim the topic");
+                    }
                     failures = 0;
                     self.update(|report| (report.state, report.last_error) = (StreamState::Standby, None));
                 }
