@@ -208,6 +208,11 @@ async fn hand_out(
             let _ = stream.try_write(OVER_LIMIT_ANSWER);
             continue;
         }
+        // An answer goes out at once, rather than waiting under Nagle's algorithm for the
+        // client's (delayed) acknowledgement of the one before.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
         turn = (turn + 1) % hands.len();
         let least = least_busy(&open, turn);
         let held = Held::take(&open[least]);

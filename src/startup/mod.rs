@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use arc_swap::ArcSwap;
+use axum::serve::ListenerExt;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -269,6 +270,9 @@ impl App {
             let router = http::ops_router(self.state.clone());
             let stopped = ops_stopped.clone();
             tokio::spawn(async move {
+                let listener = listener.tap_io(|connection| {
+                    let _ = connection.set_nodelay(true);
+                });
                 let serving = axum::serve(listener, router).with_graceful_shutdown(stopped.cancelled_owned());
                 if let Err(error) = serving.await {
                     tracing::error!(%error, "the operator's listener failed");
