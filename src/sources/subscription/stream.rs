@@ -31,7 +31,7 @@ use super::membership::{Membership, Preference};
 use super::metrics::StreamMetrics;
 use super::progress::{Progress, lock};
 use super::report::{StreamReport, StreamState};
-use super::worker::{Outlets, settle, spill, work};
+use super::worker::{Carrier, Outlets, settle, spill, work};
 use super::{Ownership, SubscriptionSettings, item_message};
 use crate::backend::{Backend, BackendError, ItemStream, StreamEvent};
 use crate::delivery::backoff::Backoff;
@@ -205,24 +205,21 @@ impl TopicStream {
     ) -> Ended {
         let resume = self.checkpoints.load(&self.key).await;
         let progress = Arc::new(Mutex::new(Progress::starting_at(resume)));
+        let carrier = Carrier {
+            relay: self.relay.clone(),
+            source: self.source.clone(),
+            progress: progress.clone(),
+            metrics: self.metrics.clone(),
+        };
         let (queue, queued) = mpsc::channel(self.settings.queue);
         let worker = AbortOnDropHandle::new(tokio::spawn(work(
             queued,
-            self.relay.clone(),
-            self.source.clone(),
-            progress.clone(),
-            self.metrics.clone(),
+            carrier.clone(),
             stop.clone(),
             self.settings.concurrency,
         )));
         let (spill_to, spilled) = mpsc::channel(self.settings.queue);
-        let spiller = AbortOnDropHandle::new(tokio::spawn(spill(
-            spilled,
-            self.relay.clone(),
-            self.source.clone(),
-            progress.clone(),
-            self.metrics.clone(),
-        )));
+        let spiller = AbortOnDropHandle::new(tokio::spawn(spill(spilled, carrier)));
         let outlets = Outlets { queue, spill: spill_to };
         let stop_writing = CancellationToken::new();
         let writer = AbortOnDropHandle::new(tokio::spawn(write_checkpoints(

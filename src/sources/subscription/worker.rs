@@ -19,6 +19,28 @@ use crate::relay::{LiveRelay, Outcome, Refusal};
 /// when it arrived.
 pub type Queued = (Position, Message, Instant);
 
+/// What the worker and the spiller share: the relay items run under, where they came from,
+/// the topic's progress and its counters.
+#[derive(Clone)]
+pub struct Carrier {
+    /// The relay in force; each item runs under the one in force when it is taken.
+    pub relay: LiveRelay,
+    /// The subscription and topic the items came from.
+    pub source: Source,
+    /// Which items are done, for the checkpoint.
+    pub progress: Arc<Mutex<Progress>>,
+    /// The topic's counters.
+    pub metrics: StreamMetrics,
+}
+
+impl Carrier {
+    /// Counts what became of the item at `position`, and marks it done.
+    fn finish(&self, position: Position, settled: Result<Outcome<'_>, Refusal>, received_at: Instant) {
+        settle(settled, received_at, &self.source, &self.metrics);
+        lock(&self.progress).done(position);
+    }
+}
+
 /// Runs queued items: one after another, in order, or up to `concurrency` at once. Once the
 /// relay stops, what is still queued goes to the spool without running, so that shutdown
 /// does not wait on the backend for each. Items finishing out of order are fine for the
@@ -26,24 +48,20 @@ pub type Queued = (Position, Message, Instant);
 /// force when it is taken, so that an item already taken finishes under that configuration.
 pub async fn work(
     queued: mpsc::Receiver<Queued>,
-    relay: LiveRelay,
-    source: Source,
-    progress: Arc<Mutex<Progress>>,
-    metrics: StreamMetrics,
+    carrier: Carrier,
     stop: CancellationToken,
     concurrency: usize,
 ) {
-    let (relay, source, progress, metrics, stop) = (&relay, &source, &progress, &metrics, &stop);
+    let (carrier, stop) = (&carrier, &stop);
     tokio_stream::wrappers::ReceiverStream::new(queued)
         .for_each_concurrent(concurrency.max(1), |(position, message, received_at)| async move {
-            let relay = relay.load_full();
+            let relay = carrier.relay.load_full();
             let outcome = if stop.is_cancelled() && relay.can_hold() {
-                relay.hold(source, message).await
+                relay.hold(&carrier.source, message).await
             } else {
-                relay.dispatch(source, message, Instant::now()).await
+                relay.dispatch(&carrier.source, message, Instant::now()).await
             };
-            settle(outcome, received_at, source, metrics);
-            lock(progress).done(position);
+            carrier.finish(position, outcome, received_at);
         })
         .await;
 }
@@ -85,20 +103,13 @@ const SPILLING_AT_ONCE: usize = 256;
 /// Puts in the spool each item that found the queue full, many at once, so that a burst
 /// over what the worker keeps up with is held at the spool's pace; redelivery runs them
 /// later. An item is done for the checkpoint once it is safe in the spool.
-pub async fn spill(
-    spilled: mpsc::Receiver<Queued>,
-    relay: LiveRelay,
-    source: Source,
-    progress: Arc<Mutex<Progress>>,
-    metrics: StreamMetrics,
-) {
-    let (relay, source, progress, metrics) = (&relay, &source, &progress, &metrics);
+pub async fn spill(spilled: mpsc::Receiver<Queued>, carrier: Carrier) {
+    let carrier = &carrier;
     tokio_stream::wrappers::ReceiverStream::new(spilled)
         .for_each_concurrent(SPILLING_AT_ONCE, |(position, message, received_at)| async move {
-            let relay = relay.load_full();
-            let held = relay.hold(source, message).await;
-            settle(held, received_at, source, metrics);
-            lock(progress).done(position);
+            let relay = carrier.relay.load_full();
+            let held = relay.hold(&carrier.source, message).await;
+            carrier.finish(position, held, received_at);
         })
         .await;
 }
