@@ -3,7 +3,7 @@
 //! loopback, against the same Momento emulator. Each listener does the seed's work: take
 //! each item of an input topic, uppercase it, republish it on an output topic.
 //!
-//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N] [--relay-threads N] [--no-node]
+//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N] [--relay-threads N] [--queue N] [--no-node]
 //!
 //! topic-relay runs twice: with `concurrency = 1` (the default: each topic's items in order)
 //! and with `concurrency = 64`. For each listener it prints:
@@ -49,6 +49,8 @@ struct Options {
     node: bool,
     /// The relay's worker threads (`TOKIO_WORKER_THREADS`), instead of one per core.
     relay_threads: Option<usize>,
+    /// The relay's queue per topic (`--queue N`), instead of one that holds the whole burst.
+    queue: usize,
 }
 
 fn options() -> Options {
@@ -59,6 +61,7 @@ fn options() -> Options {
         rate: None,
         node: !args.iter().any(|arg| arg == "--no-node"),
         relay_threads: None,
+        queue: 1_000_000,
     };
     for pair in args.windows(2) {
         match pair[0].as_str() {
@@ -66,6 +69,7 @@ fn options() -> Options {
             "--soak" => options.soak = pair[1].parse().expect("--soak N"),
             "--rate" => options.rate = Some(pair[1].parse().expect("--rate N")),
             "--relay-threads" => options.relay_threads = Some(pair[1].parse().expect("--relay-threads N")),
+            "--queue" => options.queue = pair[1].parse().expect("--queue N"),
             _ => {}
         }
     }
@@ -304,10 +308,11 @@ async fn ceiling(endpoint: &str, options: &Options, paced: f64, base: Instant) -
 
 /// A relay's configuration. Each run has a subscription of its own: one sharing the name of
 /// the run before would see that replica, killed, among the live members until its member
-/// key expires, and leave the topic to it until then. The queue holds the whole burst of the full load:
-/// with the default queue (1,000 items) the rest goes to the spool and is carried from there
-/// out of order, which would count items the in-order run did not carry in order.
-fn relay_config(dir: &Path, endpoint: &str, concurrency: usize) -> PathBuf {
+/// key expires, and leave the topic to it until then. The queue holds the whole burst of the
+/// full load unless `--queue` says otherwise: with the default queue (1,000 items) the rest
+/// goes to the spool and is carried from there out of order, which would count items the
+/// in-order run did not carry in order.
+fn relay_config(dir: &Path, endpoint: &str, concurrency: usize, queue: usize) -> PathBuf {
     let text = format!(
         r#"
 [server]
@@ -320,7 +325,7 @@ spool_dir = {spool:?}
 cache = "{CACHE}"
 topics = ["relay-in-{concurrency}"]
 concurrency = {concurrency}
-queue = 1_000_000
+queue = {queue}
 
 [[routes]]
 name = "shout"
@@ -445,7 +450,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let mut relays = Vec::new();
         for concurrency in [1, 64] {
-            let config = relay_config(dir.path(), &endpoint, concurrency);
+            let config = relay_config(dir.path(), &endpoint, concurrency, options.queue);
             let mut command = Command::new(&relay_binary);
             command.args(["--config", config.to_str().unwrap()]).stderr(Stdio::null()).stdout(Stdio::null());
             if let Some(threads) = options.relay_threads {
