@@ -376,19 +376,33 @@ async fn a_stream_broken_while_momento_refuses_subscribes_shows_as_failing_and_i
     app.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn items_past_a_full_queue_go_to_the_spool_and_are_still_processed_once() {
+/// Starts a relay whose topic queue holds one item, holds its first `held` republishes for
+/// `delay` each so that its worker falls behind, publishes `count` items, and checks that
+/// each was processed exactly once within `within`.
+async fn burst_past_a_one_item_queue(
+    held: usize,
+    delay: Duration,
+    count: usize,
+    within: Duration,
+) -> (TestApp, Emulator, tempfile::TempDir) {
     let emulator = Emulator::start().await;
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(&listener(&emulator, dir.path(), "queue = 1")).await;
     wait_for_subscriber(&emulator).await;
-    // Slow publishes hold up the topic's worker while items keep coming.
-    emulator.delay_next(5, Duration::from_millis(200));
-    publish_items(&emulator, 0, 30);
-    let all = eventually(Duration::from_secs(20), || republished(&emulator).len() >= 30).await;
-    assert!(all, "{} of 30 processed", republished(&emulator).len());
+    emulator.delay_next(held, delay);
+    publish_items(&emulator, 0, count);
+    let all = eventually(within, || republished(&emulator).len() >= count).await;
+    assert!(all, "{} of {count} processed", republished(&emulator).len());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_each_once(&emulator, expected(0, 30));
+    assert_each_once(&emulator, expected(0, count));
+    (app, emulator, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn items_past_a_full_queue_go_to_the_spool_and_are_still_processed_once() {
+    // Slow publishes hold up the topic's worker while items keep coming.
+    let (app, _emulator, _dir) =
+        burst_past_a_one_item_queue(5, Duration::from_millis(200), 30, Duration::from_secs(20)).await;
     assert!(inbox_metric(&app, "topic_relay_subscription_spilled_total").await >= 1.0);
     assert_eq!(inbox_metric(&app, "topic_relay_subscription_lost_total").await, 0.0);
     app.stop().await.unwrap();
@@ -396,16 +410,8 @@ async fn items_past_a_full_queue_go_to_the_spool_and_are_still_processed_once() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_past_a_full_queue_is_spooled_many_items_a_commit() {
-    let emulator = Emulator::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_with(&listener(&emulator, dir.path(), "queue = 1")).await;
-    wait_for_subscriber(&emulator).await;
-    emulator.delay_next(1, Duration::from_secs(1));
-    publish_items(&emulator, 0, 200);
-    let all = eventually(Duration::from_secs(30), || republished(&emulator).len() >= 200).await;
-    assert!(all, "{} of 200 processed", republished(&emulator).len());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_each_once(&emulator, expected(0, 200));
+    let (app, _emulator, _dir) =
+        burst_past_a_one_item_queue(1, Duration::from_secs(1), 200, Duration::from_secs(30)).await;
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let series = |name: &str| -> f64 {
         let line = text.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));

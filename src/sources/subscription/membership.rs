@@ -17,8 +17,8 @@
 //! no topic is ever listened to by two replicas at once, whatever each one sees. It hands
 //! over only once the preferred member claims the topic (see [`super::lease`]): a member
 //! killed without a goodbye stays in the slots until its key expires, and must not be handed
-//! a topic it will never take. While the
-//! members cannot be read, nobody is preferred, and replicas take free leases as before.
+//! a topic it will never take. While the members cannot be read, nobody is preferred, and
+//! replicas take free leases as before.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
