@@ -172,6 +172,7 @@ struct State {
     fail_topic: Option<(String, usize, Code)>,
     fail_all: Option<Code>,
     delay_next: Option<(usize, Duration)>,
+    delay_publishes: Option<(usize, Duration)>,
     published: Vec<Published>,
     publish_attempts: usize,
     calls: Vec<Call>,
@@ -248,7 +249,11 @@ impl Service {
     ) -> Result<(), Status> {
         let (delay, failure) = {
             let mut state = self.lock();
-            let delay = take_one(&mut state.delay_next);
+            let delay = match method {
+                "publish" => take_one(&mut state.delay_publishes),
+                _ => None,
+            }
+            .or_else(|| take_one(&mut state.delay_next));
             let topic_failure = match (&mut state.fail_topic, topic) {
                 (Some((failing, left, code)), Some(topic)) if failing == topic && *left > 0 => {
                     *left -= 1;
@@ -654,6 +659,12 @@ impl Emulator {
         self.service.lock().delay_next = (n > 0).then_some((n, delay));
     }
 
+    /// Makes the next `n` publishes sleep for `delay` before being answered; lease,
+    /// membership and checkpoint calls are not held up.
+    pub fn delay_next_publishes(&self, n: usize, delay: Duration) {
+        self.service.lock().delay_publishes = (n > 0).then_some((n, delay));
+    }
+
     /// Makes the next `n` subscribe calls fail with `code`.
     pub fn fail_subscribes(&self, n: usize, code: Code) {
         self.service.lock().fail_subscribes = (n > 0).then_some((n, code));
@@ -776,6 +787,7 @@ impl Emulator {
         state.fail_topic = None;
         state.fail_all = None;
         state.delay_next = None;
+        state.delay_publishes = None;
         state.fail_subscribes = None;
         state.break_new_streams = false;
         state.stall_new_streams = false;
