@@ -3,10 +3,10 @@
 //! loopback, against the same Momento emulator. Each listener does the seed's work: take
 //! each item of an input topic, uppercase it, republish it on an output topic.
 //!
-//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N] [--relay-threads N] [--queue N] [--no-node]
+//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N] [--relay-threads N] [--queue N] [--concurrency N] [--no-node]
 //!
 //! topic-relay runs twice: with `concurrency = 1` (the default: each topic's items in order)
-//! and with `concurrency = 64`. For each listener it prints:
+//! and with `concurrency = 64` (`--concurrency N` for another). For each listener it prints:
 //! - the items per second it carried at full load (publishers as fast as they can go), and
 //!   per CPU second of its own;
 //! - the publish-to-republish latency p50 and p99 at half that rate (`--rate` paces it at that
@@ -56,6 +56,8 @@ struct Options {
     relay_threads: Option<usize>,
     /// The relay's queue per topic (`--queue N`), instead of one that holds the whole burst.
     queue: usize,
+    /// The second relay run's `concurrency` (`--concurrency N`).
+    concurrency: usize,
 }
 
 fn options() -> Options {
@@ -67,6 +69,7 @@ fn options() -> Options {
         node: !args.iter().any(|arg| arg == "--no-node"),
         relay_threads: None,
         queue: 1_000_000,
+        concurrency: 64,
     };
     for pair in args.windows(2) {
         match pair[0].as_str() {
@@ -75,9 +78,11 @@ fn options() -> Options {
             "--rate" => options.rate = Some(pair[1].parse().expect("--rate N")),
             "--relay-threads" => options.relay_threads = Some(pair[1].parse().expect("--relay-threads N")),
             "--queue" => options.queue = pair[1].parse().expect("--queue N"),
+            "--concurrency" => options.concurrency = pair[1].parse().expect("--concurrency N"),
             _ => {}
         }
     }
+    assert!(options.concurrency > 1, "--concurrency N: more than 1 (the in-order run is always made)");
     options
 }
 
@@ -465,7 +470,7 @@ fn main() {
 
         let dir = tempfile::tempdir().unwrap();
         let mut relays = Vec::new();
-        for concurrency in [1, 64] {
+        for concurrency in [1, options.concurrency] {
             let config = relay_config(dir.path(), &endpoint, concurrency, options.queue);
             let mut command = Command::new(&relay_binary);
             command.args(["--config", config.to_str().unwrap()]).stderr(Stdio::null()).stdout(Stdio::null());
