@@ -3,7 +3,8 @@
 //! loopback, against the same Momento emulator. Each listener does the seed's work: take
 //! each item of an input topic, uppercase it, republish it on an output topic.
 //!
-//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N] [--relay-threads N] [--queue N] [--concurrency N] [--no-node]
+//!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N]
+//!         [--relay-threads N] [--queue N] [--concurrency N] [--no-node]
 //!
 //! topic-relay runs twice: with `concurrency = 1` (the default: each topic's items in order)
 //! and with `concurrency = 64` (`--concurrency N` for another). For each listener it prints:
