@@ -6,8 +6,12 @@
 //!     cargo build --release && cargo bench --bench listen -- [--seconds 10] [--soak 60] [--rate N]
 //!         [--relay-threads N] [--queue N] [--concurrency N] [--no-node]
 //!
-//! topic-relay runs twice: with `concurrency = 1` (the default: each topic's items in order)
-//! and with `concurrency = 64` (`--concurrency N` for another). For each listener it prints:
+//! topic-relay runs three times: with `concurrency = 1` (the default: each topic's items in
+//! order) and with `concurrency = 16` (`--concurrency N` for another), each on one worker
+//! thread (`--relay-threads N` for more), as the Node listener runs its JavaScript on one;
+//! then with that concurrency again on a worker thread per core, the runtime's default, so
+//! that what a second worker costs on shared cores is measured in the same run. For each
+//! listener it prints:
 //! - the items per second it carried at full load (publishers as fast as they can go), and
 //!   per CPU second of its own;
 //! - the publish-to-republish latency p50 and p99 at half that rate (`--rate` paces it at that
@@ -53,8 +57,8 @@ struct Options {
     rate: Option<f64>,
     /// Leave the Node listener out (`--no-node`), for quicker runs while profiling.
     node: bool,
-    /// The relay's worker threads (`TOKIO_WORKER_THREADS`), instead of one per core.
-    relay_threads: Option<usize>,
+    /// The relay's worker threads (`TOKIO_WORKER_THREADS`) in its first two runs.
+    relay_threads: usize,
     /// The relay's queue per topic (`--queue N`), instead of one that holds the whole burst.
     queue: usize,
     /// The second relay run's `concurrency` (`--concurrency N`).
@@ -68,16 +72,16 @@ fn options() -> Options {
         soak: 10,
         rate: None,
         node: !args.iter().any(|arg| arg == "--no-node"),
-        relay_threads: None,
+        relay_threads: 1,
         queue: 1_000_000,
-        concurrency: 64,
+        concurrency: 16,
     };
     for pair in args.windows(2) {
         match pair[0].as_str() {
             "--seconds" => options.seconds = pair[1].parse().expect("--seconds N"),
             "--soak" => options.soak = pair[1].parse().expect("--soak N"),
             "--rate" => options.rate = Some(pair[1].parse().expect("--rate N")),
-            "--relay-threads" => options.relay_threads = Some(pair[1].parse().expect("--relay-threads N")),
+            "--relay-threads" => options.relay_threads = pair[1].parse().expect("--relay-threads N"),
             "--queue" => options.queue = pair[1].parse().expect("--queue N"),
             "--concurrency" => options.concurrency = pair[1].parse().expect("--concurrency N"),
             _ => {}
@@ -327,13 +331,43 @@ async fn ceiling(endpoint: &str, options: &Options, paced: f64, base: Instant) -
     Ceiling { peak, one_at_a_time, p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99) }
 }
 
+/// One run of the relay: its topic's `concurrency`, and its worker threads (`None`: the
+/// runtime's default, one per core).
+struct RelayRun {
+    concurrency: usize,
+    threads: Option<usize>,
+}
+
+impl RelayRun {
+    /// What names the run's subscription, topics and configuration file.
+    fn name(&self) -> String {
+        match self.threads {
+            Some(threads) => format!("{}-t{threads}", self.concurrency),
+            None => format!("{}-per-core", self.concurrency),
+        }
+    }
+
+    fn label(&self) -> String {
+        let order = match self.concurrency {
+            1 => "in order".to_owned(),
+            concurrency => format!("concurrency {concurrency}"),
+        };
+        match self.threads {
+            Some(1) => format!("topic-relay, {order}"),
+            Some(threads) => format!("topic-relay, {order}, {threads} thr"),
+            None => format!("topic-relay, {order}, thread/core"),
+        }
+    }
+}
+
 /// A relay's configuration. Each run has a subscription of its own: one sharing the name of
 /// the run before would see that replica, killed, among the live members until its member
 /// key expires, and leave the topic to it until then. The queue holds the whole burst of the
 /// full load unless `--queue` says otherwise: with the default queue (1,000 items) the rest
 /// goes to the spool and is carried from there out of order, which would count items the
 /// in-order run did not carry in order.
-fn relay_config(dir: &Path, endpoint: &str, concurrency: usize, queue: usize) -> PathBuf {
+fn relay_config(dir: &Path, endpoint: &str, run: &RelayRun, queue: usize) -> PathBuf {
+    let (name, concurrency) = (run.name(), run.concurrency);
     let text = format!(
         r#"
 [server]
@@ -342,16 +376,16 @@ listen = "127.0.0.1:0"
 [delivery]
 spool_dir = {spool:?}
 
-[subscriptions.bench-{concurrency}]
+[subscriptions.bench-{name}]
 cache = "{CACHE}"
-topics = ["relay-in-{concurrency}"]
+topics = ["relay-in-{name}"]
 concurrency = {concurrency}
 queue = {queue}
 
 [[routes]]
 name = "shout"
-match = {{ subscription = "bench-{concurrency}" }}
-steps = ["uppercase", {{ publish = {{ topic = "relay-out-{concurrency}" }} }}]
+match = {{ subscription = "bench-{name}" }}
+steps = ["uppercase", {{ publish = {{ topic = "relay-out-{name}" }} }}]
 
 [momento]
 backend = "momento"
@@ -363,7 +397,7 @@ probe_cache = "{CACHE}"
         spool = dir.join("spool"),
         key = test_api_key(),
     );
-    let file = dir.join(format!("relay-{concurrency}.toml"));
+    let file = dir.join(format!("relay-{name}.toml"));
     std::fs::write(&file, text).unwrap();
     file
 }
@@ -434,7 +468,7 @@ fn print(name: &str, figures: &Figures, node: Option<&Figures>) {
         node.map_or(String::new(), |node| format!(" ({:.1}x Node)", ours / theirs(node)))
     };
     println!(
-        "{name:<32} {:>6.0} items/s{}, {:>6.0} per CPU second{}; half load ({:.0}/s): p50 {:.2} ms, p99 {:.2} ms (control {:.2}); RSS {:.1} -> {:.1} MiB",
+        "{name:<40} {:>6.0} items/s{}, {:>6.0} per CPU second{}; half load ({:.0}/s): p50 {:.2} ms, p99 {:.2} ms (control {:.2}); RSS {:.1} -> {:.1} MiB",
         figures.peak,
         ratio(figures.peak, |node| node.peak),
         figures.per_cpu_second,
@@ -461,28 +495,35 @@ fn main() {
         let paced = options.rate.unwrap_or(1000.0);
         let emulator_can = ceiling(&endpoint, &options, paced, base).await;
         println!(
-            "{:<32} {:>7.0} items/s delivered straight to a subscriber; at {paced:.0}/s: p50 {:.2} ms, p99 {:.2} ms",
+            "{:<40} {:>7.0} items/s delivered straight to a subscriber; at {paced:.0}/s: p50 {:.2} ms, p99 {:.2} ms",
             "emulator ceiling", emulator_can.peak, emulator_can.p50, emulator_can.p99
         );
         println!(
-            "{:<32} {:>7.0} publishes/s from one publisher waiting for each answer (bounds any in-order listener)",
+            "{:<40} {:>7.0} publishes/s from one publisher waiting for each answer (bounds any in-order listener)",
             "", emulator_can.one_at_a_time
         );
 
         let dir = tempfile::tempdir().unwrap();
         let mut relays = Vec::new();
-        for concurrency in [1, options.concurrency] {
-            let config = relay_config(dir.path(), &endpoint, concurrency, options.queue);
+        let threads = Some(options.relay_threads);
+        let runs = [
+            RelayRun { concurrency: 1, threads },
+            RelayRun { concurrency: options.concurrency, threads },
+            RelayRun { concurrency: options.concurrency, threads: None },
+        ];
+        for run in runs {
+            let config = relay_config(dir.path(), &endpoint, &run, options.queue);
             let mut command = Command::new(&relay_binary);
             command.args(["--config", config.to_str().unwrap()]).stderr(Stdio::null()).stdout(Stdio::null());
-            if let Some(threads) = options.relay_threads {
-                command.env("TOKIO_WORKER_THREADS", threads.to_string());
-            }
+            match run.threads {
+                Some(threads) => command.env("TOKIO_WORKER_THREADS", threads.to_string()),
+                None => command.env_remove("TOKIO_WORKER_THREADS"),
+            };
             let relay = Running(command.spawn().expect("the relay starts"));
-            let (input, output) = (format!("relay-in-{concurrency}"), format!("relay-out-{concurrency}"));
+            let (input, output) = (format!("relay-in-{}", run.name()), format!("relay-out-{}", run.name()));
             assert!(until_subscribed(&emulator, &input).await, "the relay subscribes");
-            relays
-                .push((concurrency, measure(&endpoint, &input, &output, relay.0.id(), &options, base).await));
+            let figures = measure(&endpoint, &input, &output, relay.0.id(), &options, base).await;
+            relays.push((run, figures));
         }
 
         let node_dir = options.node.then(node_listener).flatten();
@@ -511,12 +552,9 @@ fn main() {
         // Each relay run is set beside the Node listener that keeps the same promise: in
         // order against in order, any order against the guides' listener.
         let (node_guide, node_in_order) = (nodes.first(), nodes.get(1));
-        for (concurrency, figures) in &relays {
-            if *concurrency == 1 {
-                print("topic-relay, in order", figures, node_in_order);
-            } else {
-                print(&format!("topic-relay, concurrency {concurrency}"), figures, node_guide);
-            }
+        for (run, figures) in &relays {
+            let node = if run.concurrency == 1 { node_in_order } else { node_guide };
+            print(&run.label(), figures, node);
         }
         if let Some(node) = node_guide {
             print("Node, as Momento's guides show", node, None);

@@ -21,6 +21,9 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         port = app.port(),
         http_threads = app.http_threads(),
         http_scheduling = app.http_scheduling(),
+        // The runtime that carries topic streams, Momento calls and background work; its
+        // size is `TOKIO_WORKER_THREADS`, or one per CPU.
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "topic-relay is listening"
     );
     app.run_until_stopped().await?;
