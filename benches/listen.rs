@@ -7,8 +7,9 @@
 //!         [--relay-threads N] [--queue N] [--concurrency N] [--no-node]
 //!
 //! topic-relay runs three times: with `concurrency = 1` (the default: each topic's items in
-//! order) and with `concurrency = 16` (`--concurrency N` for another), each on one worker
-//! thread (`--relay-threads N` for more), as the Node listener runs its JavaScript on one;
+//! order) and with `concurrency = 16` (`--concurrency N` for another), each with
+//! `worker_threads = 1` (`--relay-threads N` for more), as the Node listener runs its
+//! JavaScript on one thread;
 //! then with that concurrency again on a worker thread per core, the runtime's default, so
 //! that what a second worker costs on shared cores is measured in the same run. For each
 //! listener it prints:
@@ -57,7 +58,7 @@ struct Options {
     rate: Option<f64>,
     /// Leave the Node listener out (`--no-node`), for quicker runs while profiling.
     node: bool,
-    /// The relay's worker threads (`TOKIO_WORKER_THREADS`) in its first two runs.
+    /// The relay's `server.worker_threads` in its first two runs.
     relay_threads: usize,
     /// The relay's queue per topic (`--queue N`), instead of one that holds the whole burst.
     queue: usize,
@@ -372,7 +373,7 @@ fn relay_config(dir: &Path, endpoint: &str, run: &RelayRun, queue: usize) -> Pat
         r#"
 [server]
 listen = "127.0.0.1:0"
-
+{worker_threads}
 [delivery]
 spool_dir = {spool:?}
 
@@ -396,6 +397,7 @@ probe_cache = "{CACHE}"
 "#,
         spool = dir.join("spool"),
         key = test_api_key(),
+        worker_threads = run.threads.map_or(String::new(), |threads| format!("worker_threads = {threads}\n")),
     );
     let file = dir.join(format!("relay-{name}.toml"));
     std::fs::write(&file, text).unwrap();
@@ -515,10 +517,6 @@ fn main() {
             let config = relay_config(dir.path(), &endpoint, &run, options.queue);
             let mut command = Command::new(&relay_binary);
             command.args(["--config", config.to_str().unwrap()]).stderr(Stdio::null()).stdout(Stdio::null());
-            match run.threads {
-                Some(threads) => command.env("TOKIO_WORKER_THREADS", threads.to_string()),
-                None => command.env_remove("TOKIO_WORKER_THREADS"),
-            };
             let relay = Running(command.spawn().expect("the relay starts"));
             let (input, output) = (format!("relay-in-{}", run.name()), format!("relay-out-{}", run.name()));
             assert!(until_subscribed(&emulator, &input).await, "the relay subscribes");

@@ -21,8 +21,14 @@ fn main() -> ExitCode {
     // kernel) only leaves those stalls in place.
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
-    match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(commands::run(Cli::parse())),
+    let prepared = commands::Prepared::new(Cli::parse());
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = prepared.worker_threads() {
+        runtime.worker_threads(threads.get());
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(commands::run(prepared)),
         Err(error) => {
             eprintln!("topic-relay: cannot start the async runtime: {error}");
             ExitCode::FAILURE

@@ -27,6 +27,12 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let chosen_by =
         if server.threads.is_some() { "server.threads" } else { "one per CPU this relay may use" };
     say!("# http threads: {} ({chosen_by})", server.threads())?;
+    let chosen_by = if server.worker_threads.is_some() {
+        "server.worker_threads"
+    } else {
+        "one per CPU this relay may use"
+    };
+    say!("# worker threads: {} ({chosen_by})", server.worker_threads())?;
     for notice in &loaded.notices {
         say!("# NOTE: {notice}")?;
     }

@@ -2,16 +2,15 @@
 
 use std::process::ExitCode;
 
-use crate::cli::ConfigArgs;
-use crate::config;
+use crate::config::{ConfigError, LoadedConfig};
 use crate::processors::ProcessorRegistry;
 use crate::startup::App;
 use crate::telemetry;
 
-/// Runs the relay.
-pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+/// Runs the relay on the configuration loaded before the runtime started.
+pub async fn run(loaded: Result<LoadedConfig, ConfigError>) -> anyhow::Result<ExitCode> {
     telemetry::init();
-    let loaded = config::load(args.config.as_deref())?;
+    let loaded = loaded?;
     tracing::info!(config = %loaded.source, backend = loaded.settings.momento.resolved_backend().name(), "configuration loaded");
     for notice in &loaded.notices {
         tracing::warn!("{notice}");
@@ -21,8 +20,6 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         port = app.port(),
         http_threads = app.http_threads(),
         http_scheduling = app.http_scheduling(),
-        // The runtime that carries topic streams, Momento calls and background work; its
-        // size is `TOKIO_WORKER_THREADS`, or one per CPU.
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "topic-relay is listening"
     );

@@ -73,6 +73,9 @@ fn check_server(settings: &Settings) -> Result<(), Failure> {
     if server.threads == Some(0) {
         return fail("server.threads", "must be at least 1; leave it out for one per CPU");
     }
+    if server.worker_threads == Some(0) {
+        return fail("server.worker_threads", "must be at least 1; leave it out for one per CPU");
+    }
     if server.max_body_bytes < 4096 {
         return fail("server.max_body_bytes", "must be at least 4096: Momento payloads go up to 4 KB");
     }

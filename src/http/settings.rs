@@ -51,6 +51,10 @@ pub struct ServerSettings {
     pub threads: Option<usize>,
     /// The Linux scheduling policy of the threads serving HTTP.
     pub scheduling: ThreadScheduling,
+    /// Worker threads of the runtime that carries topic streams, the connections to Momento
+    /// and redelivery; one per CPU the relay may use when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
     /// Lets the embedded backend use the public demo secrets (a webhook with no secret of
     /// its own, the demo JWT secret or admin token) while listening beyond loopback. Off,
     /// the relay refuses to start that way.
@@ -62,6 +66,15 @@ impl ServerSettings {
     /// container's CPU limit included).
     pub fn threads(&self) -> NonZeroUsize {
         self.threads
+            .and_then(NonZeroUsize::new)
+            .or_else(|| std::thread::available_parallelism().ok())
+            .unwrap_or(NonZeroUsize::MIN)
+    }
+
+    /// The worker threads to carry topic streams, Momento calls and redelivery on:
+    /// `worker_threads`, or one per CPU the relay may use.
+    pub fn worker_threads(&self) -> NonZeroUsize {
+        self.worker_threads
             .and_then(NonZeroUsize::new)
             .or_else(|| std::thread::available_parallelism().ok())
             .unwrap_or(NonZeroUsize::MIN)
@@ -83,6 +96,7 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(10),
             threads: None,
             scheduling: ThreadScheduling::default(),
+            worker_threads: None,
             allow_demo_secrets: false,
         }
     }

@@ -73,6 +73,7 @@ fn each_invalid_config_gets_an_error_naming_its_key() {
         (format!("{BASE}\n[server]\nlisten = \"nowhere\""), "server.listen"),
         (format!("{BASE}\n[server]\nmax_in_flight = 0"), "server.max_in_flight"),
         (format!("{BASE}\n[server]\nthreads = 0"), "server.threads"),
+        (format!("{BASE}\n[server]\nworker_threads = 0"), "server.worker_threads"),
         (format!("{BASE}\n[server]\nlisten_port = 1"), "server.listen_port"),
         (format!("{BASE}\n[momento]\nbackend = \"redis\""), "momento.backend"),
         (format!("{BASE}\n[momento]\nbackend = \"momento\""), "momento.api_key"),

@@ -128,3 +128,38 @@ fn the_http_threads_run_under_sched_batch_unless_told_otherwise() {
         assert!(relay.terminate(), "the relay shuts down cleanly");
     }
 }
+
+/// The relay's startup line, as JSON, read from `relay`'s log.
+fn startup_line(mut relay: std::process::Child) -> serde_json::Value {
+    use std::io::BufRead;
+    let lines = std::io::BufReader::new(relay.stderr.take().unwrap()).lines();
+    let line = lines
+        .map_while(Result::ok)
+        .find(|line| line.contains("topic-relay is listening"))
+        .expect("the relay logs its startup line");
+    let _ = relay.kill();
+    let _ = relay.wait();
+    serde_json::from_str(&line).unwrap()
+}
+
+#[test]
+fn the_worker_threads_are_one_per_cpu_unless_the_configuration_sizes_them() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    // One more than the CPUs, so that the setting cannot be mistaken for the default.
+    for (extra, expected) in [(String::new(), cpus), (format!("worker_threads = {}\n", cpus + 1), cpus + 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = support::binary::seed_config_in(dir.path());
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replace("listen = \"127.0.0.1:0\"\n", &format!("listen = \"127.0.0.1:0\"\n{extra}")),
+        )
+        .unwrap();
+        let checked = support::binary::command(&config).arg("check-config").output().unwrap();
+        let stdout = String::from_utf8_lossy(&checked.stdout);
+        assert!(stdout.contains(&format!("# worker threads: {expected} (")), "{stdout}");
+        let relay = support::binary::command(&config).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let line = startup_line(relay);
+        assert_eq!(line["fields"]["worker_threads"], expected, "with {extra:?}: {line}");
+    }
+}
