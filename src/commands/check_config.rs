@@ -24,15 +24,11 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     say!("# configuration from {}: valid", loaded.source)?;
     say!("# backend: {}", loaded.settings.momento.resolved_backend().name())?;
     let server = &loaded.settings.server;
-    let chosen_by =
-        if server.threads.is_some() { "server.threads" } else { "one per CPU this relay may use" };
-    say!("# http threads: {} ({chosen_by})", server.threads())?;
-    let chosen_by = if server.worker_threads.is_some() {
-        "server.worker_threads"
-    } else {
-        "one per CPU this relay may use"
-    };
-    say!("# worker threads: {} ({chosen_by})", server.worker_threads())?;
+    let chosen_by = |set: bool, key| if set { key } else { "one per CPU this relay may use" };
+    let http_by = chosen_by(server.threads.is_some(), "server.threads");
+    say!("# http threads: {} ({http_by})", server.threads())?;
+    let workers_by = chosen_by(server.worker_threads.is_some(), "server.worker_threads");
+    say!("# worker threads: {} ({workers_by})", server.worker_threads())?;
     for notice in &loaded.notices {
         say!("# NOTE: {notice}")?;
     }

@@ -65,20 +65,22 @@ impl ServerSettings {
     /// The threads to serve HTTP on: `threads`, or one per CPU the relay may use (its
     /// container's CPU limit included).
     pub fn threads(&self) -> NonZeroUsize {
-        self.threads
-            .and_then(NonZeroUsize::new)
-            .or_else(|| std::thread::available_parallelism().ok())
-            .unwrap_or(NonZeroUsize::MIN)
+        or_one_per_cpu(self.threads)
     }
 
     /// The worker threads to carry topic streams, Momento calls and redelivery on:
     /// `worker_threads`, or one per CPU the relay may use.
     pub fn worker_threads(&self) -> NonZeroUsize {
-        self.worker_threads
-            .and_then(NonZeroUsize::new)
-            .or_else(|| std::thread::available_parallelism().ok())
-            .unwrap_or(NonZeroUsize::MIN)
+        or_one_per_cpu(self.worker_threads)
     }
+}
+
+/// `count`, or one per CPU the relay may use (its container's CPU limit included).
+fn or_one_per_cpu(count: Option<usize>) -> NonZeroUsize {
+    count
+        .and_then(NonZeroUsize::new)
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN)
 }
 
 impl Default for ServerSettings {
