@@ -554,6 +554,15 @@ fn main() {
             let node = if run.concurrency == 1 { node_in_order } else { node_guide };
             print(&run.label(), figures, node);
         }
+        // The last two runs differ only in their worker threads.
+        if let [_, (_, fewer), (_, per_core)] = relays.as_slice() {
+            println!(
+                "{:<40} {:.2}x the items/s, {:.2}x the items per CPU second of a worker per core",
+                format!("worker_threads = {}", options.relay_threads),
+                fewer.peak / per_core.peak,
+                fewer.per_cpu_second / per_core.per_cpu_second,
+            );
+        }
         if let Some(node) = node_guide {
             print("Node, as Momento's guides show", node, None);
         }
