@@ -9,10 +9,9 @@
 //! topic-relay runs three times: with `concurrency = 1` (the default: each topic's items in
 //! order) and with `concurrency = 16` (`--concurrency N` for another), each with
 //! `worker_threads = 1` (`--relay-threads N` for more), as the Node listener runs its
-//! JavaScript on one thread;
-//! then with that concurrency again on a worker thread per core, the runtime's default, so
-//! that what a second worker costs on shared cores is measured in the same run. For each
-//! listener it prints:
+//! JavaScript on one thread; then with that concurrency again on a worker thread per core,
+//! the runtime's default, so that what a second worker costs on shared cores is measured in
+//! the same run. For each listener it prints:
 //! - the items per second it carried at full load (publishers as fast as they can go), and
 //!   per CPU second of its own;
 //! - the publish-to-republish latency p50 and p99 at half that rate (`--rate` paces it at that

@@ -104,13 +104,7 @@ fn the_http_threads_run_under_sched_batch_unless_told_otherwise() {
     const SCHED_BATCH: u32 = 3;
     for (extra, expected) in [("", SCHED_BATCH), ("scheduling = \"normal\"\n", SCHED_OTHER)] {
         let dir = tempfile::tempdir().unwrap();
-        let config = support::binary::seed_config_in(dir.path());
-        let text = std::fs::read_to_string(&config).unwrap();
-        let text = text.replace(
-            "listen = \"127.0.0.1:0\"\n",
-            &format!("listen = \"127.0.0.1:0\"\nthreads = 2\n{extra}"),
-        );
-        std::fs::write(&config, text).unwrap();
+        let config = seed_config_with_server(dir.path(), &format!("threads = 2\n{extra}"));
         let relay = support::binary::Relay::start(&config);
         // The port is logged as the listener opens, a moment before the threads start, and
         // each thread sets its policy a moment after it is named.
@@ -127,6 +121,16 @@ fn the_http_threads_run_under_sched_batch_unless_told_otherwise() {
         assert!(others.iter().all(|&policy| policy == SCHED_OTHER), "the other threads: {others:?}");
         assert!(relay.terminate(), "the relay shuts down cleanly");
     }
+}
+
+/// The seed configuration in `dir`, for the real binary, with `server` added to its
+/// `[server]` table.
+fn seed_config_with_server(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let config = support::binary::seed_config_in(dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let listen = "listen = \"127.0.0.1:0\"\n";
+    std::fs::write(&config, text.replace(listen, &format!("{listen}{server}"))).unwrap();
+    config
 }
 
 /// The relay's startup line, as JSON, read from `relay`'s log.
@@ -148,13 +152,7 @@ fn the_worker_threads_are_one_per_cpu_unless_the_configuration_sizes_them() {
     // One more than the CPUs, so that the setting cannot be mistaken for the default.
     for (extra, expected) in [(String::new(), cpus), (format!("worker_threads = {}\n", cpus + 1), cpus + 1)] {
         let dir = tempfile::tempdir().unwrap();
-        let config = support::binary::seed_config_in(dir.path());
-        let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(
-            &config,
-            text.replace("listen = \"127.0.0.1:0\"\n", &format!("listen = \"127.0.0.1:0\"\n{extra}")),
-        )
-        .unwrap();
+        let config = seed_config_with_server(dir.path(), &extra);
         let checked = support::binary::command(&config).arg("check-config").output().unwrap();
         let stdout = String::from_utf8_lossy(&checked.stdout);
         assert!(stdout.contains(&format!("# worker threads: {expected} (")), "{stdout}");
