@@ -103,9 +103,15 @@ impl crate::route::RouteInputs for Settings {
 
 impl Settings {
     /// The cache the Momento readiness probe reads: `momento.probe_cache`, else the first
-    /// cache a route names exactly. Validation makes sure there is one on the Momento backend.
+    /// cache a route names exactly, else the first subscription's cache. Validation makes sure
+    /// there is one on the Momento backend.
     pub fn probe_cache(&self) -> String {
-        self.momento.probe_cache.clone().or_else(|| self.first_exact_route_cache()).unwrap_or_default()
+        self.momento
+            .probe_cache
+            .clone()
+            .or_else(|| self.first_exact_route_cache())
+            .or_else(|| self.subscriptions.values().next().map(|subscription| subscription.cache.clone()))
+            .unwrap_or_default()
     }
 
     fn first_exact_route_cache(&self) -> Option<String> {

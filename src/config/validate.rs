@@ -239,8 +239,8 @@ fn check_momento(settings: &Settings) -> Result<(), Failure> {
     if settings.probe_cache().is_empty() {
         return fail(
             "momento.probe_cache",
-            "no route names a cache exactly, so set the cache the readiness probe reads (a key there \
-             need not exist)",
+            "no route names a cache exactly and there is no subscription, so set the cache the \
+             readiness probe reads (a key there need not exist)",
         );
     }
     if momento.call_timeout.is_zero() || momento.call_timeout >= settings.server.request_timeout {

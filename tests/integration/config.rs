@@ -376,3 +376,25 @@ fn a_route_that_names_its_source_or_allows_the_overlap_is_accepted() {
         assert!(built.is_ok(), "{:?}\n{config}", built.err());
     }
 }
+
+#[test]
+fn a_listening_relay_on_momento_probes_its_subscriptions_cache_when_no_route_names_one() {
+    let config = r#"
+[subscriptions.inbox]
+cache = "chat"
+topics = ["topic 1"]
+
+[[routes]]
+name = "shout"
+match = { subscription = "inbox" }
+steps = ["uppercase", { publish = { topic = "topic 2" } }]
+
+[momento]
+api_key = "${API_KEY}"
+"#;
+    let loaded = load_from_str(config, source(), &env, Vec::new()).unwrap();
+    assert_eq!(loaded.settings.probe_cache(), "chat");
+    let with_own = config.replace("[momento]\n", "[momento]\nprobe_cache = \"probes\"\n");
+    let loaded = load_from_str(&with_own, source(), &env, Vec::new()).unwrap();
+    assert_eq!(loaded.settings.probe_cache(), "probes");
+}
