@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// topic-relay: process Momento Topics events outside Lambda. Momento calls the relay as a
-/// webhook; it verifies each event, routes it by cache and topic through configured steps,
-/// and republishes the results through Momento.
+/// topic-relay: process Momento Topics events outside Lambda. The relay listens to your
+/// topics (or takes Momento's webhook calls), routes each message by cache, topic and
+/// publisher through configured steps, and republishes the results through Momento.
 #[derive(Debug, Parser)]
 #[command(name = "topic-relay", version, propagate_version = true)]
 pub struct Cli {
