@@ -53,32 +53,44 @@ PY
 promtool check rules "$queries" >/dev/null
 rm -f "$queries"
 
-step "Kubernetes: manifests against the $KUBERNETES_VERSION schemas, and the relay's config"
+step "Kubernetes: manifests against the $KUBERNETES_VERSION schemas; the configs the kits use"
 kubernetes-validate --strict --quiet -k "$KUBERNETES_VERSION" \
-  deploy/kubernetes/statefulset.yaml deploy/kubernetes/service.yaml \
-  deploy/kubernetes/ingress.yaml deploy/kubernetes/pdb.yaml
+  deploy/kubernetes/statefulset.yaml deploy/kubernetes/service.yaml deploy/kubernetes/pdb.yaml \
+  deploy/kubernetes/ingress/service.yaml deploy/kubernetes/ingress/ingress.yaml
 # The optional ServiceMonitor (a CRD, so not in the schemas above) scrapes a port the
-# headless Service names.
+# headless Service names; the components list only files that exist.
 python3 - <<'PY'
-import yaml
+import os, yaml
 monitor = yaml.safe_load(open("deploy/kubernetes/monitoring/servicemonitor.yaml"))
 services = list(yaml.safe_load_all(open("deploy/kubernetes/service.yaml")))
 ports = {port["name"] for service in services for port in service["spec"]["ports"]}
 for endpoint in monitor["spec"]["endpoints"]:
     assert endpoint["port"] in ports, f"ServiceMonitor scrapes port {endpoint['port']!r}, not in {ports}"
 print(f"ServiceMonitor scrapes {[e['port'] for e in monitor['spec']['endpoints']]} of {sorted(ports)}")
+for folder in ["deploy/kubernetes", "deploy/kubernetes/ingress", "deploy/kubernetes/monitoring"]:
+    kustomization = yaml.safe_load(open(f"{folder}/kustomization.yaml"))
+    for resource in kustomization["resources"]:
+        assert os.path.isfile(f"{folder}/{resource}"), f"{folder}/kustomization.yaml lists {resource}, which is missing"
 PY
 # A syntactically valid v2 key (a JWT whose payload is {"t":"g"}); nothing is contacted.
 fake_key="eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJ0IjoiZyIsImp0aSI6ImNoZWNrIn0.Y2hlY2s"
 # The webhook secret is read from the Secret's volume: a stand-in folder takes its place.
+# The config is checked as shipped (listening), and with its webhook block uncommented.
 secrets=$(mktemp -d)
 printf 'check-secret\n' >"$secrets/TOPIC_RELAY_WEBHOOK_SECRET"
-sed "s#/var/run/secrets/topic-relay#$secrets#g" deploy/kubernetes/config.toml >"$secrets/config.toml"
-env MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com \
-  TOPIC_RELAY_ADMIN_TOKEN=check-admin-token-0123456789 \
-  cargo run --quiet -- check-config --config "$secrets/config.toml" >/dev/null
+sed "s#/var/run/secrets/topic-relay#$secrets#g" deploy/kubernetes/config.toml >"$secrets/listening.toml"
+sed '/^## Webhooks: the legacy path/,$ s/^# //' "$secrets/listening.toml" >"$secrets/with-webhooks.toml"
+grep -q '^\[webhooks\.chat\]' "$secrets/with-webhooks.toml"
+for config in listening with-webhooks; do
+  env MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com \
+    TOPIC_RELAY_ADMIN_TOKEN=check-admin-token-0123456789 \
+    cargo run --quiet -- check-config --config "$secrets/$config.toml" >/dev/null
+  echo "deploy/kubernetes/config.toml ($config): valid"
+done
 rm -r "$secrets"
-echo "deploy/kubernetes/config.toml: valid"
+env MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com TOPIC_RELAY_ADMIN_TOKEN=check-admin-token-0123456789 \
+  cargo run --quiet -- check-config --config config/deploy/aws-cdk.toml >/dev/null
+echo "config/deploy/aws-cdk.toml (the CDK stack's default): valid"
 
 step "AWS CDK: assertions and synth, with no AWS account"
 cd "$ROOT/deploy/aws-cdk"

@@ -1,5 +1,5 @@
-// The CDK app: `npm run synth` with no AWS account; `npx cdk deploy -c certificateArn=...` to
-// deploy. Every setting is a context value, so nothing needs a lookup.
+// The CDK app: `npm run synth` with no AWS account; `npx cdk deploy` to deploy. Every setting
+// is a context value (-c key=value), so nothing needs a lookup.
 import * as cdk from 'aws-cdk-lib';
 import { SpoolStorage, TopicRelayStack } from '../lib/topic-relay-stack';
 
@@ -11,7 +11,8 @@ const number = (key: string): number | undefined => {
 };
 
 new TopicRelayStack(app, 'TopicRelay', {
-  certificateArn: context('certificateArn') ?? '',
+  webhooks: context('webhooks') === 'true',
+  certificateArn: context('certificateArn'),
   secretName: context('secretName'),
   momentoEndpoint: context('momentoEndpoint'),
   spool: context('spool') as SpoolStorage | undefined,

@@ -1,6 +1,7 @@
-// topic-relay on ECS Fargate behind an Application Load Balancer: the container twin of
-// Momento's webhook Lambda stack. Secrets come from Secrets Manager into the container's
-// environment; only the webhooks (and token vending, when on) are routed publicly.
+// topic-relay on ECS Fargate: tasks that listen to your topics and share them, one owner per
+// topic. Secrets come from Secrets Manager into the container's environment. With webhooks
+// (the legacy path) or token vending on, an Application Load Balancer routes those alone
+// publicly: the container twin of Momento's webhook Lambda stack.
 import * as path from 'node:path';
 import * as cdk from 'aws-cdk-lib';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
@@ -16,9 +17,15 @@ import { Construct } from 'constructs';
 export type SpoolStorage = 'efs' | 'ephemeral';
 
 export interface TopicRelayStackProps extends cdk.StackProps {
-  /** ACM certificate for the load balancer's HTTPS listener (Momento calls https only). */
-  readonly certificateArn: string;
-  /** Secrets Manager secret whose JSON holds TOPIC_RELAY_WEBHOOK_SECRET, MOMENTO_API_KEY and TOPIC_RELAY_ADMIN_TOKEN. */
+  /**
+   * Take Momento's webhook calls (the legacy path) too: an internet-facing load balancer
+   * forwards /webhooks/* to the tasks, and the secret holds TOPIC_RELAY_WEBHOOK_SECRET.
+   * Needs certificateArn and a configFile with a [webhooks] table.
+   */
+  readonly webhooks?: boolean;
+  /** ACM certificate for the load balancer's HTTPS listener, with webhooks or token vending on (Momento calls https only). */
+  readonly certificateArn?: string;
+  /** Secrets Manager secret whose JSON holds MOMENTO_API_KEY and TOPIC_RELAY_ADMIN_TOKEN (and TOPIC_RELAY_WEBHOOK_SECRET with webhooks on). */
   readonly secretName?: string;
   /** Momento endpoint for v2 API keys (not a secret); legacy keys carry their own. */
   readonly momentoEndpoint?: string;
@@ -30,14 +37,25 @@ export interface TopicRelayStackProps extends cdk.StackProps {
   readonly shutdownGrace?: cdk.Duration;
   readonly minTasks?: number;
   readonly maxTasks?: number;
-  /** Route POST /v1/tokens publicly too, for relays with [tokens]. */
+  /** Route POST /v1/tokens publicly, for relays with [tokens]; adds the load balancer. */
   readonly tokenVending?: boolean;
-  /** The relay's config, relative to the repository root; baked into the image. */
+  /**
+   * The relay's config, relative to the repository root; baked into the image. Default:
+   * config/deploy/aws-cdk.toml, or config/default.toml with webhooks on.
+   */
   readonly configFile?: string;
 }
 
 /** Environment variables the relay's config reads from the secret. */
-export const SECRET_KEYS = ['TOPIC_RELAY_WEBHOOK_SECRET', 'MOMENTO_API_KEY', 'TOPIC_RELAY_ADMIN_TOKEN'] as const;
+export const SECRET_KEYS = ['MOMENTO_API_KEY', 'TOPIC_RELAY_ADMIN_TOKEN'] as const;
+/** The webhook's signing secret, read from the secret too with webhooks on. */
+export const WEBHOOK_SECRET_KEY = 'TOPIC_RELAY_WEBHOOK_SECRET';
+/** The configuration baked in unless configFile names another. */
+export const LISTEN_CONFIG = 'config/deploy/aws-cdk.toml';
+export const WEBHOOK_CONFIG = 'config/default.toml';
+/** The task's size, in CPU units (1024 = 1 vCPU) and MiB. */
+export const TASK_CPU = 512;
+const TASK_MEMORY_MIB = 1024;
 
 const REPOSITORY_ROOT = path.join(__dirname, '..', '..', '..', '..');
 const PORT = 8080;
@@ -52,8 +70,10 @@ const RELAY_UID = '65532';
 export class TopicRelayStack extends cdk.Stack {
   constructor(scope: Construct, id: string, props: TopicRelayStackProps) {
     super(scope, id, props);
-    if (!props.certificateArn) {
-      throw new Error('certificateArn is required: pass -c certificateArn=arn:aws:acm:...');
+    const webhooks = props.webhooks ?? false;
+    const balanced = webhooks || (props.tokenVending ?? false);
+    if (balanced && !props.certificateArn) {
+      throw new Error('webhooks and token vending need a load balancer, and it a certificate: pass -c certificateArn=arn:aws:acm:...');
     }
     const drainDelay = props.drainDelay ?? cdk.Duration.seconds(5);
     const shutdownGrace = props.shutdownGrace ?? cdk.Duration.seconds(10);
@@ -67,8 +87,8 @@ export class TopicRelayStack extends cdk.Stack {
     const cluster = new ecs.Cluster(this, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
 
     const task = new ecs.FargateTaskDefinition(this, 'Task', {
-      cpu: 512,
-      memoryLimitMiB: 1024,
+      cpu: TASK_CPU,
+      memoryLimitMiB: TASK_MEMORY_MIB,
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
     const secret = secretsmanager.Secret.fromSecretNameV2(this, 'Secret', props.secretName ?? 'topic-relay');
@@ -83,6 +103,11 @@ export class TopicRelayStack extends cdk.Stack {
       TOPIC_RELAY__SERVER__DRAIN_DELAY: `${drainDelay.toSeconds()}s`,
       TOPIC_RELAY__SERVER__SHUTDOWN_GRACE: `${shutdownGrace.toSeconds()}s`,
       TOPIC_RELAY__DELIVERY__SPOOL_DIR: `${SPOOL_PATH}/spool`,
+      // "One per CPU" counts the host's CPUs, not the task's share of them: size both
+      // runtimes to the task. One worker carries about as much as one per core, on less CPU
+      // per item (docs/src/reference/configuration.md#server).
+      TOPIC_RELAY__SERVER__THREADS: String(Math.max(1, Math.floor(TASK_CPU / 1024))),
+      TOPIC_RELAY__SERVER__WORKER_THREADS: String(Math.max(1, Math.floor(TASK_CPU / 1024))),
     };
     if (spool === 'efs') {
       // Deployments briefly run up to twice the tasks; each needs a slot of its own.
@@ -92,10 +117,12 @@ export class TopicRelayStack extends cdk.Stack {
     const container = task.addContainer('relay', {
       image: ecs.ContainerImage.fromAsset(REPOSITORY_ROOT, {
         file: 'Dockerfile',
-        buildArgs: props.configFile ? { CONFIG_FILE: props.configFile } : undefined,
+        buildArgs: { CONFIG_FILE: props.configFile ?? (webhooks ? WEBHOOK_CONFIG : LISTEN_CONFIG) },
       }),
       environment,
-      secrets: Object.fromEntries(SECRET_KEYS.map((key) => [key, ecs.Secret.fromSecretsManager(secret, key)])),
+      secrets: Object.fromEntries(
+        [...SECRET_KEYS, ...(webhooks ? [WEBHOOK_SECRET_KEY] : [])].map((key) => [key, ecs.Secret.fromSecretsManager(secret, key)]),
+      ),
       portMappings: [{ containerPort: PORT }, { containerPort: OPS_PORT }],
       readonlyRootFilesystem: true,
       stopTimeout: cdk.Duration.seconds(Math.min(120, stopping.toSeconds() + 5)),
@@ -148,10 +175,30 @@ export class TopicRelayStack extends cdk.Stack {
     });
     this.fileSystem?.connections.allowDefaultPortFrom(service);
 
+    const scaling = service.autoScaleTaskCount({ minCapacity: minTasks, maxCapacity: maxTasks });
+    scaling.scaleOnCpuUtilization('Cpu', { targetUtilizationPercent: 60 });
+    if (balanced) {
+      this.addBalancer(vpc, service, scaling, stopping, props.certificateArn!, webhooks, props.tokenVending ?? false);
+    }
+  }
+
+  /**
+   * The public entrance for webhooks and token vending: HTTPS, forwarding those paths alone
+   * to the tasks, which it checks on /readyz.
+   */
+  private addBalancer(
+    vpc: ec2.IVpc,
+    service: ecs.FargateService,
+    scaling: ecs.ScalableTaskCount,
+    stopping: cdk.Duration,
+    certificateArn: string,
+    webhooks: boolean,
+    tokenVending: boolean,
+  ): void {
     const balancer = new elbv2.ApplicationLoadBalancer(this, 'Balancer', { vpc, internetFacing: true });
     const https = balancer.addListener('Https', {
       port: 443,
-      certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
+      certificates: [elbv2.ListenerCertificate.fromArn(certificateArn)],
       sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
       // Anything not listed below, /v1/admin, /v1/status and /metrics included, stays private.
       defaultAction: elbv2.ListenerAction.fixedResponse(404, { contentType: 'text/plain', messageBody: 'not found' }),
@@ -174,20 +221,17 @@ export class TopicRelayStack extends cdk.Stack {
         unhealthyThresholdCount: 2,
       },
     });
-    const publicPaths = props.tokenVending ? ['/webhooks/*', '/v1/tokens'] : ['/webhooks/*'];
+    const publicPaths = [...(webhooks ? ['/webhooks/*'] : []), ...(tokenVending ? ['/v1/tokens'] : [])];
     https.addAction('Public', {
       priority: 10,
       conditions: [elbv2.ListenerCondition.pathPatterns(publicPaths)],
       action: elbv2.ListenerAction.forward([targets]),
     });
-
-    const scaling = service.autoScaleTaskCount({ minCapacity: minTasks, maxCapacity: maxTasks });
-    scaling.scaleOnCpuUtilization('Cpu', { targetUtilizationPercent: 60 });
     scaling.scaleOnRequestCount('Requests', { requestsPerTarget: 20000, targetGroup: targets });
 
-    new cdk.CfnOutput(this, 'WebhookUrl', {
-      value: `https://${balancer.loadBalancerDnsName}/webhooks/<name>`,
-      description: 'Point the CNAME of your certificate at the balancer, then Momento at this path',
+    new cdk.CfnOutput(this, 'PublicUrl', {
+      value: `https://${balancer.loadBalancerDnsName}`,
+      description: 'Point the CNAME of your certificate at the balancer, then Momento at /webhooks/<name> on it',
     });
   }
 
