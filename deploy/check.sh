@@ -89,8 +89,8 @@ for config in listening with-webhooks; do
 done
 rm -r "$secrets"
 env MOMENTO_API_KEY="$fake_key" MOMENTO_ENDPOINT=cell-1.example.com TOPIC_RELAY_ADMIN_TOKEN=check-admin-token-0123456789 \
-  cargo run --quiet -- check-config --config config/deploy/aws-cdk.toml >/dev/null
-echo "config/deploy/aws-cdk.toml (the CDK stack's default): valid"
+  cargo run --quiet -- check-config --config config/deploy/listen.toml >/dev/null
+echo "config/deploy/listen.toml (the CDK stack's and Docker's listening config): valid"
 
 step "AWS CDK: assertions and synth, with no AWS account"
 cd "$ROOT/deploy/aws-cdk"

@@ -41,7 +41,7 @@ export interface TopicRelayStackProps extends cdk.StackProps {
   readonly tokenVending?: boolean;
   /**
    * The relay's config, relative to the repository root; baked into the image. Default:
-   * config/deploy/aws-cdk.toml, or config/default.toml with webhooks on.
+   * config/deploy/listen.toml, or config/default.toml with webhooks on.
    */
   readonly configFile?: string;
 }
@@ -51,7 +51,7 @@ export const SECRET_KEYS = ['MOMENTO_API_KEY', 'TOPIC_RELAY_ADMIN_TOKEN'] as con
 /** The webhook's signing secret, read from the secret too with webhooks on. */
 export const WEBHOOK_SECRET_KEY = 'TOPIC_RELAY_WEBHOOK_SECRET';
 /** The configuration baked in unless configFile names another. */
-export const LISTEN_CONFIG = 'config/deploy/aws-cdk.toml';
+export const LISTEN_CONFIG = 'config/deploy/listen.toml';
 export const WEBHOOK_CONFIG = 'config/default.toml';
 /** The task's size, in CPU units (1024 = 1 vCPU) and MiB. */
 export const TASK_CPU = 512;
