@@ -26,6 +26,7 @@ mod ops_port;
 mod reload;
 mod scripts;
 mod seed_flow;
+mod shipped_configs;
 mod shutdown;
 mod slow_clients;
 mod status_codes;
