@@ -18,6 +18,12 @@
 //!   many items a second instead), once what the full load left behind is carried;
 //! - its resident memory at the start and the end of that run (`--soak` makes it longer).
 //!
+//! Then a bare forwarder, the floor under any listener on this machine: a process of a few
+//! lines on one thread that takes each item from the stream and republishes it uppercased,
+//! `--concurrency` at a time, with nothing else (no routes, checkpoints, leases or metrics).
+//! Its p99 is read at the pace the relay's second run was read at, so that what the relay
+//! adds to the machine's own latency shows, in the same run.
+//!
 //! First, the emulator's own ceiling: items per second it delivers straight to a subscriber,
 //! so that it is shown not to be what limits either listener. The Node listener needs `node`
 //! and `npm`; its SDK is installed once into `~/.cache/topic-relay-bench`.
@@ -232,12 +238,13 @@ struct Figures {
     rss_end: f64,
 }
 
-/// Measures the listener `pid` that carries `input` to `output`.
+/// Measures the listener `pid` that carries `input` to `output`; its half-load run is paced
+/// at `pace`, else at `--rate`, else at half its own peak.
 async fn measure(
     endpoint: &str,
-    input: &str,
-    output: &str,
+    (input, output): (&str, &str),
     pid: u32,
+    pace: Option<f64>,
     options: &Options,
     base: Instant,
 ) -> Figures {
@@ -272,7 +279,7 @@ async fn measure(
     }
     out.latencies.lock().unwrap().clear();
     let rss_start = resident_mib(pid);
-    let pace = options.rate.unwrap_or(peak / 2.0);
+    let pace = pace.or(options.rate).unwrap_or(peak / 2.0);
     let control_topic = format!("{input}-control");
     let control = watch(endpoint, &control_topic, base).await;
     let seconds = options.soak.max(options.seconds);
@@ -483,7 +490,41 @@ fn print(name: &str, figures: &Figures, node: Option<&Figures>) {
     );
 }
 
+/// Runs the bare forwarder (`--forwarder ENDPOINT INPUT OUTPUT CONCURRENCY`) until killed:
+/// one thread, one stream, one connection to publish on.
+fn forward(args: &[String]) {
+    let [endpoint, input, output, concurrency] = args else {
+        panic!("--forwarder ENDPOINT INPUT OUTPUT CONCURRENCY")
+    };
+    let concurrency: usize = concurrency.parse().expect("CONCURRENCY");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut subscriber = PubsubClient::new(channel(endpoint).await);
+        let publisher = PubsubClient::new(channel(endpoint).await);
+        let request =
+            SubscriptionRequest { cache_name: CACHE.to_owned(), topic: input.clone(), ..Default::default() };
+        let mut stream = subscriber.subscribe(request).await.expect("subscribe").into_inner();
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        while let Some(Ok(item)) = stream.next().await {
+            let Some(Kind::Item(item)) = item.kind else { continue };
+            let Some(topic_value::Kind::Text(text)) = item.value.and_then(|value| value.kind) else {
+                continue;
+            };
+            let permit = in_flight.clone().acquire_owned().await.unwrap();
+            let (mut publisher, output) = (publisher.clone(), output.clone());
+            tokio::spawn(async move {
+                publish(&mut publisher, &output, text.to_uppercase()).await;
+                drop(permit);
+            });
+        }
+    });
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--forwarder") {
+        return forward(&args[at + 1..(at + 5).min(args.len())]);
+    }
     let options = options();
     let relay_binary = PathBuf::from("target/release/topic-relay");
     assert!(relay_binary.exists(), "build the release binary first: cargo build --release");
@@ -519,9 +560,19 @@ fn main() {
             let relay = Running(command.spawn().expect("the relay starts"));
             let (input, output) = (format!("relay-in-{}", run.name()), format!("relay-out-{}", run.name()));
             assert!(until_subscribed(&emulator, &input).await, "the relay subscribes");
-            let figures = measure(&endpoint, &input, &output, relay.0.id(), &options, base).await;
+            let figures = measure(&endpoint, (&input, &output), relay.0.id(), None, &options, base).await;
             relays.push((run, figures));
         }
+
+        let (input, output) = ("bare-in".to_owned(), "bare-out".to_owned());
+        let concurrency = options.concurrency.to_string();
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["--forwarder", &endpoint, &input, &output, &concurrency]);
+        let forwarder = Running(command.stdout(Stdio::null()).spawn().expect("the forwarder starts"));
+        assert!(until_subscribed(&emulator, &input).await, "the forwarder subscribes");
+        let relay_pace = relays[1].1.paced;
+        let bare = measure(&endpoint, (&input, &output), forwarder.0.id(), Some(relay_pace), &options, base).await;
+        drop(forwarder);
 
         let node_dir = options.node.then(node_listener).flatten();
         match &node_dir {
@@ -541,7 +592,7 @@ fn main() {
                 .expect("node starts");
             let running = Running(child);
             if until_subscribed(&emulator, &input).await {
-                nodes.push(measure(&endpoint, &input, &output, running.0.id(), &options, base).await);
+                nodes.push(measure(&endpoint, (&input, &output), running.0.id(), None, &options, base).await);
             } else {
                 eprintln!("the Node listener ({mode}) did not subscribe");
             }
@@ -562,6 +613,16 @@ fn main() {
                 fewer.per_cpu_second / per_core.per_cpu_second,
             );
         }
+        print(&format!("bare forwarder, concurrency {}", options.concurrency), &bare, node_guide);
+        let (_, relay) = &relays[1];
+        println!(
+            "{:<40} {:.2}x the items/s, {:.2}x the items per CPU second of the bare forwarder; at the same pace, p99 {:.2} ms against its {:.2} ms",
+            relays[1].0.label(),
+            relay.peak / bare.peak,
+            relay.per_cpu_second / bare.per_cpu_second,
+            relay.p99,
+            bare.p99,
+        );
         if let Some(node) = node_guide {
             print("Node, as Momento's guides show", node, None);
         }
