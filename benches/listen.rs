@@ -614,10 +614,10 @@ fn main() {
             );
         }
         print(&format!("bare forwarder, concurrency {}", options.concurrency), &bare, node_guide);
-        let (_, relay) = &relays[1];
+        let (run, relay) = &relays[1];
         println!(
             "{:<40} {:.2}x the items/s, {:.2}x the items per CPU second of the bare forwarder; at the same pace, p99 {:.2} ms against its {:.2} ms",
-            relays[1].0.label(),
+            run.label(),
             relay.peak / bare.peak,
             relay.per_cpu_second / bare.per_cpu_second,
             relay.p99,
