@@ -55,6 +55,8 @@ export const LISTEN_CONFIG = 'config/deploy/listen.toml';
 export const WEBHOOK_CONFIG = 'config/default.toml';
 /** The task's size, in CPU units (1024 = 1 vCPU) and MiB. */
 export const TASK_CPU = 512;
+/** The whole vCPUs of the task, at least one: what both of the relay's runtimes are sized to. */
+const TASK_VCPUS = Math.max(1, Math.floor(TASK_CPU / 1024));
 const TASK_MEMORY_MIB = 1024;
 
 const REPOSITORY_ROOT = path.join(__dirname, '..', '..', '..', '..');
@@ -106,8 +108,8 @@ export class TopicRelayStack extends cdk.Stack {
       // "One per CPU" counts the host's CPUs, not the task's share of them: size both
       // runtimes to the task. One worker carries about as much as one per core, on less CPU
       // per item (docs/src/reference/configuration.md#server).
-      TOPIC_RELAY__SERVER__THREADS: String(Math.max(1, Math.floor(TASK_CPU / 1024))),
-      TOPIC_RELAY__SERVER__WORKER_THREADS: String(Math.max(1, Math.floor(TASK_CPU / 1024))),
+      TOPIC_RELAY__SERVER__THREADS: String(TASK_VCPUS),
+      TOPIC_RELAY__SERVER__WORKER_THREADS: String(TASK_VCPUS),
     };
     if (spool === 'efs') {
       // Deployments briefly run up to twice the tasks; each needs a slot of its own.
